@@ -1,0 +1,23 @@
+"""Dynamic Sparse Reparameterization (Mostafa & Wang, ICML 2019) for Keras 3."""
+
+from tf_dsr.callbacks import DynamicReparam
+from tf_dsr.callbacks import ReallocationReport
+from tf_dsr.callbacks import ReparamCallback
+from tf_dsr.callbacks import ReparamState
+from tf_dsr.layers import SparseConv2D
+from tf_dsr.layers import SparseDense
+from tf_dsr.layers import SparseLayer
+from tf_dsr.summary import sparsity_summary
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DynamicReparam",
+    "ReallocationReport",
+    "ReparamCallback",
+    "ReparamState",
+    "SparseConv2D",
+    "SparseDense",
+    "SparseLayer",
+    "sparsity_summary",
+]

@@ -1,0 +1,7 @@
+"""Keras callbacks that move the masks of sparse layers during training."""
+
+from tf_dsr.callbacks.base import ReallocationReport
+from tf_dsr.callbacks.base import ReparamCallback
+from tf_dsr.callbacks.base import find_sparse_layers
+from tf_dsr.callbacks.dsr import DynamicReparam
+from tf_dsr.callbacks.state import ReparamState

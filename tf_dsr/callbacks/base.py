@@ -1,0 +1,280 @@
+"""What every mask-updating method shares: when to run, on what, and how
+the results land in the model.
+
+A method (DSR, SET, ...) is a subclass that implements `_update`, a pure
+function from the current kernels and masks to new ones. This base finds
+the sparse layers, counts steps with `optimizer.iterations`, follows the
+period schedule, runs `_update` inside one `tf.function`, assigns the
+results, resets optimizer slots at inactive positions and reports to the
+Keras logs.
+"""
+
+import numbers
+import random
+import warnings
+from typing import NamedTuple
+
+import keras
+import tensorflow as tf
+
+from tf_dsr import optimizer_slots
+from tf_dsr.callbacks.state import attach_state
+from tf_dsr.layers.base import SparseLayer
+
+
+class Update(NamedTuple):
+    """What a method's `_update` returns (tensors, one entry per layer)."""
+
+    kernels: list
+    masks: list
+    num_pruned: tf.Tensor
+    num_grown: tf.Tensor
+    threshold: tf.Tensor
+    is_finite: tf.Tensor
+
+
+class ReallocationReport(NamedTuple):
+    """What one reallocation did, as Python values.
+
+    Attributes:
+        step: the optimizer step it ran at.
+        num_pruned: dict, layer name -> weights pruned.
+        num_grown: dict, layer name -> weights regrown.
+        threshold: the threshold after adapting (methods without one: nan).
+        sparsity: global fraction of zeros over the sparse kernels.
+        skipped: True when a kernel held NaN/Inf and nothing changed.
+    """
+
+    step: int
+    num_pruned: dict
+    num_grown: dict
+    threshold: float
+    sparsity: float
+    skipped: bool
+
+    @property
+    def total_pruned(self):
+        return sum(self.num_pruned.values())
+
+
+def find_sparse_layers(model):
+    """Sparse layers of a model, depth first, each once (shared layers too)."""
+    found, seen = [], set()
+
+    def visit(layer):
+        if id(layer) in seen:
+            return
+        seen.add(id(layer))
+        if isinstance(layer, SparseLayer):
+            found.append(layer)
+        for child in getattr(layer, "layers", None) or []:
+            visit(child)
+
+    visit(model)
+    return found
+
+
+def _validate_period(period):
+    def check(value, where):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(
+                f"`period` {where}must be a positive int number of steps. "
+                f"Received: {value!r}."
+            )
+        return int(value)
+
+    if isinstance(period, dict):
+        if not period:
+            raise ValueError("`period` schedule is empty; give e.g. {0: 100, 25: 200}.")
+        schedule = {}
+        for epoch, value in period.items():
+            if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
+                raise ValueError(
+                    "`period` schedule keys are epochs (ints >= 0). "
+                    f"Received key {epoch!r}."
+                )
+            schedule[int(epoch)] = check(value, f"at epoch {epoch} ")
+        if 0 not in schedule:
+            raise ValueError(
+                "`period` schedule must say the period from epoch 0. "
+                f"Received keys {sorted(schedule)}; add a 0 entry."
+            )
+        return schedule
+    if isinstance(period, numbers.Integral) and not isinstance(period, bool):
+        return {0: check(period, "")}
+    raise TypeError(
+        "`period` must be an int or a dict {epoch: period}. "
+        f"Received: {period!r} of type {type(period).__name__}."
+    )
+
+
+class ReparamCallback(keras.callbacks.Callback):
+    """Base of callbacks that periodically update the masks of sparse layers.
+
+    Args:
+        period: int, or dict `{epoch: steps}` (a schedule; must have key 0).
+            A reallocation runs when at least `period` optimizer steps have
+            passed since the last one.
+        stop_epoch: int or None. No reallocation from this epoch (0-based)
+            on. Defaults to None (never stop).
+        seed: int or None. With the step and the layer's index it fixes all
+            randomness. None draws one from Python's `random`.
+        jit_compile: bool, compile the reallocation with XLA. Defaults to
+            False (see BUILD_NOTES.md: faster without it on CPU).
+    """
+
+    def __init__(self, period, stop_epoch=None, seed=None, jit_compile=False):
+        super().__init__()
+        self.period = _validate_period(period)
+        if stop_epoch is not None and (
+            isinstance(stop_epoch, bool)
+            or not isinstance(stop_epoch, numbers.Integral)
+            or stop_epoch < 0
+        ):
+            raise ValueError(
+                f"`stop_epoch` must be None or an int >= 0. Received: {stop_epoch!r}."
+            )
+        self.stop_epoch = stop_epoch
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+        ):
+            raise TypeError(f"`seed` must be an int or None. Received: {seed!r}.")
+        self.seed = int(seed) if seed is not None else random.randint(0, 2**31 - 1)
+        self.jit_compile = bool(jit_compile)
+        self.layers = []
+        self.state = None
+        self.last_report = None
+        self._epoch = 0
+        self._bound_model = None
+
+    # ----- what a method provides -------------------------------------
+    def _initial_threshold(self):
+        return float("nan")
+
+    def _update(self, kernels, masks, step, num_active):
+        """Returns an `Update` for the given kernels and masks (pure TF)."""
+        raise NotImplementedError
+
+    # ----- wiring into the model --------------------------------------
+    def set_model(self, model):
+        super().set_model(model)
+        if model is self._bound_model:
+            return
+        layers = find_sparse_layers(model)
+        if not layers:
+            raise ValueError(
+                f"{type(self).__name__} found no tf_dsr sparse layer in model "
+                f"'{model.name}'. Build the model with tf_dsr.SparseDense / "
+                "tf_dsr.SparseConv2D, or convert it with tf_dsr.sparsify()."
+            )
+        if not all(layer.built for layer in layers):
+            raise ValueError(
+                f"Model '{model.name}' has unbuilt sparse layers; build the "
+                "model (call it once or give it an Input) before training."
+            )
+        self.layers = layers
+        self.state = attach_state(model, self._initial_threshold())
+        self._bound_model = model
+        self._num_active = int(sum(int(tf.reduce_sum(l.mask.value)) for l in layers))
+        self._num_weights = sum(int(l.mask.shape.num_elements()) for l in layers)
+        self._step_fn = tf.function(self._reallocate_in_graph, jit_compile=self.jit_compile)
+
+    def _reallocate_in_graph(self, step):
+        kernels = [layer.kernel.value for layer in self.layers]
+        masks = [layer.mask.value for layer in self.layers]
+        update = self._update(kernels, masks, step, self._num_active)
+        for layer, kernel, mask in zip(self.layers, update.kernels, update.masks):
+            layer.kernel.assign(kernel)
+            layer.mask.assign(mask)
+            for slot in optimizer_slots.kernel_slots(
+                getattr(self.model, "optimizer", None), layer.kernel
+            ):
+                slot.assign(slot * tf.cast(mask, slot.dtype))
+        self.state.threshold.assign(update.threshold)
+        self.state.last_step.assign(tf.cast(step, tf.int64))
+        self.state.num_reallocations.assign_add(tf.cast(update.is_finite, tf.int64))
+        num_active = tf.stack(
+            [tf.reduce_sum(tf.cast(m, tf.int64)) for m in update.masks]
+        )
+        return update.num_pruned, update.num_grown, update.threshold, update.is_finite, num_active
+
+    # ----- running ----------------------------------------------------
+    def current_period(self, epoch=None):
+        epoch = self._epoch if epoch is None else epoch
+        return self.period[max(e for e in self.period if e <= epoch)]
+
+    def reallocate(self, step=None):
+        """Runs one reallocation now on the model given to `set_model`.
+
+        For custom training loops and benchmarks. Does not consult the
+        period; `step` (default: the optimizer's iterations, else the
+        state's last step + 1) seeds the randomness.
+
+        Returns:
+            A `ReallocationReport`.
+        """
+        if self._bound_model is None:
+            raise ValueError(
+                "Call `set_model(model)` (or pass the callback to `fit`) "
+                "before `reallocate()`."
+            )
+        if step is None:
+            step = self._optimizer_step()
+            if step is None:
+                step = int(self.state.last_step.numpy()) + 1
+        num_pruned, num_grown, threshold, is_finite, num_active = self._step_fn(
+            tf.constant(step, tf.int64)
+        )
+        names = [layer.name for layer in self.layers]
+        report = ReallocationReport(
+            step=int(step),
+            num_pruned=dict(zip(names, num_pruned.numpy().tolist())),
+            num_grown=dict(zip(names, num_grown.numpy().tolist())),
+            threshold=float(threshold.numpy()),
+            sparsity=1.0 - float(num_active.numpy().sum()) / self._num_weights,
+            skipped=not bool(is_finite.numpy()),
+        )
+        if report.skipped:
+            warnings.warn(
+                f"{type(self).__name__}: a sparse kernel holds NaN or Inf at "
+                f"step {step}; reallocation skipped, masks unchanged. Lower the "
+                "learning rate or check the inputs.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        self.last_report = report
+        return report
+
+    def _optimizer_step(self):
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is None:
+            return None
+        return int(keras.ops.convert_to_numpy(optimizer.iterations))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.stop_epoch is not None and self._epoch >= self.stop_epoch:
+            self._add_logs(logs)
+            return
+        step = self._optimizer_step()
+        last = int(self.state.last_step.numpy())
+        period = self.current_period()
+        if step - last >= period:
+            self.reallocate(step)
+            # Land on the period grid so that steps_per_execution > 1 keeps
+            # the number of reallocations that `period` implies.
+            self.state.last_step.assign(last + (step - last) // period * period)
+        self._add_logs(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._add_logs(logs)
+
+    def _add_logs(self, logs):
+        if logs is None:
+            return
+        report = self.last_report
+        logs["threshold"] = float(self.state.threshold.numpy()) if report else float("nan")
+        logs["num_pruned"] = float(report.total_pruned) if report else 0.0
+        logs["sparsity"] = 1.0 - self._num_active / self._num_weights

@@ -1,0 +1,112 @@
+"""DynamicReparam: the DSR callback (Mostafa & Wang, ICML 2019)."""
+
+import numbers
+
+import tensorflow as tf
+
+from tf_dsr.callbacks.base import ReparamCallback
+from tf_dsr.callbacks.base import Update
+from tf_dsr.core import reallocation
+
+
+class DynamicReparam(ReparamCallback):
+    """Dynamic Sparse Reparameterization during `model.fit`.
+
+    Every `period` steps, prunes the weights of all sparse layers whose
+    magnitude is below one global threshold H and regrows as many at random
+    empty positions, shared across layers in proportion to the weights each
+    kept; H adapts so that about `prune_target` weights are pruned each time
+    (DSR_SPEC section 4). The number of non-zero weights never changes.
+
+    Reference: Mostafa & Wang, "Parameter Efficient Training of Deep
+    Convolutional Neural Networks by Dynamic Sparse Reparameterization",
+    ICML 2019, Algorithm 1.
+
+    Args:
+        prune_target: N_prune. An int (weights per reallocation) or a float
+            in (0, 1) (that fraction of the model's active weights).
+        period: int steps between reallocations, or a schedule
+            `{epoch: steps}` with key 0, as in the paper.
+        stop_epoch: int or None, no reallocation from this epoch on
+            (the paper stops 10 epochs before the end). Defaults to None.
+        initial_threshold: float > 0, H at the start. Defaults to 1e-3.
+        tolerance: float in [0, 1), delta. Defaults to 0.1.
+        seed: int or None, fixes all randomness with step and layer.
+        jit_compile: bool, compile the reallocation with XLA. Defaults to
+            False.
+
+    Logs (progress bar, `History`, TensorBoard): `threshold`, `num_pruned`
+    (at the last reallocation) and `sparsity` (global).
+
+    Example:
+
+    >>> model.fit(x, y, epochs=10, callbacks=[
+    ...     tf_dsr.DynamicReparam(prune_target=600, period={0: 100, 25: 200})])
+    """
+
+    def __init__(
+        self,
+        prune_target,
+        period,
+        stop_epoch=None,
+        initial_threshold=1e-3,
+        tolerance=0.1,
+        seed=None,
+        jit_compile=False,
+    ):
+        super().__init__(period, stop_epoch=stop_epoch, seed=seed, jit_compile=jit_compile)
+        if isinstance(prune_target, bool) or not isinstance(prune_target, numbers.Real):
+            raise TypeError(
+                "`prune_target` must be an int (weights) or a float in (0, 1) "
+                f"(fraction of active weights). Received: {prune_target!r}."
+            )
+        if isinstance(prune_target, numbers.Integral):
+            if prune_target < 1:
+                raise ValueError(
+                    f"`prune_target` as a count must be >= 1. Received: {prune_target}."
+                )
+        elif not 0.0 < prune_target < 1.0:
+            raise ValueError(
+                "`prune_target` as a fraction must be in (0, 1); pass an int "
+                f"for an absolute count. Received: {prune_target}."
+            )
+        for name, value, low in (("initial_threshold", initial_threshold, 0.0),):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > low:
+                raise ValueError(f"`{name}` must be a float > 0. Received: {value!r}.")
+        if (
+            isinstance(tolerance, bool)
+            or not isinstance(tolerance, numbers.Real)
+            or not 0.0 <= tolerance < 1.0
+        ):
+            raise ValueError(f"`tolerance` must be a float in [0, 1). Received: {tolerance!r}.")
+        self.prune_target = prune_target
+        self.initial_threshold = float(initial_threshold)
+        self.tolerance = float(tolerance)
+
+    def _initial_threshold(self):
+        return self.initial_threshold
+
+    def num_prune_target(self, num_active):
+        """N_prune as a count for a model with `num_active` active weights."""
+        if isinstance(self.prune_target, numbers.Integral):
+            return int(self.prune_target)
+        return max(1, int(round(self.prune_target * num_active)))
+
+    def _update(self, kernels, masks, step, num_active):
+        result = reallocation.reallocate(
+            kernels,
+            masks,
+            threshold=self.state.threshold.value,
+            prune_target=self.num_prune_target(num_active),
+            tolerance=self.tolerance,
+            seed=tf.constant(self.seed, tf.int64),
+            step=step,
+        )
+        return Update(
+            kernels=result.kernels,
+            masks=result.masks,
+            num_pruned=result.num_pruned,
+            num_grown=result.num_grown,
+            threshold=result.threshold,
+            is_finite=result.is_finite,
+        )

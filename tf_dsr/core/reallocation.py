@@ -1,0 +1,334 @@
+"""One DSR reallocation as pure TensorFlow functions.
+
+Mostafa & Wang, "Parameter Efficient Training of Deep Convolutional Neural
+Networks by Dynamic Sparse Reparameterization", ICML 2019, Algorithm 1, as
+the authors' code runs it (DSR_SPEC section 4). Names used here and the
+paper's symbols:
+
+| here                     | paper      | meaning                               |
+| ------------------------ | ---------- | ------------------------------------- |
+| `threshold`              | H          | global magnitude threshold            |
+| `prune_target`           | N_prune    | wanted number of pruned weights       |
+| `tolerance`              | delta      | band around N_prune that keeps H      |
+| `num_pruned[l]`          | K_l        | weights pruned in tensor l            |
+| `num_survivors[l]`       | R_l        | active weights kept in tensor l       |
+| `sum(num_pruned)`        | K          | weights to regrow across all tensors  |
+| `kernels[l]`, `masks[l]` | W_l, M_l   | a sparse tensor and its 0/1 mask      |
+
+Each step of the algorithm is one function: `prune`, `share_out`, `grow`,
+`adapt_threshold`; `reallocate` chains them over all tensors. Nothing here
+touches Keras or variables: tensors go in, a `Reallocation` comes out, so
+the same code runs eagerly, in a `tf.function`, under XLA and in every
+replica of a distribution strategy.
+"""
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+from tf_dsr.core.selection import random_subset
+
+
+class Pruned(NamedTuple):
+    """Outcome of pruning one tensor.
+
+    Attributes:
+        survivors: bool, kernel-shaped; active positions that stay active.
+        pruned: bool, kernel-shaped; active positions removed now.
+    """
+
+    survivors: tf.Tensor
+    pruned: tf.Tensor
+
+
+class Reallocation(NamedTuple):
+    """Outcome of one reallocation over `L` sparse tensors.
+
+    Attributes:
+        kernels: list of `L` kernels, zero wherever the new mask is 0 and
+            at every regrown position.
+        masks: list of `L` masks (same dtype as the input masks), 0/1.
+        threshold: float32 scalar, the adapted threshold H.
+        num_pruned: int64 `[L]`, K_l.
+        num_grown: int64 `[L]`, weights regrown in each tensor.
+        is_finite: bool scalar; `False` when a kernel held NaN or Inf, in
+            which case kernels, masks and threshold are returned unchanged
+            and the counts are zero.
+    """
+
+    kernels: list
+    masks: list
+    threshold: tf.Tensor
+    num_pruned: tf.Tensor
+    num_grown: tf.Tensor
+    is_finite: tf.Tensor
+
+
+def _count(x):
+    return tf.reduce_sum(tf.cast(x, tf.int64))
+
+
+def prune(kernel, mask, threshold):
+    """Step 1: prunes active weights whose magnitude is below `threshold`.
+
+    The comparison is strict (`|W| < H`). A tensor that would lose every
+    active weight keeps its largest-magnitude one, so no layer is ever cut
+    off from the network.
+
+    Args:
+        kernel: float tensor, any shape.
+        mask: tensor of the same shape, 0/1 (any numeric dtype).
+        threshold: float scalar, H.
+
+    Returns:
+        A `Pruned` tuple of bool tensors shaped like `kernel`.
+    """
+    active = tf.not_equal(mask, 0)
+    magnitude = tf.abs(tf.cast(kernel, tf.float32))
+    weak = active & (magnitude < tf.cast(threshold, tf.float32))
+    survivors = active & ~weak
+
+    lost_all = tf.equal(_count(survivors), 0) & tf.greater(_count(active), 0)
+    flat_survivors = tf.reshape(survivors, [-1])
+    largest = tf.argmax(
+        tf.reshape(tf.where(active, magnitude, -1.0), [-1]), output_type=tf.int64
+    )
+    flat_survivors = tf.tensor_scatter_nd_update(
+        flat_survivors, [[largest]], [flat_survivors[largest] | lost_all]
+    )
+    survivors = tf.reshape(flat_survivors, tf.shape(active))
+    return Pruned(survivors=survivors, pruned=active & ~survivors)
+
+
+def share_out(num_to_place, weights, capacity):
+    """Steps 3 and 4: integer shares proportional to `weights`, within capacity.
+
+    Shares are proportional to `weights` with largest-remainder rounding
+    (ties go to the lower index), so they sum to exactly `num_to_place`.
+    What a tensor cannot hold beyond its `capacity` is shared again among
+    the tensors with room, in the same proportions, until everything is
+    placed. Tensors with room but zero weight only receive shares when no
+    tensor with room has positive weight; then shares follow free room.
+    Integer arithmetic throughout: no float rounding, no float64 (TPUs).
+
+    Args:
+        num_to_place: int scalar, K.
+        weights: int `[L]`, non-negative, R_l.
+        capacity: int `[L]`, non-negative, free positions per tensor.
+
+    Returns:
+        int64 `[L]` shares with `0 <= shares <= capacity` and
+        `sum(shares) == min(num_to_place, sum(capacity))`.
+    """
+    num_to_place = tf.cast(num_to_place, tf.int64)
+    weights = tf.cast(weights, tf.int64)
+    capacity = tf.cast(capacity, tf.int64)
+    num_to_place = tf.minimum(num_to_place, tf.reduce_sum(capacity))
+    num_tensors = tf.size(weights)
+
+    def one_round(shares):
+        remaining = num_to_place - tf.reduce_sum(shares)
+        room = capacity - shares
+        has_room = room > 0
+        share_weights = tf.where(has_room, weights, 0)
+        share_weights = tf.where(
+            tf.reduce_sum(share_weights) > 0,
+            share_weights,
+            tf.where(has_room, room, 0),
+        )
+        total = tf.maximum(tf.reduce_sum(share_weights), 1)
+        exact = remaining * share_weights
+        floor = exact // total
+        remainder = exact - floor * total
+        num_left_over = remaining - tf.reduce_sum(floor)
+        # Largest remainder first; ties to the lower index.
+        order = tf.argsort(remainder, direction="DESCENDING", stable=True)
+        rank = tf.math.invert_permutation(tf.cast(order, tf.int32))
+        extra = tf.cast(tf.cast(rank, tf.int64) < num_left_over, tf.int64)
+        return shares + tf.minimum(floor + extra, room)
+
+    # Each round either places everything or fills at least one tensor, so
+    # L rounds always finish; a fixed count keeps the loop XLA-friendly.
+    shares = tf.zeros_like(weights)
+    shares = tf.while_loop(
+        lambda i, _: i < num_tensors,
+        lambda i, s: (i + 1, one_round(s)),
+        (tf.constant(0), shares),
+    )[1]
+    return shares
+
+
+def grow(candidates, num_grown, seed):
+    """Step 5: picks `num_grown` candidate positions uniformly at random.
+
+    Args:
+        candidates: bool tensor; positions that may receive a new weight.
+        num_grown: int scalar, `<= count(candidates)`.
+        seed: int tensor `[2]`, stateless RNG seed.
+
+    Returns:
+        bool tensor shaped like `candidates`, exactly `num_grown` `True`.
+    """
+    return random_subset(candidates, num_grown, seed)
+
+
+def adapt_threshold(threshold, num_pruned, prune_target, tolerance):
+    """Step 6: halves or doubles H to steer K towards N_prune.
+
+    Args:
+        threshold: float scalar, H.
+        num_pruned: int scalar, K (pruned over all tensors).
+        prune_target: number scalar, N_prune.
+        tolerance: float scalar, delta.
+
+    Returns:
+        float32 scalar: `H / 2` if `K > (1 + delta) N_prune`, `2 H` if
+        `K < (1 - delta) N_prune`, else `H`.
+    """
+    threshold = tf.cast(threshold, tf.float32)
+    num_pruned = tf.cast(num_pruned, tf.float64)
+    prune_target = tf.cast(prune_target, tf.float64)
+    tolerance = tf.cast(tolerance, tf.float64)
+    too_many = num_pruned > (1.0 + tolerance) * prune_target
+    too_few = num_pruned < (1.0 - tolerance) * prune_target
+    return tf.where(
+        too_many, threshold / 2.0, tf.where(too_few, threshold * 2.0, threshold)
+    )
+
+
+def layer_seed(seed, step, layer_index, stream=0):
+    """Stateless seed for one tensor at one step: reproducible randomness.
+
+    Args:
+        seed: int scalar, the run's seed.
+        step: int scalar, the training step of this reallocation.
+        layer_index: Python int, the tensor's position in the list.
+        stream: Python int, separates independent draws for one tensor.
+
+    Returns:
+        int64 tensor `[2]`.
+    """
+    base = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
+    return tf.random.experimental.stateless_fold_in(
+        base, layer_index * 2 + stream
+    )
+
+
+def _validate(kernels, masks):
+    if not isinstance(kernels, (list, tuple)) or not isinstance(
+        masks, (list, tuple)
+    ):
+        raise TypeError(
+            "`kernels` and `masks` must be lists of tensors. Received: "
+            f"kernels={type(kernels).__name__}, masks={type(masks).__name__}."
+        )
+    if not kernels:
+        raise ValueError(
+            "`reallocate` needs at least one sparse tensor. Received an empty "
+            "list of kernels: does the model contain tf_dsr sparse layers?"
+        )
+    if len(kernels) != len(masks):
+        raise ValueError(
+            "Expected one mask per kernel. Received "
+            f"{len(kernels)} kernels and {len(masks)} masks."
+        )
+    for i, (kernel, mask) in enumerate(zip(kernels, masks)):
+        if kernel.shape != mask.shape:
+            raise ValueError(
+                f"Kernel {i} has shape {kernel.shape} but its mask has shape "
+                f"{mask.shape}; each mask must match its kernel."
+            )
+
+
+def _reallocate_finite(kernels, masks, threshold, prune_target, tolerance,
+                       seed, step):
+    pruned = [prune(k, m, threshold) for k, m in zip(kernels, masks)]
+    num_pruned = tf.stack([_count(p.pruned) for p in pruned])
+    num_survivors = tf.stack([_count(p.survivors) for p in pruned])
+    free = [~(p.survivors | p.pruned) for p in pruned]
+    num_free = tf.stack([_count(f) for f in free])
+    total_pruned = tf.reduce_sum(num_pruned)
+
+    # New weights go to positions that were empty before this step. Only
+    # when those run out (dense-ish tensors, large K) does the rest fall back
+    # to positions pruned in this step, so the count is always conserved.
+    into_free = share_out(total_pruned, num_survivors, num_free)
+    into_pruned = share_out(
+        total_pruned - tf.reduce_sum(into_free), num_survivors, num_pruned
+    )
+
+    new_kernels, new_masks = [], []
+    for i, (kernel, mask, p, f) in enumerate(zip(kernels, masks, pruned, free)):
+        grown = grow(f, into_free[i], layer_seed(seed, step, i, stream=0))
+        grown = grown | tf.cond(
+            into_pruned[i] > 0,
+            lambda: grow(p.pruned, into_pruned[i],
+                         layer_seed(seed, step, i, stream=1)),
+            lambda: tf.zeros_like(p.pruned),
+        )
+        new_masks.append(tf.cast(p.survivors | grown, mask.dtype))
+        new_kernels.append(tf.where(p.survivors, kernel, tf.zeros_like(kernel)))
+
+    return Reallocation(
+        kernels=new_kernels,
+        masks=new_masks,
+        threshold=adapt_threshold(threshold, total_pruned, prune_target,
+                                  tolerance),
+        num_pruned=num_pruned,
+        num_grown=into_free + into_pruned,
+        is_finite=tf.constant(True),
+    )
+
+
+def reallocate(kernels, masks, threshold, prune_target, tolerance=0.1,
+               seed=0, step=0):
+    """Runs one DSR reallocation (Algorithm 1) over all sparse tensors.
+
+    Prunes every active weight with `|W| < threshold` (keeping the largest
+    weight of a tensor that would lose all), zeroes the kernels wherever the
+    mask is 0, regrows exactly as many weights as were pruned, shared across
+    tensors in proportion to their surviving weights and placed uniformly at
+    random among positions that were empty before this step, then adapts the
+    threshold. The total number of active weights is conserved exactly.
+
+    If any kernel holds NaN or Inf, nothing changes: the inputs come back
+    with `is_finite=False` and zero counts.
+
+    Args:
+        kernels: list of `L` float tensors, W_l.
+        masks: list of `L` 0/1 tensors shaped like the kernels, M_l.
+        threshold: float scalar, H.
+        prune_target: number scalar, N_prune.
+        tolerance: float scalar, delta. Defaults to 0.1.
+        seed: int scalar. Together with `step` and the tensor's index it
+            fixes every random choice. Defaults to 0.
+        step: int scalar, the training step. Defaults to 0.
+
+    Returns:
+        A `Reallocation`.
+
+    Raises:
+        TypeError: `kernels` or `masks` is not a list.
+        ValueError: the lists are empty, differ in length, or a mask's shape
+            differs from its kernel's.
+    """
+    _validate(kernels, masks)
+    kernels = [tf.convert_to_tensor(k) for k in kernels]
+    masks = [tf.convert_to_tensor(m) for m in masks]
+    threshold = tf.cast(threshold, tf.float32)
+    is_finite = tf.reduce_all(
+        tf.stack([tf.reduce_all(tf.math.is_finite(k)) for k in kernels])
+    )
+    num_tensors = len(kernels)
+
+    def unchanged():
+        zeros = tf.zeros([num_tensors], tf.int64)
+        return Reallocation(kernels, masks, threshold, zeros, zeros,
+                            tf.constant(False))
+
+    return tf.cond(
+        is_finite,
+        lambda: _reallocate_finite(kernels, masks, threshold, prune_target,
+                                   tolerance, seed, step),
+        unchanged,
+    )

@@ -1,0 +1,75 @@
+"""Per-layer and global sparsity of a model's sparse kernels."""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from tf_dsr.callbacks.base import find_sparse_layers
+
+
+class LayerSparsity(NamedTuple):
+    name: str
+    shape: tuple
+    num_weights: int
+    num_active: int
+
+    @property
+    def sparsity(self):
+        return 1.0 - self.num_active / self.num_weights
+
+
+class SparsitySummary(NamedTuple):
+    """Per-layer rows plus global totals; `str()` renders a table."""
+
+    layers: list
+
+    @property
+    def num_weights(self):
+        return sum(row.num_weights for row in self.layers)
+
+    @property
+    def num_active(self):
+        return sum(row.num_active for row in self.layers)
+
+    @property
+    def sparsity(self):
+        return 1.0 - self.num_active / self.num_weights if self.num_weights else 0.0
+
+    def __str__(self):
+        header = ("layer", "shape", "weights", "active", "sparsity")
+        rows = [
+            (r.name, "x".join(map(str, r.shape)), str(r.num_weights),
+             str(r.num_active), f"{r.sparsity:.4f}")
+            for r in self.layers
+        ]
+        rows.append(("total", "", str(self.num_weights), str(self.num_active),
+                     f"{self.sparsity:.4f}"))
+        widths = [max(len(row[i]) for row in [header] + rows) for i in range(5)]
+        line = lambda row: "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
+        )
+        rule = "-" * len(line(header))
+        return "\n".join([line(header), rule] + [line(r) for r in rows[:-1]] + [rule, line(rows[-1])])
+
+
+def sparsity_summary(model):
+    """Counts total and active weights of every sparse kernel in `model`.
+
+    Args:
+        model: a built Keras model (or layer) containing tf_dsr sparse layers.
+
+    Returns:
+        A `SparsitySummary`: `.layers` rows (name, shape, num_weights,
+        num_active, sparsity) and global `.num_weights`, `.num_active`,
+        `.sparsity`; `print()` it for a table.
+
+    Example:
+
+    >>> print(tf_dsr.sparsity_summary(model))
+    """
+    rows = []
+    for layer in find_sparse_layers(model):
+        mask = np.asarray(layer.mask.numpy())
+        rows.append(LayerSparsity(layer.name, tuple(mask.shape), int(mask.size),
+                                  int(np.count_nonzero(mask))))
+    return SparsitySummary(rows)
