@@ -21,3 +21,10 @@ __all__ = [
     "SparseLayer",
     "sparsity_summary",
 ]
+
+from tf_dsr.convert import sparsify  # noqa: E402
+from tf_dsr.convert import strip  # noqa: E402
+from tf_dsr.export import export  # noqa: E402
+from tf_dsr.export import to_tflite  # noqa: E402
+
+__all__ += ["export", "sparsify", "strip", "to_tflite"]

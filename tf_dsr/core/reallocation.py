@@ -22,6 +22,7 @@ the same code runs eagerly, in a `tf.function`, under XLA and in every
 replica of a distribution strategy.
 """
 
+import math
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -158,18 +159,21 @@ def share_out(num_to_place, weights, capacity):
     return shares
 
 
-def grow(candidates, num_grown, seed):
+def grow(candidates, num_grown, seed, fallback=None):
     """Step 5: picks `num_grown` candidate positions uniformly at random.
 
     Args:
-        candidates: bool tensor; positions that may receive a new weight.
-        num_grown: int scalar, `<= count(candidates)`.
+        candidates: bool tensor; empty positions that may receive a new
+            weight (positions pruned in this step excluded).
+        num_grown: int scalar, `<= count(candidates | fallback)`.
         seed: int tensor `[2]`, stateless RNG seed.
+        fallback: optional bool tensor, positions pruned in this step; used
+            only once every candidate is taken (see `reallocate`).
 
     Returns:
         bool tensor shaped like `candidates`, exactly `num_grown` `True`.
     """
-    return random_subset(candidates, num_grown, seed)
+    return random_subset(candidates, num_grown, seed, fallback=fallback)
 
 
 def adapt_threshold(threshold, num_pruned, prune_target, tolerance):
@@ -186,32 +190,37 @@ def adapt_threshold(threshold, num_pruned, prune_target, tolerance):
         `K < (1 - delta) N_prune`, else `H`.
     """
     threshold = tf.cast(threshold, tf.float32)
-    num_pruned = tf.cast(num_pruned, tf.float64)
-    prune_target = tf.cast(prune_target, tf.float64)
-    tolerance = tf.cast(tolerance, tf.float64)
-    too_many = num_pruned > (1.0 + tolerance) * prune_target
-    too_few = num_pruned < (1.0 - tolerance) * prune_target
+    if tf.is_tensor(prune_target) or tf.is_tensor(tolerance):
+        num_pruned = tf.cast(num_pruned, tf.float64)
+        upper = (1.0 + tf.cast(tolerance, tf.float64)) * tf.cast(prune_target, tf.float64)
+        lower = (1.0 - tf.cast(tolerance, tf.float64)) * tf.cast(prune_target, tf.float64)
+    else:
+        # Python numbers: exact integer bounds, computed here in float64, so
+        # K == (1 - delta) N_prune keeps H (a float32 0.1 would not), and the
+        # graph compares int64 only (TPUs have no float64).
+        num_pruned = tf.cast(num_pruned, tf.int64)
+        upper = tf.constant(math.floor((1.0 + tolerance) * prune_target), tf.int64)
+        lower = tf.constant(math.ceil((1.0 - tolerance) * prune_target), tf.int64)
+    too_many = num_pruned > upper
+    too_few = num_pruned < lower
     return tf.where(
         too_many, threshold / 2.0, tf.where(too_few, threshold * 2.0, threshold)
     )
 
 
-def layer_seed(seed, step, layer_index, stream=0):
+def layer_seed(seed, step, layer_index):
     """Stateless seed for one tensor at one step: reproducible randomness.
 
     Args:
         seed: int scalar, the run's seed.
         step: int scalar, the training step of this reallocation.
         layer_index: Python int, the tensor's position in the list.
-        stream: Python int, separates independent draws for one tensor.
 
     Returns:
         int64 tensor `[2]`.
     """
     base = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
-    return tf.random.experimental.stateless_fold_in(
-        base, layer_index * 2 + stream
-    )
+    return tf.random.experimental.stateless_fold_in(base, layer_index, alg="philox")
 
 
 def _validate(kernels, masks):
@@ -257,15 +266,12 @@ def _reallocate_finite(kernels, masks, threshold, prune_target, tolerance,
         total_pruned - tf.reduce_sum(into_free), num_survivors, num_pruned
     )
 
+    num_grown = into_free + into_pruned
     new_kernels, new_masks = [], []
     for i, (kernel, mask, p, f) in enumerate(zip(kernels, masks, pruned, free)):
-        grown = grow(f, into_free[i], layer_seed(seed, step, i, stream=0))
-        grown = grown | tf.cond(
-            into_pruned[i] > 0,
-            lambda: grow(p.pruned, into_pruned[i],
-                         layer_seed(seed, step, i, stream=1)),
-            lambda: tf.zeros_like(p.pruned),
-        )
+        # `into_pruned[i] > 0` only once every free position of every tensor
+        # is taken, so ranking pruned positions after free ones is exact.
+        grown = grow(f, num_grown[i], layer_seed(seed, step, i), fallback=p.pruned)
         new_masks.append(tf.cast(p.survivors | grown, mask.dtype))
         new_kernels.append(tf.where(p.survivors, kernel, tf.zeros_like(kernel)))
 
@@ -275,7 +281,7 @@ def _reallocate_finite(kernels, masks, threshold, prune_target, tolerance,
         threshold=adapt_threshold(threshold, total_pruned, prune_target,
                                   tolerance),
         num_pruned=num_pruned,
-        num_grown=into_free + into_pruned,
+        num_grown=num_grown,
         is_finite=tf.constant(True),
     )
 

@@ -114,38 +114,55 @@ def _select_smallest(high, low, num_high_buckets, candidates, num_selected):
     return below, tf.equal(low, cut_key), num_from_cut
 
 
-def random_subset(candidates, num_selected, seed):
+def random_subset(candidates, num_selected, seed, fallback=None):
     """Selects exactly `num_selected` candidate positions uniformly at random.
 
     Args:
         candidates: bool tensor of any static shape; `True` marks positions
             that may be selected.
-        num_selected: int scalar. Values above the number of candidates are
-            clipped to it.
+        num_selected: int scalar. Values above the number of candidates
+            (plus fallback positions) are clipped to it.
         seed: int32/int64 tensor of shape `[2]`, a stateless RNG seed.
+        fallback: optional bool tensor shaped like `candidates`, disjoint
+            from it: positions taken, uniformly at random, only once every
+            candidate is selected.
 
     Returns:
         bool tensor shaped like `candidates`, `True` at exactly
-        `min(num_selected, count(candidates))` candidate positions, every
-        such subset equally likely up to the 31-bit key resolution.
+        `min(num_selected, count(candidates | fallback))` positions: all of
+        `candidates` before any of `fallback`, every subset within a group
+        equally likely up to the 31-bit key resolution.
     """
     candidates = tf.convert_to_tensor(candidates, tf.bool)
     flat = tf.reshape(candidates, [-1])
+    num_high_buckets = _NUM_KEY_HIGH_BUCKETS
+    if fallback is not None:
+        # Fallback keys get the top bit of the high part, so they all sort
+        # after the candidates' keys.
+        fallback = tf.reshape(tf.convert_to_tensor(fallback, tf.bool), [-1])
+        num_high_buckets *= 2
     size = flat.shape[0]
-    num_selected = tf.minimum(tf.cast(num_selected, tf.int64), _count(flat))
 
     # Full-range integers masked to 31 bits: a bounded integer range makes
-    # XLA draw through a slow modulo path (over 10 s for 22M keys).
+    # XLA draw through a slow modulo path (over 10 s for 22M keys). Philox
+    # named explicitly: "auto_select" picks different generators for XLA
+    # and for TF's kernels, and compiled results must equal uncompiled ones.
     keys = tf.bitwise.bitwise_and(
         tf.random.stateless_uniform(
-            [size], seed=seed, minval=None, maxval=None, dtype=tf.int32
+            [size], seed=seed, minval=None, maxval=None, dtype=tf.int32,
+            alg="philox",
         ),
         (1 << _KEY_BITS) - 1,
     )
+    high = tf.bitwise.right_shift(keys, _LOW_BITS)
+    if fallback is not None:
+        high = tf.where(fallback, high + _NUM_KEY_HIGH_BUCKETS, high)
+        flat = flat | fallback
+    num_selected = tf.minimum(tf.cast(num_selected, tf.int64), _count(flat))
     below, at_cut, num_from_cut = _select_smallest(
-        tf.bitwise.right_shift(keys, _LOW_BITS),
+        high,
         tf.bitwise.bitwise_and(keys, _NUM_LOW_BUCKETS - 1),
-        _NUM_KEY_HIGH_BUCKETS,
+        num_high_buckets,
         flat,
         num_selected,
     )

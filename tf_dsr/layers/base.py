@@ -113,11 +113,12 @@ class SparseLayer(keras.layers.Layer):
             trainable=False,
             dtype=self.variable_dtype,
         )
-        mask_value = self.mask.value
-
         def kernel_initializer(shape, dtype=None):
+            # Read the mask when the initializer runs (Keras lifts it out of
+            # any function graph), not when `build` runs: a subclassed model
+            # builds its layers inside a scratch graph on first call.
             values = self.kernel_initializer(shape, dtype)
-            return values * tf.cast(mask_value, values.dtype)
+            return values * tf.cast(self.mask.value, values.dtype)
 
         self.kernel = self.add_weight(
             name="kernel",
