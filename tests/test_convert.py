@@ -1,0 +1,339 @@
+"""Tests for tf_dsr/convert.py: sparsify and strip."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tf_dsr
+from tf_dsr.callbacks.base import find_sparse_layers
+
+
+def resnet_like():
+    """Functional: conv stem, a shared conv used twice, BN, residual add,
+    a nested Sequential head and a final Dense."""
+    inner = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(16, activation="relu", name="inner_a"),
+            keras.layers.Dense(8, name="inner_b"),
+        ],
+        name="inner",
+    )
+    image = keras.Input((6, 6, 3), name="image")
+    stem = keras.layers.Conv2D(8, 3, padding="same", name="stem")(image)
+    shared = keras.layers.Conv2D(8, 3, padding="same", name="shared")
+    y = shared(stem)
+    y = keras.layers.BatchNormalization(name="bn")(y)
+    y = keras.layers.ReLU(name="relu")(y)
+    y = shared(y)
+    y = keras.layers.Add(name="residual")([y, stem])
+    y = keras.layers.GlobalAveragePooling2D(name="pool")(y)
+    y = inner(y)
+    logits = keras.layers.Dense(3, name="head")(y)
+    model = keras.Model(image, logits, name="resnet_like")
+    # Non-trivial BatchNorm statistics, so that copying them is tested.
+    bn = model.get_layer("bn")
+    bn.moving_mean.assign(np.linspace(-0.5, 0.5, 8).astype("float32"))
+    bn.moving_variance.assign(np.linspace(0.5, 2.0, 8).astype("float32"))
+    return model
+
+
+def mlp():
+    return keras.Sequential(
+        [
+            keras.Input((12,), name="features"),
+            keras.layers.Dense(20, activation="relu", name="fc1"),
+            keras.layers.Dense(10, activation="relu", name="fc2"),
+            keras.layers.Dense(4, name="logits"),
+        ],
+        name="mlp",
+    )
+
+
+def images(n=4, seed=0):
+    return np.random.RandomState(seed).randn(n, 6, 6, 3).astype("float32")
+
+
+def layer_types(model):
+    """Layer name -> class name, nested models expanded."""
+    types = {}
+    for layer in model.layers:
+        types[layer.name] = type(layer).__name__
+        if isinstance(layer, keras.Model):
+            types.update(layer_types(layer))
+    return types
+
+
+def all_layers(model):
+    found = {}
+    for layer in model.layers:
+        found[layer.name] = layer
+        if isinstance(layer, keras.Model):
+            found.update(all_layers(layer))
+    return found
+
+
+# ----- sparsify ----------------------------------------------------------
+
+
+def test_sparsity_zero_gives_identical_outputs():
+    model = resnet_like()
+    x = images()
+    sparse = tf_dsr.sparsify(model, 0.0, keep_dense=[], seed=0)
+    assert len(find_sparse_layers(sparse)) == 5
+    np.testing.assert_array_equal(
+        sparse(x, training=False).numpy(), model(x, training=False).numpy()
+    )
+
+
+def test_masks_have_requested_sparsity_and_kernels_are_masked():
+    model = resnet_like()
+    sparse = tf_dsr.sparsify(model, 0.75, keep_dense=[], seed=0)
+    originals = all_layers(model)
+    for layer in find_sparse_layers(sparse):
+        mask = layer.mask.numpy()
+        kernel = layer.kernel.numpy()
+        original = originals[layer.name].kernel.numpy()
+        assert set(np.unique(mask)) <= {0.0, 1.0}
+        assert int(mask.sum()) == int(round(0.25 * mask.size)), layer.name
+        np.testing.assert_array_equal(kernel, original * mask)
+        np.testing.assert_array_equal(kernel, layer.masked_kernel.numpy())
+        np.testing.assert_array_equal(
+            layer.bias.numpy(), originals[layer.name].bias.numpy()
+        )
+    bn, bn_original = sparse.get_layer("bn"), model.get_layer("bn")
+    for new, old in zip(bn.get_weights(), bn_original.get_weights()):
+        np.testing.assert_array_equal(new, old)
+
+
+def test_default_keeps_first_conv_and_last_dense():
+    sparse = tf_dsr.sparsify(resnet_like(), 0.5, seed=0)
+    types = layer_types(sparse)
+    assert types["stem"] == "Conv2D"
+    assert types["head"] == "Dense"
+    assert types["shared"] == "SparseConv2D"
+    assert types["inner_a"] == "SparseDense"
+    assert types["inner_b"] == "SparseDense"
+    assert types["bn"] == "BatchNormalization"
+    assert types["inner"] == "Sequential"
+
+
+def test_default_makes_every_dense_of_an_mlp_sparse():
+    sparse = tf_dsr.sparsify(mlp(), 0.9, seed=0)
+    assert [type(layer).__name__ for layer in sparse.layers] == ["SparseDense"] * 3
+    assert isinstance(sparse, keras.Sequential)
+    assert sparse.name == "mlp"
+
+
+def test_keep_dense_by_names():
+    sparse = tf_dsr.sparsify(resnet_like(), 0.5, keep_dense=["shared", "inner_b"], seed=0)
+    types = layer_types(sparse)
+    assert types["shared"] == "Conv2D"
+    assert types["inner_b"] == "Dense"
+    assert types["stem"] == "SparseConv2D"
+    assert types["inner_a"] == "SparseDense"
+    assert types["head"] == "SparseDense"
+
+
+def test_keep_dense_by_predicate():
+    seen = []
+
+    def is_conv(layer):
+        seen.append(layer.name)
+        return isinstance(layer, keras.layers.Conv2D)
+
+    sparse = tf_dsr.sparsify(resnet_like(), 0.5, keep_dense=is_conv, seed=0)
+    types = layer_types(sparse)
+    assert sorted(seen) == ["head", "inner_a", "inner_b", "shared", "stem"]
+    assert types["stem"] == types["shared"] == "Conv2D"
+    assert types["inner_a"] == types["inner_b"] == types["head"] == "SparseDense"
+
+
+def test_shared_layer_stays_one_shared_layer():
+    sparse = tf_dsr.sparsify(resnet_like(), 0.5, keep_dense=[], seed=0)
+    entries = [l for l in sparse.get_config()["layers"] if l["name"] == "shared"]
+    assert len(entries) == 1
+    assert len(entries[0]["inbound_nodes"]) == 2
+    assert [l.name for l in find_sparse_layers(sparse)].count("shared") == 1
+
+
+def test_nested_model_is_converted_inside():
+    sparse = tf_dsr.sparsify(resnet_like(), 0.5, seed=0)
+    inner = sparse.get_layer("inner")
+    assert isinstance(inner, keras.Sequential)
+    assert all(isinstance(l, tf_dsr.SparseDense) for l in inner.layers)
+    assert inner.layers[0].mask.shape == (8, 16)
+
+
+def test_sparsify_leaves_the_original_untouched():
+    model = resnet_like()
+    before = [w.copy() for w in model.get_weights()]
+    tf_dsr.sparsify(model, 0.9, keep_dense=[], seed=0)
+    assert not find_sparse_layers(model)
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_seed_fixes_masks_and_layers_get_different_masks():
+    a = tf_dsr.sparsify(mlp(), 0.5, seed=3)
+    b = tf_dsr.sparsify(mlp(), 0.5, seed=3)
+    c = tf_dsr.sparsify(mlp(), 0.5, seed=4)
+    masks = lambda m: [l.mask.numpy() for l in find_sparse_layers(m)]
+    for x, y in zip(masks(a), masks(b)):
+        np.testing.assert_array_equal(x, y)
+    assert any(not np.array_equal(x, y) for x, y in zip(masks(a), masks(c)))
+
+
+def test_sparsified_model_trains_and_keeps_zeros():
+    sparse = tf_dsr.sparsify(mlp(), 0.8, seed=0)
+    sparse.compile(keras.optimizers.SGD(0.1), "mse")
+    x = np.random.RandomState(1).randn(32, 12).astype("float32")
+    y = np.random.RandomState(2).randn(32, 4).astype("float32")
+    before = sparse.get_layer("fc1").kernel.numpy().copy()
+    sparse.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    layer = sparse.get_layer("fc1")
+    assert not np.array_equal(layer.kernel.numpy(), before)
+    assert np.all(layer.masked_kernel.numpy()[layer.mask.numpy() == 0] == 0)
+
+
+def test_sequential_built_by_calling_it():
+    model = keras.Sequential([keras.layers.Dense(5, name="a"), keras.layers.Dense(2, name="b")])
+    x = np.ones((2, 3), "float32")
+    model(x)
+    sparse = tf_dsr.sparsify(model, 0.0, seed=0)
+    np.testing.assert_array_equal(sparse(x).numpy(), model(x).numpy())
+
+
+# ----- strip -------------------------------------------------------------
+
+
+def test_strip_inverts_sparsify_config():
+    model = resnet_like()
+    plain = tf_dsr.strip(tf_dsr.sparsify(model, 0.0, keep_dense=[], seed=0))
+    assert plain.get_config() == model.get_config()
+
+
+def test_strip_keeps_outputs_and_holds_exact_zeros():
+    sparse = tf_dsr.sparsify(resnet_like(), 0.8, seed=0)
+    plain = tf_dsr.strip(sparse)
+    x = images()
+    np.testing.assert_allclose(
+        plain(x, training=False).numpy(), sparse(x, training=False).numpy(), atol=1e-6
+    )
+    stripped = all_layers(plain)
+    for layer in find_sparse_layers(sparse):
+        kernel = stripped[layer.name].kernel.numpy()
+        assert type(stripped[layer.name]) in (keras.layers.Dense, keras.layers.Conv2D)
+        np.testing.assert_array_equal(kernel, layer.masked_kernel.numpy())
+        assert int((kernel == 0).sum()) == int((layer.mask.numpy() == 0).sum())
+
+
+def test_strip_leaves_nothing_from_tf_dsr():
+    plain = tf_dsr.strip(tf_dsr.sparsify(resnet_like(), 0.8, keep_dense=[], seed=0))
+    assert not find_sparse_layers(plain)
+    assert "tf_dsr" not in json.dumps(plain.get_config())
+    assert not any("mask" in w.path for w in plain.weights)
+
+
+def test_strip_sparse_layers_built_directly():
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            tf_dsr.SparseConv2D(4, 3, sparsity=0.5, seed=1, activation="relu", name="c"),
+            keras.layers.Flatten(),
+            tf_dsr.SparseDense(3, sparsity=0.5, seed=2, use_bias=False, name="d"),
+        ]
+    )
+    plain = tf_dsr.strip(model)
+    assert [type(l).__name__ for l in plain.layers] == ["Conv2D", "Flatten", "Dense"]
+    assert plain.get_layer("d").bias is None
+    assert plain.get_layer("c").get_config()["activation"] == "relu"
+    x = np.random.RandomState(0).randn(2, 6, 6, 2).astype("float32")
+    np.testing.assert_allclose(plain(x).numpy(), model(x).numpy(), atol=1e-6)
+
+
+def test_strip_sequential_compiled_with_a_lambda_loss():
+    # keras.models.clone_model recompiles Sequential copies and fails on this.
+    model = tf_dsr.sparsify(mlp(), 0.5, seed=0)
+    model.compile("sgd", loss=lambda y, p: tf.reduce_mean((y - p) ** 2))
+    plain = tf_dsr.strip(model)
+    assert not find_sparse_layers(plain)
+
+
+# ----- bad input ---------------------------------------------------------
+
+
+class Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.dense = tf_dsr.SparseDense(3, sparsity=0.5)
+
+    def call(self, x):
+        return self.dense(x)
+
+
+@pytest.mark.parametrize("function", [tf_dsr.sparsify, tf_dsr.strip])
+def test_non_model_input_raises_type_error(function):
+    args = (0.5,) if function is tf_dsr.sparsify else ()
+    with pytest.raises(TypeError, match="expects a `keras.Model`"):
+        function(keras.layers.Dense(3), *args)
+
+
+@pytest.mark.parametrize("function", [tf_dsr.sparsify, tf_dsr.strip])
+def test_subclassed_model_raises_type_error_saying_what_to_do(function):
+    model = Subclassed()
+    # Build the sparse layer eagerly: building it inside the model's
+    # symbolic first call fails (reported to the lead, tf_dsr/layers/base.py).
+    model.dense.build((None, 4))
+    model(np.ones((1, 4), "float32"))
+    args = (0.5,) if function is tf_dsr.sparsify else ()
+    with pytest.raises(TypeError, match="Functional model"):
+        function(model, *args)
+
+
+def test_unbuilt_model_raises_value_error():
+    model = keras.Sequential([keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match="built"):
+        tf_dsr.sparsify(model, 0.5)
+
+
+@pytest.mark.parametrize("sparsity", [-0.1, 1.0, 1.5])
+def test_sparsity_out_of_range_raises_value_error(sparsity):
+    with pytest.raises(ValueError, match="sparsity"):
+        tf_dsr.sparsify(mlp(), sparsity)
+
+
+@pytest.mark.parametrize("sparsity", ["0.5", None, True])
+def test_sparsity_of_wrong_type_raises_type_error(sparsity):
+    with pytest.raises(TypeError, match="sparsity"):
+        tf_dsr.sparsify(mlp(), sparsity)
+
+
+def test_unknown_keep_dense_name_raises_value_error():
+    with pytest.raises(ValueError, match=r"\['nope'\].*Convertible layers"):
+        tf_dsr.sparsify(mlp(), 0.5, keep_dense=["fc1", "nope"])
+
+
+def test_keep_dense_naming_a_non_dense_layer_raises_value_error():
+    with pytest.raises(ValueError, match="bn"):
+        tf_dsr.sparsify(resnet_like(), 0.5, keep_dense=["bn"])
+
+
+def test_keep_dense_as_a_bare_string_raises_type_error():
+    with pytest.raises(TypeError, match=r"\['fc1'\]"):
+        tf_dsr.sparsify(mlp(), 0.5, keep_dense="fc1")
+
+
+def test_nothing_to_sparsify_warns():
+    with pytest.warns(UserWarning, match="without sparse layers"):
+        sparse = tf_dsr.sparsify(mlp(), 0.5, keep_dense=lambda layer: True)
+    assert not find_sparse_layers(sparse)
+
+
+def test_too_high_sparsity_for_a_small_kernel_raises_value_error():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="tiny")])
+    with pytest.raises(ValueError, match="no active weight"):
+        tf_dsr.sparsify(model, 0.9)
