@@ -177,18 +177,41 @@ class ReparamCallback(keras.callbacks.Callback):
         self._bound_model = model
         self._num_active = int(sum(int(tf.reduce_sum(l.mask.value)) for l in layers))
         self._num_weights = sum(int(l.mask.shape.num_elements()) for l in layers)
-        self._step_fn = tf.function(self._reallocate_in_graph, jit_compile=self.jit_compile)
+        self._step_fn = None
+        self._step_fn_slots = None
 
-    def _reallocate_in_graph(self, step):
+    def _slots(self):
+        optimizer = getattr(self.model, "optimizer", None)
+        return [optimizer_slots.kernel_slots(optimizer, l.kernel) for l in self.layers]
+
+    def _step_function(self):
+        # The traced function captures the optimizer's slot variables, which
+        # appear when the optimizer builds and change on recompile: retrace
+        # whenever they differ from the ones captured.
+        slots = self._slots()
+        key = [[id(s) for s in layer_slots] for layer_slots in slots]
+        if self._step_fn is None or key != self._step_fn_slots:
+            # No autograph: the graph's control flow is explicit (tf.cond,
+            # tf.while_loop) and Python loops run over layers, so conversion
+            # would only double the tracing time.
+            self._step_fn = tf.function(
+                lambda step: self._reallocate_in_graph(step, slots),
+                jit_compile=self.jit_compile,
+                autograph=False,
+            )
+            self._step_fn_slots = key
+        return self._step_fn
+
+    def _reallocate_in_graph(self, step, slots):
         kernels = [layer.kernel.value for layer in self.layers]
         masks = [layer.mask.value for layer in self.layers]
         update = self._update(kernels, masks, step, self._num_active)
-        for layer, kernel, mask in zip(self.layers, update.kernels, update.masks):
+        for layer, layer_slots, kernel, mask in zip(
+            self.layers, slots, update.kernels, update.masks
+        ):
             layer.kernel.assign(kernel)
             layer.mask.assign(mask)
-            for slot in optimizer_slots.kernel_slots(
-                getattr(self.model, "optimizer", None), layer.kernel
-            ):
+            for slot in layer_slots:
                 slot.assign(slot * tf.cast(mask, slot.dtype))
         self.state.threshold.assign(update.threshold)
         self.state.last_step.assign(tf.cast(step, tf.int64))
@@ -222,7 +245,7 @@ class ReparamCallback(keras.callbacks.Callback):
             step = self._optimizer_step()
             if step is None:
                 step = int(self.state.last_step.numpy()) + 1
-        num_pruned, num_grown, threshold, is_finite, num_active = self._step_fn(
+        num_pruned, num_grown, threshold, is_finite, num_active = self._step_function()(
             tf.constant(step, tf.int64)
         )
         names = [layer.name for layer in self.layers]

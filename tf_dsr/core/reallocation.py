@@ -191,9 +191,16 @@ def adapt_threshold(threshold, num_pruned, prune_target, tolerance):
     """
     threshold = tf.cast(threshold, tf.float32)
     if tf.is_tensor(prune_target) or tf.is_tensor(tolerance):
+        # convert_to_tensor, not cast: a Python 0.01 cast to float64 goes
+        # through float32 first.
+        def as_float64(x):
+            if tf.is_tensor(x):
+                return tf.cast(x, tf.float64)
+            return tf.convert_to_tensor(x, tf.float64)
+
         num_pruned = tf.cast(num_pruned, tf.float64)
-        upper = (1.0 + tf.cast(tolerance, tf.float64)) * tf.cast(prune_target, tf.float64)
-        lower = (1.0 - tf.cast(tolerance, tf.float64)) * tf.cast(prune_target, tf.float64)
+        upper = (1.0 + as_float64(tolerance)) * as_float64(prune_target)
+        lower = (1.0 - as_float64(tolerance)) * as_float64(prune_target)
     else:
         # Python numbers: exact integer bounds, computed here in float64, so
         # K == (1 - delta) N_prune keeps H (a float32 0.1 would not), and the
@@ -217,7 +224,7 @@ def layer_seed(seed, step, layer_index):
         layer_index: Python int, the tensor's position in the list.
 
     Returns:
-        int64 tensor `[2]`.
+        int32 tensor `[2]` (the dtype `stateless_fold_in` gives).
     """
     base = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
     return tf.random.experimental.stateless_fold_in(base, layer_index, alg="philox")
