@@ -300,4 +300,6 @@ class ReparamCallback(keras.callbacks.Callback):
         report = self.last_report
         logs["threshold"] = float(self.state.threshold.numpy()) if report else float("nan")
         logs["num_pruned"] = float(report.total_pruned) if report else 0.0
-        logs["sparsity"] = 1.0 - self._num_active / self._num_weights
+        logs["sparsity"] = (
+            report.sparsity if report else 1.0 - self._num_active / self._num_weights
+        )
