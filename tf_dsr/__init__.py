@@ -28,3 +28,13 @@ from tf_dsr.export import export  # noqa: E402
 from tf_dsr.export import to_tflite  # noqa: E402
 
 __all__ += ["export", "sparsify", "strip", "to_tflite"]
+
+from tf_dsr import models  # noqa: E402
+from tf_dsr.saving import load_model  # noqa: E402
+
+__all__ += ["load_model", "models"]
+
+from tf_dsr.callbacks import SET  # noqa: E402
+from tf_dsr.callbacks import GradualPruning  # noqa: E402
+
+__all__ += ["GradualPruning", "SET"]

@@ -1,0 +1,56 @@
+"""tf_dsr.load_model restores the reallocation state a .keras file carries."""
+
+import keras
+import numpy as np
+import pytest
+
+import tf_dsr
+
+
+def _trained(tmp_path):
+    model = keras.Sequential([keras.Input((8,)), tf_dsr.SparseDense(16, sparsity=0.5, seed=1),
+                              tf_dsr.SparseDense(4, sparsity=0.5, seed=2)])
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "mse")
+    reparam = tf_dsr.DynamicReparam(prune_target=3, period=2, seed=0, initial_threshold=0.05)
+    rng = np.random.default_rng(0)
+    model.fit(rng.random((64, 8)), rng.random((64, 4)), batch_size=8, verbose=0,
+              callbacks=[reparam])
+    path = tmp_path / "run.keras"
+    model.save(path)
+    return model, reparam, path
+
+
+def test_load_model_restores_state_and_training_continues(tmp_path):
+    model, reparam, path = _trained(tmp_path)
+    assert int(reparam.state.num_reallocations.numpy()) == 4
+
+    plain = keras.models.load_model(path)
+    assert getattr(plain, "_tf_dsr_state", None) is None
+
+    loaded = tf_dsr.load_model(path)
+    resumed = tf_dsr.DynamicReparam(prune_target=3, period=2, seed=0, initial_threshold=0.05)
+    resumed.set_model(loaded)
+    for name in ("threshold", "last_step", "num_reallocations"):
+        assert getattr(resumed.state, name).numpy() == getattr(reparam.state, name).numpy()
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+    rng = np.random.default_rng(1)
+    loaded.fit(rng.random((32, 8)), rng.random((32, 4)), batch_size=8, verbose=0,
+               callbacks=[resumed])
+    assert int(resumed.state.num_reallocations.numpy()) == 6
+    assert tf_dsr.sparsity_summary(loaded).num_active == tf_dsr.sparsity_summary(model).num_active
+
+
+def test_load_model_without_state_is_plain_keras(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    path = tmp_path / "plain.keras"
+    model.save(path)
+    loaded = tf_dsr.load_model(path)
+    assert getattr(loaded, "_tf_dsr_state", None) is None
+    np.testing.assert_array_equal(loaded.get_weights()[0], model.get_weights()[0])
+
+
+def test_load_model_missing_file_raises(tmp_path):
+    with pytest.raises(ValueError):
+        tf_dsr.load_model(tmp_path / "missing.keras")
