@@ -5,3 +5,5 @@ from tf_dsr.callbacks.base import ReparamCallback
 from tf_dsr.callbacks.base import find_sparse_layers
 from tf_dsr.callbacks.dsr import DynamicReparam
 from tf_dsr.callbacks.state import ReparamState
+from tf_dsr.callbacks.gradual import GradualPruning
+from tf_dsr.callbacks.set import SET

@@ -89,7 +89,7 @@ def _cut(counts, num_wanted):
     return block * _CUT_BLOCK + offset, num_wanted - num_below
 
 
-def _select_smallest(high, low, num_high_buckets, candidates, num_selected):
+def select_smallest(high, low, num_high_buckets, candidates, num_selected):
     """Radix-selects the `num_selected` candidates with the smallest keys.
 
     A key is the pair `(high, low)` with `0 <= high < num_high_buckets`
@@ -159,7 +159,7 @@ def random_subset(candidates, num_selected, seed, fallback=None):
         high = tf.where(fallback, high + _NUM_KEY_HIGH_BUCKETS, high)
         flat = flat | fallback
     num_selected = tf.minimum(tf.cast(num_selected, tf.int64), _count(flat))
-    below, at_cut, num_from_cut = _select_smallest(
+    below, at_cut, num_from_cut = select_smallest(
         high,
         tf.bitwise.bitwise_and(keys, _NUM_LOW_BUCKETS - 1),
         num_high_buckets,
@@ -170,7 +170,7 @@ def random_subset(candidates, num_selected, seed, fallback=None):
     def first_by_position():
         # Positions are unique, so this select has no ties of its own.
         position = tf.range(size, dtype=tf.int64)
-        by_position, last, num_last = _select_smallest(
+        by_position, last, num_last = select_smallest(
             tf.bitwise.right_shift(position, _LOW_BITS),
             tf.bitwise.bitwise_and(position, _NUM_LOW_BUCKETS - 1),
             max(1, -(-size // _NUM_LOW_BUCKETS)),

@@ -1,0 +1,129 @@
+"""GradualPruning: the "compressed sparse" baseline (Zhu & Gupta, 2018)."""
+
+import numbers
+
+import tensorflow as tf
+
+from tf_dsr.callbacks.base import ReparamCallback
+from tf_dsr.callbacks.base import Update
+from tf_dsr.core import gradual
+
+
+class GradualPruning(ReparamCallback):
+    """Gradual magnitude pruning on a cubic schedule during `model.fit`.
+
+    Every `period` steps, sets the target sparsity
+    `s_t = s_f + (s_i - s_f) (1 - (t - t0) / (n dt))^3` and prunes the
+    smallest-magnitude active weights of each sparse layer (`scope="layer"`)
+    or of all of them together (`scope="global"`) down to it. Masks only
+    shrink: pruned weights never return, and a layer already sparser than
+    `s_t` is left alone, so training can start from dense layers
+    (`sparsity=0`) or from any sparsity. The last update runs at the first
+    batch end at or after `end_step`, leaving `final_sparsity`.
+
+    Reference: Zhu & Gupta, "To prune, or not to prune: exploring the
+    efficacy of pruning for model compression", ICLR Workshop 2018; the
+    "compressed sparse" baseline of Mostafa & Wang, ICML 2019.
+
+    Args:
+        final_sparsity: float in [0, 1), s_f.
+        begin_step: int >= 0, t0: optimizer step where the schedule starts.
+        end_step: int > begin_step, t0 + n dt: where it reaches s_f.
+        initial_sparsity: float in [0, 1), s_i. Defaults to 0.0.
+        period: int steps between pruning updates (dt), or a schedule
+            `{epoch: steps}` with key 0. Defaults to 100.
+        scope: "layer" (every layer to s_t) or "global" (one magnitude cut
+            across layers). Defaults to "layer".
+        seed: int or None, breaks ties between equal magnitudes.
+        jit_compile: bool, compile the update with XLA. Defaults to False.
+
+    Logs: `num_pruned` (at the last update), `sparsity` (global, current)
+    and `threshold` (always nan).
+
+    Example:
+
+    >>> model.fit(x, y, epochs=10, callbacks=[tf_dsr.GradualPruning(
+    ...     final_sparsity=0.9, begin_step=0, end_step=2000, period=100)])
+    """
+
+    def __init__(
+        self,
+        final_sparsity,
+        begin_step,
+        end_step,
+        initial_sparsity=0.0,
+        period=100,
+        scope="layer",
+        seed=None,
+        jit_compile=False,
+    ):
+        super().__init__(period, stop_epoch=None, seed=seed, jit_compile=jit_compile)
+        sparsities = (("final_sparsity", final_sparsity), ("initial_sparsity", initial_sparsity))
+        for name, value in sparsities:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"`{name}` must be a float in [0, 1). Received: {value!r}.")
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"`{name}` must be in [0, 1). Received: {value}.")
+        for name, value in (("begin_step", begin_step), ("end_step", end_step)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"`{name}` must be an int number of steps. Received: {value!r}.")
+        if begin_step < 0 or end_step <= begin_step:
+            raise ValueError(
+                "Need 0 <= begin_step < end_step. Received: "
+                f"begin_step={begin_step}, end_step={end_step}."
+            )
+        if scope not in gradual.SCOPES:
+            raise ValueError(f"`scope` must be one of {gradual.SCOPES}. Received: {scope!r}.")
+        self.final_sparsity = float(final_sparsity)
+        self.initial_sparsity = float(initial_sparsity)
+        self.begin_step = int(begin_step)
+        self.end_step = int(end_step)
+        self.scope = scope
+
+    def target_sparsity(self, step):
+        """The scheduled sparsity s_t at optimizer step `step` (a float)."""
+        return float(
+            gradual.scheduled_sparsity(
+                step, self.initial_sparsity, self.final_sparsity, self.begin_step, self.end_step
+            ).numpy()
+        )
+
+    def _update(self, kernels, masks, step, num_active):
+        sparsity = gradual.scheduled_sparsity(
+            step, self.initial_sparsity, self.final_sparsity, self.begin_step, self.end_step
+        )
+        result = gradual.prune_to_sparsity(
+            kernels, masks, sparsity, scope=self.scope,
+            seed=tf.constant(self.seed, tf.int64), step=step,
+        )
+        zeros = tf.zeros_like(result.num_pruned)
+        return Update(
+            kernels=result.kernels,
+            masks=result.masks,
+            num_pruned=result.num_pruned,
+            num_grown=zeros,
+            threshold=tf.constant(float("nan"), tf.float32),
+            is_finite=result.is_finite,
+        )
+
+    def reallocate(self, step=None):
+        report = super().reallocate(step)
+        # The base logs sparsity from the active count, which here shrinks.
+        self._num_active = int(sum(int(tf.reduce_sum(layer.mask.value)) for layer in self.layers))
+        return report
+
+    def _finished(self):
+        last = self.last_report.step if self.last_report is not None else -1
+        return max(last, int(self.state.last_step.numpy())) >= self.end_step
+
+    def on_train_batch_end(self, batch, logs=None):
+        # After end_step the masks are final: no more updates to run.
+        if not self._finished():
+            super().on_train_batch_end(batch, logs)
+            step = self._optimizer_step()
+            # The period grid need not land on end_step: finish the
+            # schedule at the first batch end at or past it.
+            if step is not None and step >= self.end_step and not self._finished():
+                self.reallocate(step)
+                self.state.last_step.assign(step)
+        self._add_logs(logs)

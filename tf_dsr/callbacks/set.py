@@ -1,0 +1,100 @@
+"""SET: the Sparse Evolutionary Training baseline (Mocanu et al., 2018)."""
+
+import numbers
+
+import tensorflow as tf
+
+from tf_dsr.callbacks.base import ReparamCallback
+from tf_dsr.callbacks.base import Update
+from tf_dsr.core import set as set_core
+
+
+class SET(ReparamCallback):
+    """Sparse Evolutionary Training during `model.fit`.
+
+    Every `period` steps, each sparse layer on its own prunes a fixed
+    fraction of its active weights, those of smallest magnitude, and regrows
+    as many at random positions of the same layer that were empty before
+    (new weights start at zero). Unlike DSR no weight moves between layers:
+    every layer keeps its number of active weights.
+
+    Reference: Mocanu et al., "Scalable training of artificial neural
+    networks with adaptive sparse connectivity inspired by network
+    science", Nature Communications 2018; as the baseline of Mostafa &
+    Wang, ICML 2019 (DSR_SPEC section 5, fraction = N_prune / active).
+
+    Args:
+        prune_fraction: float in (0, 1), zeta: each layer prunes
+            `round(zeta * active)` weights. Give this or `prune_target`.
+        prune_target: int >= 1, N_prune: the total per update, shared out
+            across layers in proportion to their active weights (the DSR
+            paper's equal-N_prune comparison).
+        period: int steps between updates, or a schedule `{epoch: steps}`
+            with key 0.
+        stop_epoch: int or None, no update from this epoch on. Defaults to
+            None.
+        seed: int or None, fixes all randomness with step and layer.
+        jit_compile: bool, compile the update with XLA. Defaults to False.
+
+    Logs: `num_pruned` (at the last update), `sparsity` (global, constant)
+    and `threshold` (always nan: SET has none).
+
+    Example:
+
+    >>> model.fit(x, y, epochs=10, callbacks=[
+    ...     tf_dsr.SET(prune_fraction=0.3, period=100)])
+    """
+
+    def __init__(
+        self,
+        prune_fraction=None,
+        prune_target=None,
+        period=100,
+        stop_epoch=None,
+        seed=None,
+        jit_compile=False,
+    ):
+        super().__init__(period, stop_epoch=stop_epoch, seed=seed, jit_compile=jit_compile)
+        if (prune_fraction is None) == (prune_target is None):
+            raise ValueError(
+                "Give exactly one of `prune_fraction` (float in (0, 1)) and "
+                f"`prune_target` (int >= 1). Received: prune_fraction="
+                f"{prune_fraction!r}, prune_target={prune_target!r}."
+            )
+        if prune_fraction is not None:
+            if isinstance(prune_fraction, bool) or not isinstance(prune_fraction, numbers.Real):
+                raise TypeError(
+                    f"`prune_fraction` must be a float in (0, 1). Received: {prune_fraction!r}."
+                )
+            if not 0.0 < prune_fraction < 1.0:
+                raise ValueError(
+                    f"`prune_fraction` must be in (0, 1). Received: {prune_fraction}."
+                )
+            prune_fraction = float(prune_fraction)
+        else:
+            if isinstance(prune_target, bool) or not isinstance(prune_target, numbers.Integral):
+                raise TypeError(
+                    f"`prune_target` must be an int >= 1. Received: {prune_target!r}."
+                )
+            if prune_target < 1:
+                raise ValueError(f"`prune_target` must be >= 1. Received: {prune_target}.")
+            prune_target = int(prune_target)
+        self.prune_fraction = prune_fraction
+        self.prune_target = prune_target
+
+    def _update(self, kernels, masks, step, num_active):
+        num_active = tf.stack([tf.reduce_sum(tf.cast(tf.not_equal(m, 0), tf.int64)) for m in masks])
+        counts = set_core.prune_counts(
+            num_active, prune_fraction=self.prune_fraction, prune_target=self.prune_target
+        )
+        result = set_core.set_update(
+            kernels, masks, counts, seed=tf.constant(self.seed, tf.int64), step=step
+        )
+        return Update(
+            kernels=result.kernels,
+            masks=result.masks,
+            num_pruned=result.num_pruned,
+            num_grown=result.num_grown,
+            threshold=tf.constant(float("nan"), tf.float32),
+            is_finite=result.is_finite,
+        )

@@ -1,0 +1,161 @@
+"""Gradual magnitude pruning as pure TensorFlow functions.
+
+Zhu & Gupta, "To prune, or not to prune: exploring the efficacy of pruning
+for model compression", ICLR Workshop 2018: the "compressed sparse"
+baseline of DSR_SPEC section 5. Sparsity follows a cubic schedule from
+`s_i` at step `t0` to `s_f` at step `t0 + n dt`:
+
+    s_t = s_f + (s_i - s_f) (1 - (t - t0) / (n dt))^3
+
+| here                | paper      |
+| ------------------- | ---------- |
+| `initial_sparsity`  | s_i        |
+| `final_sparsity`    | s_f        |
+| `begin_step`        | t0         |
+| `end_step`          | t0 + n dt  |
+
+At each pruning step every tensor (scope "layer") or all tensors together
+(scope "global", one magnitude cut) keep their largest-magnitude active
+weights, `max(1, round((1 - s_t) * size))` of them; masks only ever shrink.
+The smallest magnitudes are found by the linear radix select of
+`tf_dsr.core.set.smallest_magnitudes`, no sort.
+"""
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+from tf_dsr.core.reallocation import layer_seed
+from tf_dsr.core.set import smallest_magnitudes
+
+SCOPES = ("layer", "global")
+
+
+class Pruning(NamedTuple):
+    """Outcome of one gradual pruning step over `L` sparse tensors.
+
+    Attributes:
+        kernels: list of `L` kernels, zero wherever the new mask is 0.
+        masks: list of `L` masks (input dtype), each a subset of its input.
+        num_pruned: int64 `[L]`, weights pruned in each tensor.
+        sparsity: float32 scalar, the scheduled target `s_t`.
+        is_finite: bool scalar; `False` when a kernel held NaN or Inf, in
+            which case kernels and masks come back unchanged, counts zero.
+    """
+
+    kernels: list
+    masks: list
+    num_pruned: tf.Tensor
+    sparsity: tf.Tensor
+    is_finite: tf.Tensor
+
+
+def _count(x):
+    return tf.reduce_sum(tf.cast(x, tf.int64))
+
+
+def scheduled_sparsity(step, initial_sparsity, final_sparsity, begin_step, end_step):
+    """The cubic schedule `s_t` (constant outside `[begin_step, end_step]`).
+
+    Args:
+        step: int scalar, t.
+        initial_sparsity: float, s_i.
+        final_sparsity: float, s_f.
+        begin_step: int, t0.
+        end_step: int > begin_step, t0 + n dt.
+
+    Returns:
+        float32 scalar.
+    """
+    step = tf.cast(step, tf.float32)
+    progress = (step - float(begin_step)) / float(end_step - begin_step)
+    progress = tf.clip_by_value(progress, 0.0, 1.0)
+    return final_sparsity + (initial_sparsity - final_sparsity) * (1.0 - progress) ** 3
+
+
+def num_to_keep(size, sparsity):
+    """`max(1, round((1 - sparsity) * size))` as int64 (float32 arithmetic)."""
+    keep = tf.round(tf.cast(size, tf.float32) * (1.0 - tf.cast(sparsity, tf.float32)))
+    return tf.maximum(tf.cast(keep, tf.int64), 1)
+
+
+def prune_to_sparsity(kernels, masks, sparsity, scope="layer", seed=0, step=0):
+    """Prunes the smallest-magnitude active weights down to `sparsity`.
+
+    Args:
+        kernels: list of `L` float tensors.
+        masks: list of `L` 0/1 tensors shaped like the kernels.
+        sparsity: float scalar in [0, 1), the target (e.g. from
+            `scheduled_sparsity`).
+        scope: "layer" (each tensor to `sparsity`) or "global" (all tensors
+            together to `sparsity`, one magnitude cut). Defaults to "layer".
+        seed: int scalar; with `step` breaks ties at the cut at random.
+        step: int scalar, the training step.
+
+    Returns:
+        A `Pruning`. A tensor (scope "layer") or the model ("global")
+        already at or above `sparsity` is left as it is: masks only shrink.
+
+    Raises:
+        TypeError: `kernels` or `masks` is not a list.
+        ValueError: the lists are empty or mismatched, or `scope` is unknown.
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"`scope` must be one of {SCOPES}. Received: {scope!r}.")
+    if not isinstance(kernels, (list, tuple)) or not isinstance(masks, (list, tuple)):
+        raise TypeError(
+            "`kernels` and `masks` must be lists of tensors. Received: "
+            f"kernels={type(kernels).__name__}, masks={type(masks).__name__}."
+        )
+    if not kernels or len(kernels) != len(masks):
+        raise ValueError(
+            "Expected a non-empty list of kernels and one mask per kernel. "
+            f"Received {len(kernels)} kernels and {len(masks)} masks."
+        )
+    kernels = [tf.convert_to_tensor(k) for k in kernels]
+    masks = [tf.convert_to_tensor(m) for m in masks]
+    for i, (kernel, mask) in enumerate(zip(kernels, masks)):
+        if kernel.shape != mask.shape:
+            raise ValueError(
+                f"Kernel {i} has shape {kernel.shape} but its mask has shape "
+                f"{mask.shape}; each mask must match its kernel."
+            )
+    sparsity = tf.cast(sparsity, tf.float32)
+    is_finite = tf.reduce_all(
+        tf.stack([tf.reduce_all(tf.math.is_finite(k)) for k in kernels])
+    )
+
+    def finite():
+        actives = [tf.not_equal(m, 0) for m in masks]
+        if scope == "layer":
+            pruned = []
+            for i, (kernel, active) in enumerate(zip(kernels, actives)):
+                excess = _count(active) - num_to_keep(tf.size(kernel), sparsity)
+                pruned.append(
+                    smallest_magnitudes(kernel, active, excess, layer_seed(seed, step, i))
+                )
+        else:
+            flat_kernel = tf.concat([tf.reshape(k, [-1]) for k in kernels], 0)
+            flat_active = tf.concat([tf.reshape(a, [-1]) for a in actives], 0)
+            excess = _count(flat_active) - num_to_keep(tf.size(flat_kernel), sparsity)
+            flat_pruned = smallest_magnitudes(
+                flat_kernel, flat_active, excess, layer_seed(seed, step, 0)
+            )
+            sizes = [k.shape.num_elements() for k in kernels]
+            pruned = [
+                tf.reshape(p, tf.shape(k))
+                for p, k in zip(tf.split(flat_pruned, sizes), kernels)
+            ]
+        new_kernels, new_masks = [], []
+        for kernel, mask, active, p in zip(kernels, masks, actives, pruned):
+            keep = active & ~p
+            new_masks.append(tf.cast(keep, mask.dtype))
+            new_kernels.append(tf.where(keep, kernel, tf.zeros_like(kernel)))
+        num_pruned = tf.stack([_count(p) for p in pruned])
+        return Pruning(new_kernels, new_masks, num_pruned, sparsity, tf.constant(True))
+
+    def unchanged():
+        zeros = tf.zeros([len(kernels)], tf.int64)
+        return Pruning(kernels, masks, zeros, sparsity, tf.constant(False))
+
+    return tf.cond(is_finite, finite, unchanged)
