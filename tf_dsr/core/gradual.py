@@ -26,6 +26,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from tf_dsr.core.reallocation import layer_seed
+from tf_dsr.core.reallocation import validate_kernels_and_masks
 from tf_dsr.core.set import smallest_magnitudes
 
 SCOPES = ("layer", "global")
@@ -102,16 +103,7 @@ def prune_to_sparsity(kernels, masks, sparsity, scope="layer", seed=0, step=0):
     """
     if scope not in SCOPES:
         raise ValueError(f"`scope` must be one of {SCOPES}. Received: {scope!r}.")
-    if not isinstance(kernels, (list, tuple)) or not isinstance(masks, (list, tuple)):
-        raise TypeError(
-            "`kernels` and `masks` must be lists of tensors. Received: "
-            f"kernels={type(kernels).__name__}, masks={type(masks).__name__}."
-        )
-    if not kernels or len(kernels) != len(masks):
-        raise ValueError(
-            "Expected a non-empty list of kernels and one mask per kernel. "
-            f"Received {len(kernels)} kernels and {len(masks)} masks."
-        )
+    validate_kernels_and_masks(kernels, masks)
     kernels = [tf.convert_to_tensor(k) for k in kernels]
     masks = [tf.convert_to_tensor(m) for m in masks]
     for i, (kernel, mask) in enumerate(zip(kernels, masks)):

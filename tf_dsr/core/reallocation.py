@@ -230,7 +230,8 @@ def layer_seed(seed, step, layer_index):
     return tf.random.experimental.stateless_fold_in(base, layer_index, alg="philox")
 
 
-def _validate(kernels, masks):
+def validate_kernels_and_masks(kernels, masks):
+    """Raises TypeError/ValueError unless `kernels` and `masks` pair up."""
     if not isinstance(kernels, (list, tuple)) or not isinstance(
         masks, (list, tuple)
     ):
@@ -325,7 +326,7 @@ def reallocate(kernels, masks, threshold, prune_target, tolerance=0.1,
         ValueError: the lists are empty, differ in length, or a mask's shape
             differs from its kernel's.
     """
-    _validate(kernels, masks)
+    validate_kernels_and_masks(kernels, masks)
     kernels = [tf.convert_to_tensor(k) for k in kernels]
     masks = [tf.convert_to_tensor(m) for m in masks]
     threshold = tf.cast(threshold, tf.float32)

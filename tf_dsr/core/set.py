@@ -35,6 +35,7 @@ import tensorflow as tf
 from tf_dsr.core import selection
 from tf_dsr.core.reallocation import layer_seed
 from tf_dsr.core.reallocation import share_out
+from tf_dsr.core.reallocation import validate_kernels_and_masks
 from tf_dsr.core.selection import random_subset
 
 _MAGNITUDE_HIGH_BUCKETS = 1 << 15
@@ -151,25 +152,6 @@ def prune_counts(num_active, prune_fraction=None, prune_target=None):
     return tf.minimum(tf.cast(counts, tf.int64), num_active)
 
 
-def _validate(kernels, masks):
-    if not isinstance(kernels, (list, tuple)) or not isinstance(masks, (list, tuple)):
-        raise TypeError(
-            "`kernels` and `masks` must be lists of tensors. Received: "
-            f"kernels={type(kernels).__name__}, masks={type(masks).__name__}."
-        )
-    if not kernels or len(kernels) != len(masks):
-        raise ValueError(
-            "Expected a non-empty list of kernels and one mask per kernel. "
-            f"Received {len(kernels)} kernels and {len(masks)} masks."
-        )
-    for i, (kernel, mask) in enumerate(zip(kernels, masks)):
-        if kernel.shape != mask.shape:
-            raise ValueError(
-                f"Kernel {i} has shape {kernel.shape} but its mask has shape "
-                f"{mask.shape}; each mask must match its kernel."
-            )
-
-
 def set_update(kernels, masks, num_pruned, seed=0, step=0):
     """Runs one SET update over all sparse tensors.
 
@@ -191,7 +173,7 @@ def set_update(kernels, masks, num_pruned, seed=0, step=0):
         TypeError: `kernels` or `masks` is not a list.
         ValueError: the lists are empty, differ in length, or shapes differ.
     """
-    _validate(kernels, masks)
+    validate_kernels_and_masks(kernels, masks)
     kernels = [tf.convert_to_tensor(k) for k in kernels]
     masks = [tf.convert_to_tensor(m) for m in masks]
     num_pruned = tf.cast(tf.convert_to_tensor(num_pruned), tf.int64)
