@@ -4,6 +4,7 @@ import keras
 
 from tf_dsr.layers import SparseConv2D
 from tf_dsr.layers import SparseDense
+from tf_dsr.models import common
 
 
 def lenet_300_100(input_shape=(784,), num_classes=10, sparsity=0.9,
@@ -31,9 +32,7 @@ def lenet_300_100(input_shape=(784,), num_classes=10, sparsity=0.9,
         layers.append(SparseDense(units, sparsity=sparsity, seed=layer_seed(i),
                                   name=f"dense_{units}"))
         if batch_norm:
-            # PyTorch's default running-average momentum (0.1), which the
-            # authors' code uses; Keras' 0.99 lags far behind on short runs.
-            layers.append(keras.layers.BatchNormalization(momentum=0.9))
+            layers.append(common.batch_norm())
         layers.append(keras.layers.Activation("relu"))
     layers.append(SparseDense(num_classes, sparsity=sparsity, seed=layer_seed(2),
                               name="logits"))

@@ -4,14 +4,10 @@ import keras
 
 from tf_dsr.layers import SparseConv2D
 from tf_dsr.layers import SparseDense
+from tf_dsr.models.common import batch_norm
 
 # (bottleneck width, blocks, first stride) per stage; output width is 4x.
 _STAGES = ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2))
-
-
-def _bn(name):
-    # PyTorch's running-average momentum (0.1), as the authors' code uses.
-    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
 
 
 def resnet50(input_shape=(224, 224, 3), num_classes=1000, sparsity=0.9, seed=None):
@@ -54,7 +50,7 @@ def resnet50(input_shape=(224, 224, 3), num_classes=1000, sparsity=0.9, seed=Non
     inputs = keras.Input(input_shape)
     x = keras.layers.Conv2D(64, 7, strides=2, padding="same", use_bias=False,
                             kernel_initializer="he_normal", name="stem_conv")(inputs)
-    x = keras.layers.Activation("relu")(_bn("stem_bn")(x))
+    x = keras.layers.Activation("relu")(batch_norm("stem_bn")(x))
     x = keras.layers.MaxPooling2D(3, strides=2, padding="same")(x)
     channels = 64
     for stage, (width, num_blocks, stride) in enumerate(_STAGES, start=1):
@@ -66,15 +62,15 @@ def resnet50(input_shape=(224, 224, 3), num_classes=1000, sparsity=0.9, seed=Non
                     4 * width, 1, strides=strides, use_bias=False,
                     kernel_initializer="he_normal", name=f"{prefix}_downsample",
                 )(x)
-                shortcut = _bn(f"{prefix}_downsample_bn")(shortcut)
+                shortcut = batch_norm(f"{prefix}_downsample_bn")(shortcut)
             else:
                 shortcut = x
             y = sparse_conv(width, 1, 1, f"{prefix}_conv1")(x)
-            y = keras.layers.Activation("relu")(_bn(f"{prefix}_bn1")(y))
+            y = keras.layers.Activation("relu")(batch_norm(f"{prefix}_bn1")(y))
             y = sparse_conv(width, 3, strides, f"{prefix}_conv2")(y)
-            y = keras.layers.Activation("relu")(_bn(f"{prefix}_bn2")(y))
+            y = keras.layers.Activation("relu")(batch_norm(f"{prefix}_bn2")(y))
             y = sparse_conv(4 * width, 1, 1, f"{prefix}_conv3")(y)
-            y = _bn(f"{prefix}_bn3")(y)
+            y = batch_norm(f"{prefix}_bn3")(y)
             x = keras.layers.Activation("relu")(keras.layers.Add()([shortcut, y]))
             channels = 4 * width
     x = keras.layers.GlobalAveragePooling2D()(x)

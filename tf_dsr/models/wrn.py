@@ -5,11 +5,7 @@ import numbers
 import keras
 
 from tf_dsr.layers import SparseConv2D
-
-
-def _bn(name):
-    # PyTorch's running-average momentum (0.1), as the authors' code uses.
-    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+from tf_dsr.models.common import batch_norm
 
 
 def wide_resnet(depth=28, width=2, input_shape=(32, 32, 3), num_classes=10,
@@ -72,7 +68,7 @@ def wide_resnet(depth=28, width=2, input_shape=(32, 32, 3), num_classes=10,
         for block in range(blocks_per_group):
             prefix = f"group{group}_block{block + 1}"
             block_strides = strides if block == 0 else 1
-            pre = keras.layers.Activation("relu")(_bn(f"{prefix}_bn1")(x))
+            pre = keras.layers.Activation("relu")(batch_norm(f"{prefix}_bn1")(x))
             if channels != filters or block_strides != 1:
                 shortcut = keras.layers.Conv2D(
                     filters, 1, strides=block_strides, use_bias=False,
@@ -81,11 +77,11 @@ def wide_resnet(depth=28, width=2, input_shape=(32, 32, 3), num_classes=10,
             else:
                 shortcut = x
             y = sparse_conv(filters, block_strides, f"{prefix}_conv1")(pre)
-            y = keras.layers.Activation("relu")(_bn(f"{prefix}_bn2")(y))
+            y = keras.layers.Activation("relu")(batch_norm(f"{prefix}_bn2")(y))
             y = sparse_conv(filters, 1, f"{prefix}_conv2")(y)
             x = keras.layers.Add()([shortcut, y])
             channels = filters
-    x = keras.layers.Activation("relu")(_bn("final_bn")(x))
+    x = keras.layers.Activation("relu")(batch_norm("final_bn")(x))
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(num_classes, name="logits")(x)
     return keras.Model(inputs, outputs, name=f"wrn_{depth}_{width}")
