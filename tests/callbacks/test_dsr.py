@@ -13,40 +13,11 @@ import tf_dsr
 from tf_dsr.callbacks.base import Update
 from tf_dsr.optimizer_slots import kernel_slots
 
+from small_models import small_model, small_data, compile_small, masks_of
+
 # ----------------------------------------------------------------------------
 # Helpers
 # ----------------------------------------------------------------------------
-
-
-def small_model():
-    """Two sparse layers, 8 -> 16 -> 4, half their kernels active."""
-    return keras.Sequential(
-        [
-            keras.Input((8,)),
-            tf_dsr.SparseDense(16, sparsity=0.5, seed=1, activation="relu", name="a"),
-            tf_dsr.SparseDense(4, sparsity=0.5, seed=2, name="b"),
-        ]
-    )
-
-
-def small_data(num_samples=200):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(num_samples, 8)).astype("float32")
-    y = rng.integers(0, 4, size=num_samples)
-    return x, y
-
-
-def compile_small(model, optimizer=None, **kwargs):
-    model.compile(
-        optimizer or keras.optimizers.SGD(0.05),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        **kwargs,
-    )
-    return model
-
-
-def masks_of(model):
-    return [layer.mask.numpy().copy() for layer in tf_dsr.callbacks.find_sparse_layers(model)]
 
 
 def kernels_of(model):

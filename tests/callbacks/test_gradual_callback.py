@@ -10,6 +10,14 @@ import pytest
 import tf_dsr
 from tf_dsr.callbacks import find_sparse_layers
 
+from small_models import small_data, masks_of
+from small_models import compile_small as _compile
+
+
+def compile_small(model):
+    return _compile(model, keras.optimizers.SGD(0.05, momentum=0.9))
+
+
 BEGIN, END, PERIOD, FINAL = 0, 20, 6, 0.8
 SIZES = [8 * 16, 16 * 4]
 
@@ -22,25 +30,6 @@ def dense_start_model(sparsity=0.0):
             tf_dsr.SparseDense(4, sparsity=sparsity, seed=2, name="b"),
         ]
     )
-
-
-def small_data(num_samples=200):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(num_samples, 8)).astype("float32")
-    y = rng.integers(0, 4, size=num_samples)
-    return x, y
-
-
-def compile_small(model):
-    model.compile(
-        keras.optimizers.SGD(0.05, momentum=0.9),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    return model
-
-
-def masks_of(model):
-    return [layer.mask.numpy().copy() for layer in find_sparse_layers(model)]
 
 
 def expected_active(step, size, initial=0.0):

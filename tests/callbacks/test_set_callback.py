@@ -10,36 +10,15 @@ import pytest
 import tf_dsr
 from tf_dsr.callbacks import find_sparse_layers
 
-PERIOD = 5
-
-
-def small_model():
-    return keras.Sequential(
-        [
-            keras.Input((8,)),
-            tf_dsr.SparseDense(16, sparsity=0.5, seed=1, activation="relu", name="a"),
-            tf_dsr.SparseDense(4, sparsity=0.5, seed=2, name="b"),
-        ]
-    )
-
-
-def small_data(num_samples=200):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(num_samples, 8)).astype("float32")
-    y = rng.integers(0, 4, size=num_samples)
-    return x, y
+from small_models import small_model, small_data, masks_of
+from small_models import compile_small as _compile
 
 
 def compile_small(model):
-    model.compile(
-        keras.optimizers.SGD(0.05, momentum=0.9),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    return model
+    return _compile(model, keras.optimizers.SGD(0.05, momentum=0.9))
 
 
-def masks_of(model):
-    return [layer.mask.numpy().copy() for layer in find_sparse_layers(model)]
+PERIOD = 5
 
 
 def kernels_of(model):
