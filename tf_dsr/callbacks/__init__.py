@@ -7,3 +7,4 @@ from tf_dsr.callbacks.dsr import DynamicReparam
 from tf_dsr.callbacks.state import ReparamState
 from tf_dsr.callbacks.gradual import GradualPruning
 from tf_dsr.callbacks.set import SET
+from tf_dsr.callbacks.history import SparsityHistory
