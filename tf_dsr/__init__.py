@@ -7,6 +7,7 @@ from tf_dsr.callbacks import GradualPruning
 from tf_dsr.callbacks import ReallocationReport
 from tf_dsr.callbacks import ReparamCallback
 from tf_dsr.callbacks import ReparamState
+from tf_dsr.callbacks import SparsityHistory
 from tf_dsr.convert import sparsify
 from tf_dsr.convert import strip
 from tf_dsr.export import export
@@ -29,6 +30,7 @@ __all__ = [
     "SparseConv2D",
     "SparseDense",
     "SparseLayer",
+    "SparsityHistory",
     "export",
     "load_model",
     "models",
