@@ -10,6 +10,7 @@ from tf_dsr.callbacks import ReparamState
 from tf_dsr.callbacks import SparsityHistory
 from tf_dsr.convert import sparsify
 from tf_dsr.convert import strip
+from tf_dsr.distribution import erk_sparsities
 from tf_dsr.export import export
 from tf_dsr.export import to_tflite
 from tf_dsr.layers import SparseConv2D
@@ -31,6 +32,7 @@ __all__ = [
     "SparseDense",
     "SparseLayer",
     "SparsityHistory",
+    "erk_sparsities",
     "export",
     "load_model",
     "models",

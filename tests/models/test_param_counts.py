@@ -1,11 +1,11 @@
 """The model zoo's sparse-tensor sizes match the paper (DSR_SPEC section 5)."""
 
-import keras
 import numpy as np
 import pytest
 
 import tf_dsr
 from tf_dsr.callbacks import find_sparse_layers
+from tf_dsr.models import common
 from tf_dsr.models.resnet import resnet50
 from tf_dsr.models.wrn import wide_resnet
 
@@ -77,3 +77,9 @@ def test_resnet50_sparse_weights_and_dense_split():
     assert dense_kernel_names(model) == sorted(
         ["stem_conv"] + [f"stage{s}_block1_downsample" for s in range(1, 5)]
     )
+    # The builders' analytic counts (thin dense, ERK) agree with the model.
+    plan = common.plan(resnet50, input_shape=(32, 32, 3))
+    assert list(plan.sparse_kernel_shapes) == [
+        tuple(layer.kernel.shape) for layer in layers
+    ]
+    assert tf_dsr.models.num_nonzero_params(model) == plan.num_nonzero_params(0.9)

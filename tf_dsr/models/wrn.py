@@ -2,14 +2,58 @@
 
 import numbers
 
-import keras
+from tf_dsr.models import common
 
-from tf_dsr.layers import SparseConv2D
-from tf_dsr.models.common import batch_norm
+
+def _validate_depth_width(depth, width):
+    for name, value in (("depth", depth), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"`{name}` must be a positive int. Received: {value!r}.")
+    if (depth - 4) % 6 or depth < 10:
+        raise ValueError(
+            f"`depth` must be 6n + 4 with n >= 1 (10, 16, 22, 28, ...). Received: {depth}."
+        )
+
+
+def _wrn_graph(net, depth, width, input_shape, num_classes, width_multiplier):
+    _validate_depth_width(depth, width)
+    width_multiplier = common.validate_width_multiplier(width_multiplier)
+    blocks_per_group = (depth - 4) // 6
+
+    def conv(x, filters, kernel_size, strides, name, sparse):
+        return net.conv(x, filters, kernel_size, strides=strides, padding="same",
+                        use_bias=False, kernel_initializer="he_normal", sparse=sparse,
+                        name=name)
+
+    x = inputs = net.input(input_shape)
+    channels = common.scaled_width(16, width_multiplier)
+    x = conv(x, channels, 3, 1, "stem_conv", sparse=False)
+    for group, (nominal, strides) in enumerate(
+        zip((16 * width, 32 * width, 64 * width), (1, 2, 2)), start=1
+    ):
+        filters = common.scaled_width(nominal, width_multiplier)
+        for block in range(blocks_per_group):
+            prefix = f"group{group}_block{block + 1}"
+            block_strides = strides if block == 0 else 1
+            pre = net.relu(net.batch_norm(x, f"{prefix}_bn1"))
+            if channels != filters or block_strides != 1:
+                shortcut = conv(pre, filters, 1, block_strides, f"{prefix}_shortcut",
+                                sparse=False)
+            else:
+                shortcut = x
+            y = conv(pre, filters, 3, block_strides, f"{prefix}_conv1", sparse=True)
+            y = net.relu(net.batch_norm(y, f"{prefix}_bn2"))
+            y = conv(y, filters, 3, 1, f"{prefix}_conv2", sparse=True)
+            x = net.add(shortcut, y)
+            channels = filters
+    x = net.relu(net.batch_norm(x, "final_bn"))
+    x = net.global_average_pool(x)
+    outputs = net.dense(x, num_classes, name="logits")
+    return net.model(inputs, outputs, f"wrn_{depth}_{width}")
 
 
 def wide_resnet(depth=28, width=2, input_shape=(32, 32, 3), num_classes=10,
-                sparsity=0.9, seed=None):
+                sparsity=0.9, seed=None, width_multiplier=1.0, distribution="uniform"):
     """WRN-`depth`-`width` with the 3x3 convs of its residual blocks sparse.
 
     Pre-activation wide residual network (Zagoruyko & Komodakis, 2016):
@@ -19,7 +63,10 @@ def wide_resnet(depth=28, width=2, input_shape=(32, 32, 3), num_classes=10,
     Dense classifier. As in Mostafa & Wang (ICML 2019, DSR_SPEC section 5),
     the `2 (depth - 4) / 3` convs in residual blocks are sparse (1,451,520
     weights for WRN-28-2); the stem conv, the 1x1 shortcut convs, the final
-    Dense layer and BatchNorm stay dense.
+    Dense layer and BatchNorm stay dense. With `sparsity=None` the sparse
+    positions hold plain `keras.layers.Conv2D` layers (same names and
+    initializers): the full dense baseline, or with `width_multiplier < 1`
+    a thin dense one (see `tf_dsr.models.thin_dense_width`).
 
     Args:
         depth: int, `6n + 4` for n >= 1. Defaults to 28.
@@ -27,61 +74,36 @@ def wide_resnet(depth=28, width=2, input_shape=(32, 32, 3), num_classes=10,
         input_shape: tuple `(rows, cols, channels)`. Defaults to
             `(32, 32, 3)`.
         num_classes: int. Defaults to 10.
-        sparsity: float in [0, 1), initial sparsity of every sparse conv.
-        seed: int or None; the i-th sparse conv uses `seed + i`.
+        sparsity: float in [0, 1), overall initial sparsity of the sparse
+            convs, or None for a dense network. Defaults to 0.9.
+        seed: int or None; seeds the masks, the i-th sparse conv uses
+            `seed + i`. Defaults to None.
+        width_multiplier: float > 0 scaling every conv width: the stem
+            has `round(16 w)` filters and the groups (shortcuts included)
+            `round(16 k w)`, `round(32 k w)`, `round(64 k w)`, at least 1.
+            The model name keeps `depth` and `width`. Defaults to 1.0.
+        distribution: `"uniform"` (every sparse conv at `sparsity`, the
+            paper) or `"erk"` (see `tf_dsr.erk_sparsities`). Defaults to
+            `"uniform"`.
 
     Returns:
         A functional `keras.Model` producing logits.
 
     Raises:
-        ValueError: `depth` is not `6n + 4` or `width` is not a positive int.
+        ValueError: `depth` is not `6n + 4`, `width` is not a positive
+            int, or another argument is out of range.
+        TypeError: an argument has the wrong type.
 
     Example:
 
-    >>> model = tf_dsr.models.wrn.wide_resnet(28, 2, sparsity=0.9)
+    >>> model = tf_dsr.models.wide_resnet(28, 2, sparsity=0.9)
+    >>> dense = tf_dsr.models.wide_resnet(28, 2, sparsity=None)
     """
-    for name, value in (("depth", depth), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"`{name}` must be a positive int. Received: {value!r}.")
-    if (depth - 4) % 6 or depth < 10:
-        raise ValueError(
-            f"`depth` must be 6n + 4 with n >= 1 (10, 16, 22, 28, ...). Received: {depth}."
-        )
-    blocks_per_group = (depth - 4) // 6
-    counter = iter(range(10**9))
+    return common.build(
+        _wrn_graph, sparsity, seed, distribution, depth=depth, width=width,
+        input_shape=input_shape, num_classes=num_classes,
+        width_multiplier=width_multiplier,
+    )
 
-    def sparse_conv(filters, strides, name):
-        i = next(counter)
-        return SparseConv2D(
-            filters, 3, strides=strides, padding="same", use_bias=False,
-            kernel_initializer="he_normal", sparsity=sparsity,
-            seed=None if seed is None else seed + i, name=name,
-        )
 
-    inputs = keras.Input(input_shape)
-    x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False,
-                            kernel_initializer="he_normal", name="stem_conv")(inputs)
-    channels = 16
-    for group, (filters, strides) in enumerate(
-        zip((16 * width, 32 * width, 64 * width), (1, 2, 2)), start=1
-    ):
-        for block in range(blocks_per_group):
-            prefix = f"group{group}_block{block + 1}"
-            block_strides = strides if block == 0 else 1
-            pre = keras.layers.Activation("relu")(batch_norm(f"{prefix}_bn1")(x))
-            if channels != filters or block_strides != 1:
-                shortcut = keras.layers.Conv2D(
-                    filters, 1, strides=block_strides, use_bias=False,
-                    kernel_initializer="he_normal", name=f"{prefix}_shortcut",
-                )(pre)
-            else:
-                shortcut = x
-            y = sparse_conv(filters, block_strides, f"{prefix}_conv1")(pre)
-            y = keras.layers.Activation("relu")(batch_norm(f"{prefix}_bn2")(y))
-            y = sparse_conv(filters, 1, f"{prefix}_conv2")(y)
-            x = keras.layers.Add()([shortcut, y])
-            channels = filters
-    x = keras.layers.Activation("relu")(batch_norm("final_bn")(x))
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, outputs, name=f"wrn_{depth}_{width}")
+common.register(wide_resnet, _wrn_graph)
