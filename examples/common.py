@@ -4,10 +4,12 @@ run and its results file.
 Each script (`lenet300_mnist.py`, `wrn_cifar10.py`, `resnet50_imagenet.py`)
 describes its experiment with a `Recipe` (the paper's hyperparameters,
 DSR_SPEC section 5), defines its flags with `define_flags`, and hands
-`run` two functions: one that loads its data as `tf.data` pipelines from
-tensorflow-datasets, one that builds its model. `run` does the rest in the
+`run` three functions: one that loads its data as `tf.data` pipelines from
+tensorflow-datasets, one that names its `tf_dsr.models` builder and
+arguments, one that builds the model (with its regularizers). `run` does the rest in the
 same way for every experiment: build and compile under a distribution
-strategy, pick the method's callback (DSR, static, SET, gradual pruning),
+strategy, pick the method's callback (DSR, static, SET, gradual pruning; dense and
+thin dense have none),
 `model.fit`, evaluate on the test split and write a results JSON.
 
 Schedules are given in epochs, as in the paper, and turned into optimizer
@@ -33,7 +35,7 @@ import tensorflow as tf
 
 import tf_dsr
 
-METHODS = ("dsr", "static", "set", "gradual", "dense")
+METHODS = ("dsr", "static", "set", "gradual", "dense", "thin")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +123,9 @@ def define_flags(recipe, flag_values=flags.FLAGS):
         "dsr: DynamicReparam; static: fixed random mask; set: SET with the "
         "same N_prune and period; gradual: dense start, Zhu & Gupta pruning "
         "down to --sparsity (the paper's 'compressed sparse'); dense: the "
-        "full dense network (sparsity 0, --sparsity ignored).",
+        "full dense network (sparsity 0, --sparsity ignored); thin: a dense "
+        "network narrowed (width multiplier) to as many parameters as the "
+        "sparse network at --sparsity has non-zeros.",
         flag_values=fv)
     flags.DEFINE_float("sparsity", recipe.sparsity,
                        "Fraction of zeros in the sparse tensors (final, for gradual).",
@@ -142,6 +146,10 @@ def define_flags(recipe, flag_values=flags.FLAGS):
                         flag_values=fv)
     flags.DEFINE_integer("stop_epoch", recipe.stop_epoch,
                          "No reallocation from this epoch on (dsr, set).", flag_values=fv)
+    flags.DEFINE_float("thin_tolerance", 0.02,
+                       "thin: largest relative mismatch allowed between the thin "
+                       "network's parameters and the sparse network's non-zeros.",
+                       flag_values=fv)
     flags.DEFINE_float("gradual_begin_epoch", 0.0,
                        "gradual: epoch where pruning starts.", flag_values=fv)
     flags.DEFINE_float("gradual_end_epoch", recipe.epochs / 2,
@@ -425,7 +433,27 @@ def write_json(results, path):
         json.dump(to_json_value(results), f, indent=1, allow_nan=False)
 
 
-def run(recipe, flag_values, load_data, build_model):
+def thin_width(flag_values, model_builder, data):
+    """Width multiplier of the thin dense baseline for `--sparsity`.
+
+    The dense network at this width has as many trainable parameters as
+    the sparse one (at `--sparsity`, width 1) has non-zero ones, within
+    `--thin_tolerance` (DSR_SPEC section 5, "thin dense").
+    """
+    builder, kwargs = model_builder(flag_values, data)
+    return tf_dsr.models.thin_dense_width(
+        builder, flag_values.sparsity, tolerance=flag_values.thin_tolerance, **kwargs
+    )
+
+
+def build(model_builder, flag_values, sparsity, data, width_multiplier=1.0):
+    """Builds the script's model at `sparsity` and `width_multiplier`."""
+    builder, kwargs = model_builder(flag_values, data)
+    return builder(sparsity=sparsity, seed=flag_values.seed,
+                   width_multiplier=width_multiplier, **kwargs)
+
+
+def run(recipe, flag_values, load_data, build_model, model_builder):
     """Trains and evaluates one experiment and writes its results JSON.
 
     Args:
@@ -433,8 +461,12 @@ def run(recipe, flag_values, load_data, build_model):
         flag_values: parsed `absl.flags.FlagValues` with `define_flags`'
             flags and the script's own.
         load_data: function `(flag_values) -> Data`.
-        build_model: function `(flag_values, sparsity, data) -> keras.Model`,
-            uncompiled, regularizers already attached.
+        build_model: function `(flag_values, sparsity, data,
+            width_multiplier=1.0) -> keras.Model`, uncompiled, regularizers
+            already attached.
+        model_builder: function `(flag_values, data) -> (builder, kwargs)`:
+            the `tf_dsr.models` builder and its arguments other than
+            `sparsity`, `seed` and `width_multiplier` (for `thin`).
 
     Returns:
         The results dict that was written to `--output`.
@@ -462,9 +494,12 @@ def run(recipe, flag_values, load_data, build_model):
                     else tf.distribute.get_strategy())
         with strategy.scope():
             # Gradual pruning starts from the dense network and prunes it;
-            # "dense" is that network trained as it is.
-            sparsity = 0.0 if fv.method in ("gradual", "dense") else fv.sparsity
-            model = build_model(fv, sparsity, data)
+            # "dense" is that network trained as it is, "thin" a narrower one.
+            # Sparse layers at sparsity 0 train exactly like Keras' dense
+            # layers and keep the per-layer reports working.
+            width = thin_width(fv, model_builder, data) if fv.method == "thin" else 1.0
+            sparsity = 0.0 if fv.method in ("gradual", "dense", "thin") else fv.sparsity
+            model = build_model(fv, sparsity, data, width_multiplier=width)
             metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
             if recipe.top5:
                 metrics.append(
@@ -515,6 +550,7 @@ def run(recipe, flag_values, load_data, build_model):
         "model": recipe.model,
         "dataset": recipe.dataset,
         "sparsity": 0.0 if fv.method == "dense" else fv.sparsity,
+        "width_multiplier": width,
         "seed": fv.seed,
         # From the optimizer, not `fit`'s History: a run resumed by
         # BackupAndRestore only lists the epochs after the restart.

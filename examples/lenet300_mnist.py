@@ -92,19 +92,23 @@ def load_data(flag_values):
     return common.Data(train, test, num_train, input_shape=(784,), num_classes=10)
 
 
-def build_model(flag_values, sparsity, data):
+def model_builder(flag_values, data):
     fv = flag_values
-    model = tf_dsr.models.lenet_300_100(
-        data.input_shape, data.num_classes, sparsity=sparsity, batch_norm=fv.batch_norm,
-        seed=fv.seed,
+    return tf_dsr.models.lenet_300_100, dict(
+        input_shape=data.input_shape, num_classes=data.num_classes, batch_norm=fv.batch_norm
     )
+
+
+def build_model(flag_values, sparsity, data, width_multiplier=1.0):
+    fv = flag_values
+    model = common.build(model_builder, fv, sparsity, data, width_multiplier)
     if fv.l1 > 0:
         common.add_regularizer(common.sparse_kernels(model), keras.regularizers.L1(fv.l1))
     return model
 
 
 def run(flag_values=flags.FLAGS):
-    return common.run(RECIPE, flag_values, load_data, build_model)
+    return common.run(RECIPE, flag_values, load_data, build_model, model_builder)
 
 
 def main(argv):

@@ -119,17 +119,23 @@ def load_data(flag_values):
     return common.Data(train, test, num_train, input_shape=(32, 32, 3), num_classes=10)
 
 
-def build_model(flag_values, sparsity, data):
+def model_builder(flag_values, data):
     fv = flag_values
-    model = tf_dsr.models.wide_resnet(
-        fv.depth, fv.width, data.input_shape, data.num_classes, sparsity=sparsity, seed=fv.seed
+    return tf_dsr.models.wide_resnet, dict(
+        depth=fv.depth, width=fv.width, input_shape=data.input_shape,
+        num_classes=data.num_classes,
     )
+
+
+def build_model(flag_values, sparsity, data, width_multiplier=1.0):
+    fv = flag_values
+    model = common.build(model_builder, fv, sparsity, data, width_multiplier)
     common.add_weight_decay(model, fv.weight_decay, fv.weight_decay_on)
     return model
 
 
 def run(flag_values=flags.FLAGS):
-    return common.run(RECIPE, flag_values, load_data, build_model)
+    return common.run(RECIPE, flag_values, load_data, build_model, model_builder)
 
 
 def main(argv):

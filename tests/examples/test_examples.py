@@ -26,7 +26,7 @@ from examples import wrn_cifar10  # noqa: E402
 import tf_dsr  # noqa: E402
 
 RESULT_KEYS = {
-    "method", "model", "dataset", "sparsity", "seed", "epochs", "steps_per_epoch", "steps",
+    "method", "model", "dataset", "sparsity", "width_multiplier", "seed", "epochs", "steps_per_epoch", "steps",
     "test", "params", "initial_params", "layers", "sparsity_history", "reallocation",
     "train_history", "wall_time_seconds", "flags", "versions", "devices",
 }
@@ -64,6 +64,7 @@ def num_active_at_init(layers, sparsity):
 def check_results(results, model, *, method, sparsity, epochs, steps_per_epoch):
     assert set(results) == RESULT_KEYS
     assert results["method"] == method
+    assert results["width_multiplier"] == 1.0
     assert results["sparsity"] == pytest.approx(sparsity)
     assert results["epochs"] == epochs
     assert results["steps_per_epoch"] == steps_per_epoch
@@ -220,6 +221,22 @@ def test_lenet_baselines(tmp_path, method):
         assert initial == LENET["sparse"]
         assert history["sparsity"][0] == 0.0
         assert history["sparsity"][1] == pytest.approx(0.95, abs=1e-4)
+
+
+def test_lenet_thin_dense_matches_the_sparse_non_zero_count(tmp_path):
+    results = run_script(lenet300_mnist, tmp_path, "--method=thin", "--epochs=1",
+                         "--steps_per_epoch=2", "--batch_size=4", "--eval_steps=1",
+                         "--sparsity=0.9", "--run_eagerly")
+    width = results["width_multiplier"]
+    assert 0.05 < width < 0.2
+    params = results["params"]
+    # Dense layers throughout (sparse layers with full masks), narrowed until
+    # their parameters match the 0.9-sparse network's non-zeros:
+    # 26,620 active kernel weights + 1,210 biases and BatchNorm parameters.
+    assert params["active_sparse"] == params["sparse_weights"]
+    assert params["num_params"] == pytest.approx(26_620 + 1_210, rel=0.02)
+    assert results["layers"]["dense_300"]["shape"][1] == round(300 * width)
+    assert results["reallocation"] is None
 
 
 def test_wrn_dsr(tmp_path):
