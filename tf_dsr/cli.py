@@ -2,11 +2,15 @@
 
     tf-dsr train                      # LeNet-300-100 on the bundled digits
     tf-dsr train --model conv --sparsity 0.95 --epochs 40
+    tf-dsr compare --output-dir docs/results   # DSR vs its baselines
 """
 
 import argparse
+import json
 import os
+import shlex
 import sys
+import time
 
 
 def _prune_target(text):
@@ -33,9 +37,34 @@ def _sparsity(text):
 
 
 def _positive_int(text):
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive int, got {text}")
+    return value
+
+
+def _stop_fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"--stop-fraction must be in (0, 1], got {text!r}")
+    return value
+
+
+def _prune_fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"--prune-target must be a fraction of the active weights in (0, 1), got {text!r}"
+        )
     return value
 
 
@@ -65,7 +94,63 @@ def build_parser():
                        help="also write a plain SavedModel (masks folded in) to DIR")
     train.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
                        help="Keras progress display (default 1: progress bars)")
+    _add_compare_parser(commands)
     return parser
+
+
+def _add_compare_parser(commands):
+    from tf_dsr.compare import METHODS
+    from tf_dsr.compare import MODELS
+
+    compare = commands.add_parser(
+        "compare",
+        help="compare DSR, SET, static, gradual pruning, dense and thin dense on the digits",
+        description=(
+            "Train every method at every sparsity with several seeds on the bundled "
+            "digits (LeNet-300-100 with BatchNorm unless --model says otherwise) and "
+            "write a mean ± std test-accuracy table (markdown), all raw results (JSON) "
+            "and two plots (PNG) to --output-dir."
+        ),
+    )
+    compare.add_argument("--model", choices=MODELS, default="lenet300",
+                         help="LeNet-300-100 with BatchNorm (default) or LeNet-5 on 8x8 images")
+    compare.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                         metavar="METHOD",
+                         help=f"methods to run, out of {' '.join(METHODS)} (default: all)")
+    compare.add_argument("--sparsities", nargs="+", type=_sparsity,
+                         default=[0.9, 0.95, 0.98, 0.99], metavar="S",
+                         help="target sparsities in [0, 1) (default 0.9 0.95 0.98 0.99)")
+    compare.add_argument("--seeds", type=_positive_int, default=3,
+                         help="runs per configuration, seeds 0..N-1; each seed also "
+                              "fixes the train/test split (default 3)")
+    compare.add_argument("--epochs", type=_positive_int, default=30,
+                         help="epochs of DSR, SET, gradual and dense (default 30)")
+    compare.add_argument("--double-static-epochs", action=argparse.BooleanOptionalAction,
+                         default=True,
+                         help="train static sparse and thin dense for 2x --epochs, as the "
+                              "paper does (default: on)")
+    compare.add_argument("--batch-size", type=_positive_int, default=50)
+    compare.add_argument("--learning-rate", type=float, default=0.1)
+    compare.add_argument("--prune-target", type=_prune_fraction, default=0.05,
+                         help="DSR's N_prune as a fraction of the active weights; SET "
+                              "prunes this fraction of each layer (default 0.05)")
+    compare.add_argument("--period", type=_positive_int, default=25,
+                         help="steps between mask updates of DSR, SET and gradual (default 25)")
+    compare.add_argument("--stop-fraction", type=_stop_fraction, default=0.9,
+                         help="DSR and SET stop moving masks after this fraction of their "
+                              "epochs, as the paper stops at epoch 90 of 100; 1 = never "
+                              "(default 0.9)")
+    compare.add_argument("--history-every", type=_positive_int, default=None,
+                         help="record per-layer sparsity every N steps (default: --period)")
+    compare.add_argument("--history-sparsity", type=_sparsity, default=None,
+                         help="sparsity of the per-layer plot (default: the highest)")
+    compare.add_argument("--num-train", type=_positive_int, default=None,
+                         help="train on a random subset of this many digits (default: all 1,437)")
+    compare.add_argument("--quick", action="store_true",
+                         help="smoke run: 1 seed, 2 epochs, 300 training digits "
+                              "(overrides --seeds, --epochs, --num-train)")
+    compare.add_argument("--output-dir", default="compare_results",
+                         help="where to write the table, JSON and plots (default compare_results)")
 
 
 def train(args):
@@ -116,10 +201,109 @@ def train(args):
     return 0
 
 
+def _load_split(seed, num_train=None, flat=True):
+    from tf_dsr import data
+
+    (x_train, y_train), test = data.load_digits(seed=seed, flat=flat)
+    if num_train is not None and num_train < len(x_train):
+        import numpy as np
+
+        chosen = np.sort(np.random.default_rng(seed).choice(len(x_train), num_train, replace=False))
+        x_train, y_train = x_train[chosen], y_train[chosen]
+    return (x_train, y_train), test
+
+
+def compare(args, argv):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tf_dsr import compare as comparison
+
+    if args.quick:
+        args.seeds, args.epochs, args.num_train = 1, 2, 300
+    if len(set(args.sparsities)) != len(args.sparsities):
+        build_parser().error(f"--sparsities must not repeat a value, got {args.sparsities}")
+    if len(set(args.methods)) != len(args.methods):
+        build_parser().error(f"--methods must not repeat a name, got {args.methods}")
+    if args.history_sparsity is not None and args.history_sparsity not in args.sparsities:
+        build_parser().error(f"--history-sparsity {args.history_sparsity} is not one of "
+                             f"--sparsities {args.sparsities}")
+    os.makedirs(args.output_dir, exist_ok=True)
+    name = "digits" if args.model == "lenet300" else f"digits_{args.model}"
+    prefix = os.path.join(args.output_dir, name)
+    paths = {
+        "markdown": prefix + "_comparison.md",
+        "json": prefix + "_comparison.json",
+        "accuracy_plot": prefix + "_accuracy.png",
+        "layer_plot": prefix + "_dsr_layer_sparsity.png",
+    }
+    command = "tf-dsr " + shlex.join(argv)
+    epochs = {m: comparison.method_epochs(m, args.epochs, args.double_static_epochs)
+              for m in args.methods}
+    config = {
+        "model": args.model, "data": "digits", "methods": args.methods,
+        "sparsities": args.sparsities, "num_seeds": args.seeds, "epochs": args.epochs,
+        "double_static_epochs": args.double_static_epochs, "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate, "optimizer": "SGD, Nesterov momentum 0.9",
+        "prune_target": args.prune_target, "period": args.period,
+        "stop_fraction": args.stop_fraction,
+        "history_every": args.history_every or args.period, "num_train": args.num_train,
+    }
+    started = time.time()
+
+    def write_json(results, finished):
+        payload = {"command": command, "config": config, "epochs_per_method": epochs,
+                   "finished": finished, "wall_seconds": round(time.time() - started, 1),
+                   "results": results}
+        with open(paths["json"], "w") as file:
+            json.dump(payload, file, indent=1)
+
+    results = []
+
+    def on_result(result, index, total):
+        results.append(result)
+        sparsity = "-" if result["sparsity"] is None else f"{result['sparsity']:g}"
+        print(f"[{index + 1}/{total}] {result['method']:<8} s={sparsity:<5} "
+              f"seed={result['seed']} epochs={result['epochs']}: "
+              f"test accuracy {result['test_accuracy']:.4f} ({result['seconds']:.1f} s)",
+              flush=True)
+        write_json(results, finished=False)
+
+    print(f"tf-dsr compare: {len(comparison.grid(args.methods, args.sparsities, args.seeds))} "
+          f"runs; epochs per method {epochs}", flush=True)
+    comparison.run_grid(
+        args.methods, args.sparsities, args.seeds, args.epochs,
+        data=lambda seed: _load_split(seed, args.num_train, flat=args.model == "lenet300"),
+        model=args.model,
+        double_static_epochs=args.double_static_epochs,
+        history_every=args.history_every or args.period, on_result=on_result,
+        batch_size=args.batch_size, learning_rate=args.learning_rate,
+        prune_target=args.prune_target, period=args.period, stop_fraction=args.stop_fraction,
+    )
+    write_json(results, finished=True)
+    title = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5"}[args.model] + " on the digits"
+    table = comparison.format_markdown(results, title="### " + title)
+    wall = time.time() - started
+    with open(paths["markdown"], "w") as file:
+        file.write(table)
+        file.write(f"\nCommand: `{command}` ({wall / 60:.1f} min).\n")
+    comparison.plot_accuracy(results, paths["accuracy_plot"], title=title)
+    written = [paths["markdown"], paths["json"], paths["accuracy_plot"]]
+    if "dsr" in args.methods:
+        comparison.plot_layer_sparsity(results, paths["layer_plot"],
+                                       sparsity=args.history_sparsity)
+        written.append(paths["layer_plot"])
+    print()
+    print(table)
+    print(f"wall time {wall / 60:.1f} min; wrote " + ", ".join(written))
+    return 0
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     if args.command == "train":
         return train(args)
+    if args.command == "compare":
+        return compare(args, argv)
     return 2
 
 

@@ -1,0 +1,521 @@
+"""Compare DSR with its baselines on the bundled digits, offline.
+
+Trains every method of the paper's LeNet-300-100 comparison (Mostafa &
+Wang, ICML 2019, Table 1; DSR_SPEC sections 5-6) on scikit-learn's 8x8
+digits at several sparsities and seeds, then summarizes test accuracy as
+mean ± std and draws two plots. The methods:
+
+| name      | what                                                         |
+| --------- | ------------------------------------------------------------ |
+| `dsr`     | sparse layers + `DynamicReparam` (global threshold, moves    |
+|           | weights between layers)                                      |
+| `set`     | sparse layers + `SET`, the same fraction pruned per layer     |
+| `static`  | sparse layers, fixed random masks, no callback               |
+| `gradual` | dense start + `GradualPruning` to the target (Zhu & Gupta,   |
+|           | the paper's "compressed sparse")                             |
+| `dense`   | the full dense network (plain Keras `Dense`)                 |
+| `thin`    | a narrower dense network with as many weights as the sparse  |
+|           | one ("thin dense")                                           |
+
+As in the paper, `static` and `thin` train for twice as many epochs by
+default. `run_one` trains one configuration and returns a plain dict;
+`run_grid` loops over methods, sparsities and seeds; `format_markdown`,
+`plot_accuracy` and `plot_layer_sparsity` turn the dicts into the report.
+
+Example:
+
+>>> results = run_grid(["dsr", "static"], [0.9], num_seeds=1, epochs=2)
+>>> print(format_markdown(results))
+"""
+
+import math
+import numbers
+import time
+
+import numpy as np
+
+METHODS = ("dsr", "set", "static", "gradual", "dense", "thin")
+SPARSE_METHODS = ("dsr", "set", "static", "gradual")
+DOUBLED_METHODS = ("static", "thin")
+MODELS = ("lenet300", "lenet5")
+LABELS = {
+    "dsr": "DSR",
+    "set": "SET",
+    "static": "static sparse",
+    "gradual": "compressed sparse (gradual)",
+    "dense": "full dense",
+    "thin": "thin dense",
+}
+
+
+# ----- validation -------------------------------------------------------
+def validate_methods(methods):
+    """Returns `methods` as a tuple of known names, in the given order."""
+    methods = tuple(methods)
+    if not methods:
+        raise ValueError(f"Give at least one method out of {METHODS}. Received none.")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"Unknown method(s) {unknown}. Choose from {METHODS}.")
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"Each method may appear once. Received: {list(methods)}.")
+    return methods
+
+
+def validate_sparsities(sparsities):
+    """Returns `sparsities` as a tuple of floats in [0, 1), each once."""
+    sparsities = tuple(sparsities)
+    if not sparsities:
+        raise ValueError("Give at least one sparsity in [0, 1), e.g. 0.9.")
+    for value in sparsities:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"Sparsities must be floats in [0, 1). Received: {value!r}.")
+        if not 0.0 <= value < 1.0:
+            raise ValueError(
+                f"Sparsity is the fraction of zeros and must be in [0, 1). "
+                f"Received: {value}. Use e.g. 0.9 for 10% non-zeros."
+            )
+    if len(set(sparsities)) != len(sparsities):
+        raise ValueError(f"Each sparsity may appear once. Received: {list(sparsities)}.")
+    return tuple(float(s) for s in sparsities)
+
+
+def validate_num_seeds(num_seeds):
+    if isinstance(num_seeds, bool) or not isinstance(num_seeds, numbers.Integral):
+        raise TypeError(f"`num_seeds` must be an int >= 1. Received: {num_seeds!r}.")
+    if num_seeds < 1:
+        raise ValueError(
+            f"`num_seeds` must be >= 1 (runs per configuration). Received: {num_seeds}."
+        )
+    return int(num_seeds)
+
+
+def method_epochs(method, epochs, double_static_epochs=True):
+    """Epochs `method` trains for: static and thin dense get twice as many."""
+    if double_static_epochs and method in DOUBLED_METHODS:
+        return 2 * epochs
+    return epochs
+
+
+# ----- one configuration -------------------------------------------------
+def _kernel_counts(model):
+    """Per-layer `(num_active, num_weights)` of every kernel of `model`."""
+    import keras
+
+    from tf_dsr.layers import SparseLayer
+
+    counts, seen = {}, set()
+
+    def visit(layer):
+        if id(layer) in seen:
+            return
+        seen.add(id(layer))
+        if isinstance(layer, SparseLayer):
+            mask = keras.ops.convert_to_numpy(layer.mask)
+            counts[layer.name] = (int(np.count_nonzero(mask)), int(mask.size))
+        elif getattr(layer, "kernel", None) is not None:
+            size = int(np.prod(layer.kernel.shape))
+            counts[layer.name] = (size, size)
+        for child in getattr(layer, "layers", None) or []:
+            visit(child)
+
+    visit(model)
+    return counts
+
+
+def build_model(method, sparsity, seed, input_shape=(64,), num_classes=10, model="lenet300"):
+    """The network `method` trains, and its width multiplier (1.0 unless thin).
+
+    Args:
+        method: one of `METHODS`.
+        sparsity: float in [0, 1), the target sparsity (ignored by `dense`).
+        seed: int, seeds the initial masks.
+        input_shape: tuple. Defaults to `(64,)` (flat 8x8 digits).
+        num_classes: int. Defaults to 10.
+        model: one of `MODELS`: "lenet300" (LeNet-300-100 with BatchNorm,
+            flat inputs) or "lenet5" (image inputs). Defaults to "lenet300".
+
+    Returns:
+        `(keras.Model, width_multiplier)`; thin dense has as many trainable
+        parameters as the sparse network has non-zero ones (within 2%).
+    """
+    builder = model_builder(model)
+    shape = {"input_shape": tuple(input_shape), "num_classes": num_classes}
+    if method in ("dsr", "set", "static"):
+        return builder(sparsity=sparsity, seed=seed, **shape), 1.0
+    if method == "gradual":
+        return builder(sparsity=0.0, seed=seed, **shape), 1.0
+    if method == "dense":
+        return builder(sparsity=None, seed=seed, **shape), 1.0
+    if method == "thin":
+        from tf_dsr import models
+
+        width = float(models.thin_dense_width(builder, sparsity, **shape))
+        return builder(sparsity=None, width_multiplier=width, seed=seed, **shape), width
+    raise ValueError(f"Unknown method {method!r}. Choose from {METHODS}.")
+
+
+def model_builder(model):
+    """The `tf_dsr.models` builder called `model` ("lenet300" or "lenet5")."""
+    from tf_dsr import models
+
+    builders = {"lenet300": models.lenet_300_100, "lenet5": models.lenet5}
+    if model not in builders:
+        raise ValueError(f"`model` must be one of {MODELS}. Received: {model!r}.")
+    return builders[model]
+
+
+def stop_epoch(epochs, stop_fraction):
+    """First epoch without mask updates: `round(stop_fraction * epochs)`.
+
+    None when `stop_fraction` is 1 (update until the end).
+    """
+    if not 0.0 < stop_fraction <= 1.0:
+        raise ValueError(f"`stop_fraction` must be in (0, 1]. Received: {stop_fraction}.")
+    return None if stop_fraction == 1.0 else int(round(stop_fraction * epochs))
+
+
+def make_callbacks(method, sparsity, seed, total_steps, prune_target=0.05, period=25,
+                   history_every=None, stop_epoch=None):
+    """The mask-updating callback of `method` (none for static and dense).
+
+    DSR and SET stop updating masks at `stop_epoch` (None: never);
+    gradual pruning reaches its target at 75% of `total_steps`.
+
+    Returns:
+        `(callbacks, history)`: a list for `fit`, and the `SparsityHistory`
+        in it (or None).
+    """
+    import tf_dsr
+
+    callbacks = []
+    if method == "dsr":
+        callbacks.append(tf_dsr.DynamicReparam(prune_target=prune_target, period=period,
+                                               stop_epoch=stop_epoch, seed=seed))
+    elif method == "set":
+        # The paper's SET baseline prunes fraction N_prune / active per layer.
+        if isinstance(prune_target, numbers.Integral):
+            raise ValueError(
+                "The comparison gives SET the fraction of DSR's `prune_target`; "
+                f"pass a float in (0, 1). Received: {prune_target!r}."
+            )
+        callbacks.append(tf_dsr.SET(prune_fraction=prune_target, period=period,
+                                    stop_epoch=stop_epoch, seed=seed))
+    elif method == "gradual":
+        # Zhu & Gupta: reach the target at ~75% of training, then fine-tune.
+        end_step = max(1, int(round(0.75 * total_steps)))
+        callbacks.append(tf_dsr.GradualPruning(
+            final_sparsity=sparsity, begin_step=0, end_step=end_step,
+            initial_sparsity=0.0, period=min(period, end_step), seed=seed))
+    history = None
+    if history_every is not None and method in SPARSE_METHODS:
+        history = tf_dsr.SparsityHistory(every=history_every)
+        callbacks.append(history)
+    return callbacks, history
+
+
+def run_one(method, sparsity, seed, data, epochs, batch_size=50, learning_rate=0.1,
+            prune_target=0.05, period=25, stop_fraction=0.9, history_every=None,
+            model="lenet300"):
+    """Trains one configuration and returns what it measured, as a dict.
+
+    Compiles as `tf-dsr train` does: SGD with Nesterov momentum 0.9 at a
+    constant learning rate, cross-entropy on logits.
+
+    Args:
+        method: one of `METHODS`.
+        sparsity: float in [0, 1), or None for `dense`.
+        seed: int, seeds initialization, masks and the callback.
+        data: `((x_train, y_train), (x_test, y_test))`.
+        epochs: int, epochs for this run (already doubled if wanted).
+        batch_size: int. Defaults to 50.
+        learning_rate: float. Defaults to 0.1.
+        prune_target: N_prune of DSR as a fraction of the active weights
+            (SET prunes that fraction per layer). Defaults to 0.05.
+        period: int steps between mask updates. Defaults to 25.
+        stop_fraction: float in (0, 1]; DSR and SET stop updating masks
+            after this fraction of the epochs, as the paper stops at epoch
+            90 of 100. A late update leaves BatchNorm's moving statistics
+            stale (a unit regrown from no inputs has a moving variance near
+            0), so inference breaks although training accuracy is high.
+            Defaults to 0.9.
+        history_every: int or None; record per-layer sparsity every so many
+            steps (sparse methods). Defaults to None.
+        model: one of `MODELS`.
+
+    Returns:
+        A JSON-ready dict: `method`, `sparsity`, `seed`, `epochs`,
+        `test_accuracy`, `test_loss`, `train_accuracy`, `width_multiplier`,
+        `num_active_initial` / `num_active_final` / `num_weights` (dicts
+        from layer name to kernel counts), `num_kernel_active` (sum of the
+        final active counts), `num_nonzero_parameters` (active kernel
+        weights plus biases and BatchNorm, the thin dense target),
+        `num_parameters` (all trainable), `model`,
+        `seconds`, and `sparsity_history` (dict or None).
+    """
+    import keras
+
+    from tf_dsr import models
+
+    validate_methods([method])
+    if method == "dense":
+        sparsity = None
+    else:
+        validate_sparsities([sparsity])
+    start = time.perf_counter()
+    keras.utils.set_random_seed(seed)
+    (x_train, y_train), (x_test, y_test) = data
+    net, width = build_model(method, sparsity, seed, x_train.shape[1:],
+                             int(max(y_train.max(), y_test.max())) + 1, model=model)
+    net.compile(
+        optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    steps_per_epoch = math.ceil(len(x_train) / batch_size)
+    callbacks, history = make_callbacks(
+        method, sparsity, seed, epochs * steps_per_epoch, prune_target=prune_target,
+        period=period, history_every=history_every,
+        stop_epoch=stop_epoch(epochs, stop_fraction))
+    initial = _kernel_counts(net)
+    fit = net.fit(x_train, y_train, epochs=epochs, batch_size=batch_size,
+                  callbacks=callbacks, verbose=0)
+    test_loss, test_accuracy = net.evaluate(x_test, y_test, verbose=0)
+    final = _kernel_counts(net)
+    return {
+        "method": method,
+        "model": model,
+        "sparsity": sparsity,
+        "seed": int(seed),
+        "epochs": int(epochs),
+        "test_accuracy": float(test_accuracy),
+        "test_loss": float(test_loss),
+        "train_accuracy": float(fit.history["accuracy"][-1]),
+        "width_multiplier": width,
+        "num_weights": {name: n for name, (_, n) in final.items()},
+        "num_active_initial": {name: a for name, (a, _) in initial.items()},
+        "num_active_final": {name: a for name, (a, _) in final.items()},
+        "num_kernel_active": sum(a for a, _ in final.values()),
+        "num_nonzero_parameters": int(models.num_nonzero_params(net)),
+        "num_parameters": int(sum(np.prod(v.shape) for v in net.trainable_weights)),
+        "seconds": round(time.perf_counter() - start, 2),
+        "sparsity_history": None if history is None else history.history,
+    }
+
+
+def grid(methods, sparsities, num_seeds):
+    """The `(method, sparsity, seed)` triples of a comparison, in run order.
+
+    Seeds run outermost so that an interrupted grid still has every method
+    at every sparsity; `dense` runs once per seed, with sparsity None.
+    """
+    methods = validate_methods(methods)
+    sparsities = validate_sparsities(sparsities)
+    triples = []
+    for seed in range(validate_num_seeds(num_seeds)):
+        if "dense" in methods:
+            triples.append(("dense", None, seed))
+        for sparsity in sparsities:
+            triples.extend((m, sparsity, seed) for m in methods if m != "dense")
+    return triples
+
+
+def run_grid(methods, sparsities, num_seeds, epochs, data=None, double_static_epochs=True,
+             history_every=25, on_result=None, model="lenet300", **kwargs):
+    """Runs `run_one` over methods x sparsities x seeds.
+
+    Args:
+        methods: names out of `METHODS`.
+        sparsities: floats in [0, 1).
+        num_seeds: int >= 1; seeds are `0 .. num_seeds - 1`. Each seed also
+            fixes the train/test split of the digits.
+        epochs: int, epochs of DSR, SET, gradual and dense.
+        data: None (the digits, split by seed; flat for "lenet300", 8x8x1
+            images otherwise) or a function
+            `seed -> ((x_train, y_train), (x_test, y_test))`.
+        double_static_epochs: bool, static and thin dense train
+            `2 * epochs`, as in the paper. Defaults to True.
+        history_every: int or None, `SparsityHistory(every=...)` of the
+            sparse methods. Defaults to 25.
+        on_result: optional function called with each result dict (and its
+            index and the number of runs) as soon as it is done.
+        model: one of `MODELS`. Defaults to "lenet300".
+        **kwargs: passed to `run_one` (batch_size, learning_rate, ...).
+
+    Returns:
+        A list of result dicts, in run order.
+    """
+    if data is None:
+        from tf_dsr import data as digits
+
+        data = lambda seed: digits.load_digits(seed=seed, flat=model == "lenet300")
+    triples = grid(methods, sparsities, num_seeds)
+    results, split, split_seed = [], None, None
+    for index, (method, sparsity, seed) in enumerate(triples):
+        if seed != split_seed:
+            split, split_seed = data(seed), seed
+        result = run_one(method, sparsity, seed, split,
+                         method_epochs(method, epochs, double_static_epochs),
+                         history_every=history_every, model=model, **kwargs)
+        results.append(result)
+        if on_result is not None:
+            on_result(result, index, len(triples))
+    return results
+
+
+# ----- summaries ------------------------------------------------------------
+def summarize(results):
+    """Mean and std of test accuracy per `(method, sparsity)`.
+
+    The std is the sample standard deviation (ddof=1), 0 for a single run.
+
+    Returns:
+        dict `(method, sparsity) -> (mean, std, num_runs, epochs)`;
+        `dense` has sparsity None.
+    """
+    groups = {}
+    for result in results:
+        key = (result["method"], result["sparsity"])
+        groups.setdefault(key, []).append(result)
+    summary = {}
+    for key, runs in groups.items():
+        accuracies = np.array([r["test_accuracy"] for r in runs], float)
+        std = float(accuracies.std(ddof=1)) if len(accuracies) > 1 else 0.0
+        summary[key] = (float(accuracies.mean()), std, len(runs), runs[0]["epochs"])
+    return summary
+
+
+def format_cell(mean, std):
+    """`mean ± std` of accuracies in [0, 1], as percentages with 2 decimals."""
+    return f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+
+def format_markdown(results, title=None):
+    """A markdown table: methods x sparsities, test accuracy (%) mean ± std.
+
+    Full dense has no sparsity: its one value is repeated in every column
+    (and stated above the table) so columns read like the paper's tables.
+
+    Args:
+        results: list of result dicts from `run_one`.
+        title: optional first line.
+
+    Returns:
+        The markdown text, ending in a newline.
+    """
+    summary = summarize(results)
+    sparsities = sorted({s for (_, s) in summary if s is not None}, reverse=True)
+    methods = [m for m in METHODS if any(key[0] == m for key in summary)]
+    num_seeds = max(n for (_, _, n, _) in summary.values())
+    lines = []
+    if title:
+        lines += [title, ""]
+    lines.append(f"Test accuracy (%), mean ± std over {num_seeds} seed(s).")
+    if ("dense", None) in summary:
+        mean, std, n, epochs = summary[("dense", None)]
+        lines.append(f"Full dense: {format_cell(mean, std)} ({epochs} epochs, {n} runs).")
+    lines.append("")
+    lines.append("| method | epochs | " + " | ".join(f"s = {s:g}" for s in sparsities) + " |")
+    lines.append("| --- | --- | " + " | ".join("---" for _ in sparsities) + " |")
+    for method in methods:
+        if method == "dense":
+            mean, std, _, epochs = summary[("dense", None)]
+            cells = [format_cell(mean, std)] * len(sparsities)
+        else:
+            cells, epochs = [], None
+            for sparsity in sparsities:
+                entry = summary.get((method, sparsity))
+                if entry is None:
+                    cells.append("–")
+                else:
+                    cells.append(format_cell(entry[0], entry[1]))
+                    epochs = entry[3]
+        lines.append(f"| {LABELS[method]} | {epochs} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ----- plots -----------------------------------------------------------------
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise ImportError("Plots need matplotlib: pip install 'tf-dsr[demo]'.") from error
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_accuracy(results, path, title="LeNet-300-100 on the digits"):
+    """Draws test accuracy vs sparsity per method (mean, std error bars).
+
+    Full dense, which has no sparsity, is a horizontal line with a band of
+    ± one std. Writes a PNG to `path`.
+    """
+    plt = _pyplot()
+    summary = summarize(results)
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for method in METHODS:
+        if method == "dense" or not any(key[0] == method for key in summary):
+            continue
+        points = sorted((s, m, sd) for (name, s), (m, sd, _, _) in summary.items()
+                        if name == method)
+        x, mean, std = (np.array(column, float) for column in zip(*points))
+        axes.errorbar(x, 100 * mean, yerr=100 * std, marker="o", capsize=3,
+                      label=LABELS[method])
+    if ("dense", None) in summary:
+        mean, std, _, _ = summary[("dense", None)]
+        axes.axhline(100 * mean, color="black", linestyle="--", label=LABELS["dense"])
+        axes.axhspan(100 * (mean - std), 100 * (mean + std), color="black", alpha=0.08)
+    axes.set_xlabel("sparsity (fraction of zero weights)")
+    axes.set_ylabel("test accuracy (%)")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_layer_sparsity(results, path, sparsity=None, method="dsr",
+                        title="Per-layer sparsity during DSR training"):
+    """Draws each layer's sparsity over training steps for `method`.
+
+    Uses the runs at `sparsity` (default: the highest with a recorded
+    history): the first seed as solid lines, the others faint. The global
+    sparsity, which DSR conserves, is a dashed line. Writes a PNG to `path`.
+
+    Raises:
+        ValueError: no run of `method` recorded a sparsity history.
+    """
+    runs = [r for r in results if r["method"] == method and r.get("sparsity_history")]
+    if sparsity is None and runs:
+        sparsity = max(r["sparsity"] for r in runs)
+    runs = sorted((r for r in runs if r["sparsity"] == sparsity), key=lambda r: r["seed"])
+    if not runs:
+        raise ValueError(
+            f"No '{method}' run at sparsity {sparsity} has a sparsity history; "
+            "run the grid with `history_every` set."
+        )
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, run in enumerate(runs):
+        history = run["sparsity_history"]
+        first = index == 0
+        for color, (name, values) in zip(colors, history["layers"].items()):
+            size = run["num_weights"][name]
+            axes.plot(history["step"], values, color=color, alpha=1.0 if first else 0.25,
+                      linewidth=1.5 if first else 1.0,
+                      label=f"{name} ({size} weights)" if first else None)
+        axes.plot(history["step"], history["sparsity"], color="black", linestyle="--",
+                  alpha=1.0 if first else 0.25, label="all sparse kernels" if first else None)
+    axes.set_xlabel("training step")
+    axes.set_ylabel("sparsity of the layer")
+    axes.set_title(f"{title} (s = {sparsity:g}, {len(runs)} seed(s))")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return sparsity
