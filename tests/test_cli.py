@@ -24,6 +24,15 @@ def test_train_prints_accuracy_nonzero_count_and_table(tmp_path, capsys):
     assert (export_dir / "saved_model.pb").exists()
 
 
+def test_train_stops_reallocating_after_the_stop_fraction(capsys):
+    # 29 steps per epoch, a reallocation every 10 steps; stopping at epoch
+    # round(0.5 * 3) = 2 leaves those at steps 10, 20, ..., 50.
+    code = cli.main(["train", "--epochs", "3", "--period", "10", "--verbose", "0",
+                     "--stop-fraction", "0.5"])
+    assert code == 0
+    assert re.search(r"^reallocations: 5,", capsys.readouterr().out, re.M)
+
+
 def test_conv_model_runs(capsys):
     assert cli.main(["train", "--model", "conv", "--epochs", "1", "--verbose", "0"]) == 0
     assert "test accuracy" in capsys.readouterr().out
@@ -34,6 +43,7 @@ def test_conv_model_runs(capsys):
     ["train", "--prune-target", "0"],
     ["train", "--prune-target", "1.5"],
     ["train", "--epochs", "0"],
+    ["train", "--stop-fraction", "0"],
     ["train", "--model", "resnet"],
     [],
 ])

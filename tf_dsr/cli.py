@@ -89,6 +89,10 @@ def build_parser():
                        help="N_prune: a count, or a fraction of the active weights (default 0.05)")
     train.add_argument("--period", type=_positive_int, default=25,
                        help="steps between reallocations (default 25)")
+    train.add_argument("--stop-fraction", type=_stop_fraction, default=0.9,
+                       help="stop reallocating after this fraction of the epochs, as the "
+                            "paper stops at epoch 90 of 100, so BatchNorm's statistics "
+                            "settle on the final masks (default 0.9; 1 = never stop)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--export", metavar="DIR", default=None,
                        help="also write a plain SavedModel (masks folded in) to DIR")
@@ -175,8 +179,11 @@ def train(args):
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
+    from tf_dsr.compare import stop_epoch
+
     reparam = tf_dsr.DynamicReparam(
-        prune_target=args.prune_target, period=args.period, seed=args.seed
+        prune_target=args.prune_target, period=args.period,
+        stop_epoch=stop_epoch(args.epochs, args.stop_fraction), seed=args.seed,
     )
     print(f"tf-dsr: {model.name} on digits ({len(x_train)} train / {len(x_test)} test), "
           f"sparsity {args.sparsity}, N_prune {args.prune_target}, period {args.period}")
