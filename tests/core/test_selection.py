@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_dsr.core import selection
 from tf_dsr.core.selection import random_subset
 
 
@@ -281,3 +282,135 @@ def test_xla_matches_eager():
     assert other.sum() == 150
     assert not np.array_equal(other, xla)
     assert compiled.experimental_get_tracing_count() == 1
+
+
+# --------------------------------------------------------------------------
+# Outside XLA, `random_subset` filters candidates by a key cutoff and finds
+# the cut among the few that pass; under XLA it runs the radix select. Both
+# must return the same subset, so masks do not depend on `jit_compile`.
+
+
+def _radix_only(monkeypatch):
+    monkeypatch.setattr(selection, "_in_xla_context", lambda: True)
+
+
+@pytest.mark.parametrize("with_fallback", [False, True])
+def test_filter_path_equals_radix_path(monkeypatch, with_fallback):
+    rng = np.random.RandomState(7)
+    draw = tf.function(random_subset, autograph=False)
+    cases = []
+    for shape, density in [((5000,), 0.9), ((3, 3, 16, 32), 0.5),
+                           ((200, 30), 0.05), ((7,), 1.0)]:
+        candidates = _candidates(shape, density, rng)
+        fallback = (~candidates & (rng.rand(*shape) < 0.5)) if with_fallback \
+            else None
+        num_candidates = int(candidates.sum())
+        for n in [0, 1, num_candidates // 50, num_candidates // 2,
+                  num_candidates, num_candidates + 3]:
+            cases.append((candidates, fallback, n))
+
+    def run():
+        return [
+            draw(tf.constant(c), tf.constant(n, tf.int64), _seed(i, 8),
+                 fallback=None if f is None else tf.constant(f)).numpy()
+            for i, (c, f, n) in enumerate(cases)
+        ]
+
+    filtered = run()
+    _radix_only(monkeypatch)
+    draw = tf.function(random_subset, autograph=False)
+    radix = run()
+    for (c, f, n), a, b in zip(cases, filtered, radix):
+        pool = c if f is None else c | f
+        assert a.sum() == min(n, pool.sum())
+        assert not (a & ~pool).any()
+        np.testing.assert_array_equal(a, b, err_msg=f"n={n} shape={c.shape}")
+
+
+def test_shortfall_sorts_the_whole_pool(monkeypatch):
+    # Force the 6-sigma event: a cutoff that about n / 3 candidates pass.
+    calls = []
+    pool_sort = selection._smallest_in_pool
+
+    def counting_pool_sort(*args):
+        calls.append(1)
+        return pool_sort(*args)
+
+    candidates = _candidates((40, 50), 0.7, np.random.RandomState(9))
+    expected = [_select(candidates, n, _seed(n, 2)) for n in (30, 300)]
+    monkeypatch.setattr(selection, "_num_expected_passing", lambda n: n / 3)
+    monkeypatch.setattr(selection, "_smallest_in_pool", counting_pool_sort)
+    for n, want in zip((30, 300), expected):
+        got = _select(candidates, n, _seed(n, 2))
+        assert got.sum() == n
+        np.testing.assert_array_equal(got, want)
+    assert len(calls) == 2
+
+
+def test_uniform_when_filtering_is_active():
+    # 4000 candidates, 20 picked per draw: about 111 candidates pass the
+    # cutoff, so this exercises the filtered path (not a full sort). Counts
+    # over 40 blocks of 100 positions, 500 draws: 250 expected per block
+    # (sd ~15.6). 39 degrees of freedom; P(chi2 > 80) < 1e-4.
+    candidates = np.ones(4000, bool)
+    draw = tf.function(random_subset, autograph=False)
+    counts = np.zeros(4000, np.int64)
+    for s in range(500):
+        counts += draw(tf.constant(candidates), tf.constant(20, tf.int64),
+                       _seed(s, 123)).numpy()
+    assert counts.sum() == 500 * 20
+    blocks = counts.reshape(40, 100).sum(axis=1)
+    chi2 = ((blocks - 250.0) ** 2 / 250.0).sum()
+    assert chi2 < 80, (chi2, blocks)
+    # No position is favoured: a single position is picked 2.5 times on
+    # average; 15 would be a 7-sigma outlier for a Poisson count.
+    assert counts.max() < 15
+
+
+def test_known_counts_give_the_same_subset():
+    rng = np.random.RandomState(10)
+    candidates = _candidates((30, 40), 0.6, rng)
+    fallback = ~candidates & (rng.rand(30, 40) < 0.5)
+    for n in [10, int(candidates.sum()) + 5]:
+        plain = random_subset(tf.constant(candidates), n, _seed(4),
+                              fallback=tf.constant(fallback)).numpy()
+        counted = random_subset(
+            tf.constant(candidates), n, _seed(4),
+            fallback=tf.constant(fallback),
+            num_candidates=int(candidates.sum()),
+            num_fallback=tf.constant(int(fallback.sum()), tf.int64),
+        ).numpy()
+        np.testing.assert_array_equal(plain, counted)
+
+
+def test_xla_matches_graph_with_fallback():
+    rng = np.random.RandomState(11)
+    candidates = _candidates((12, 10), 0.3, rng)
+    fallback = ~candidates & (rng.rand(12, 10) < 0.5)
+    compiled = tf.function(random_subset, jit_compile=True)
+    for n in [5, int(candidates.sum()) + 4]:
+        args = (tf.constant(candidates), tf.constant(n, tf.int64), _seed(6))
+        xla = compiled(*args, fallback=tf.constant(fallback)).numpy()
+        graph = random_subset(*args, fallback=tf.constant(fallback)).numpy()
+        np.testing.assert_array_equal(xla, graph)
+
+
+def test_per_shape_function_traces_each_signature_once():
+    calls = []
+
+    def double(x):
+        calls.append(tuple(x.shape))
+        return x * 2
+
+    wrapped = selection.per_shape_function(double)
+
+    @tf.function(autograph=False)
+    def run(a, b, c):
+        return wrapped(a), wrapped(b), wrapped(c)
+
+    a = tf.ones([3, 4])
+    out = run(a, a + 1, tf.ones([5]))
+    assert sorted(calls) == [(3, 4), (5,)]
+    np.testing.assert_array_equal(out[1].numpy(), np.full((3, 4), 4.0))
+    # Eagerly the function simply runs.
+    np.testing.assert_array_equal(wrapped(tf.ones([2])).numpy(), [2.0, 2.0])
