@@ -5,8 +5,10 @@ import pytest
 import tensorflow as tf
 
 from tf_dsr.core.reallocation import adapt_threshold
+from tf_dsr.core.reallocation import count_active
 from tf_dsr.core.reallocation import grow
 from tf_dsr.core.reallocation import layer_seed
+from tf_dsr.core.reallocation import layer_seeds
 from tf_dsr.core.reallocation import prune
 from tf_dsr.core.reallocation import reallocate
 from tf_dsr.core.reallocation import share_out
@@ -598,3 +600,54 @@ def test_xla_matches_eager():
     np.testing.assert_array_equal(xla.num_grown.numpy(), eager.num_grown.numpy())
     assert bool(xla.is_finite.numpy())
     check_invariants(kernels, masks, 0.05, 10, xla)
+
+
+@pytest.mark.parametrize("kernel,mask,threshold,survivors,pruned", PRUNE_TABLE)
+def test_prune_counts_match_masks(kernel, mask, threshold, survivors, pruned):
+    result = prune(tf.constant(kernel, tf.float32), tf.constant(mask, tf.float32),
+                   threshold)
+    assert result.num_active.dtype == tf.int64
+    assert int(result.num_active) == int(np.sum(mask))
+    assert int(result.num_pruned) == int(np.sum(pruned))
+
+
+@pytest.mark.parametrize("seed,step", [(0, 0), (3, 17), (2**40, 5), (-7, 2**33)])
+def test_layer_seeds_equal_layer_seed(seed, step):
+    seeds = layer_seeds(seed, step, 6).numpy()
+    assert seeds.dtype == np.int32 and seeds.shape == (6, 2)
+    for i in range(6):
+        np.testing.assert_array_equal(seeds[i], layer_seed(seed, step, i).numpy())
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float16, tf.int32, tf.bool])
+def test_count_active_exact(dtype):
+    mask = np.random.RandomState(3).rand(3, 3, 16, 32) < 0.37
+    assert int(count_active(tf.cast(tf.constant(mask), dtype))) == mask.sum()
+
+
+def test_count_active_above_2_pow_24_float32():
+    # Above 2^24 a float32 sum could round; the count takes the integer path.
+    size = 2**24 + 3
+    mask = tf.ones([size], tf.float32)
+    assert int(count_active(mask)) == size
+
+
+def test_graph_reallocation_equals_eager():
+    # In a graph, per-tensor work runs as shared per-shape functions; the
+    # result must equal the eager one op for op.
+    rng = np.random.RandomState(12)
+    kernels, masks = [], []
+    for shape in [(3, 3, 4, 8), (3, 3, 4, 8), (20, 10), (3, 3, 4, 8)]:
+        mask = (rng.rand(*shape) < 0.3).astype(np.float32)
+        kernels.append(tf.constant(rng.normal(0, 0.02, shape).astype(np.float32) * mask))
+        masks.append(tf.constant(mask))
+
+    def run(ks, ms):
+        r = reallocate(ks, ms, 0.01, 40, seed=5, step=9)
+        return r.kernels, r.masks, r.num_pruned, r.num_grown
+
+    eager = run(kernels, masks)
+    graph = tf.function(run, autograph=False)(kernels, masks)
+    for a, b in zip(tf.nest.flatten(eager), tf.nest.flatten(graph)):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert int(tf.reduce_sum(eager[2])) > 0

@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from tf_dsr.core.selection import per_shape_function
 from tf_dsr.core.selection import random_subset
 
 
@@ -36,10 +37,15 @@ class Pruned(NamedTuple):
     Attributes:
         survivors: bool, kernel-shaped; active positions that stay active.
         pruned: bool, kernel-shaped; active positions removed now.
+        num_active: int64 scalar, active positions before pruning.
+        num_pruned: int64 scalar, `count(pruned)` (K_l); survivors number
+            `num_active - num_pruned` (R_l).
     """
 
     survivors: tf.Tensor
     pruned: tf.Tensor
+    num_active: tf.Tensor
+    num_pruned: tf.Tensor
 
 
 class Reallocation(NamedTuple):
@@ -66,7 +72,31 @@ class Reallocation(NamedTuple):
 
 
 def _count(x):
-    return tf.reduce_sum(tf.cast(x, tf.int64))
+    # int32 partial sums move half the bytes of int64 ones and are exact
+    # below 2^31 elements; larger tensors count in int64.
+    size = x.shape.num_elements()
+    dtype = tf.int32 if size is not None and size < 2**31 else tf.int64
+    return tf.cast(tf.reduce_sum(tf.cast(x, dtype)), tf.int64)
+
+
+def count_active(mask):
+    """Exact number of non-zero entries of a 0/1 mask, as int64.
+
+    A float32 mask of at most 2^24 entries is summed in float32: every
+    partial sum is then an integer below 2^24, represented exactly in any
+    summation order, and no cast pass is needed. Other masks count through
+    an integer cast.
+
+    Args:
+        mask: tensor of 0/1 values, any numeric or bool dtype, static shape.
+
+    Returns:
+        int64 scalar.
+    """
+    size = mask.shape.num_elements()
+    if mask.dtype == tf.float32 and size is not None and size <= 2**24:
+        return tf.cast(tf.reduce_sum(mask), tf.int64)
+    return _count(tf.not_equal(mask, tf.zeros([], mask.dtype)))
 
 
 def prune(kernel, mask, threshold):
@@ -82,23 +112,34 @@ def prune(kernel, mask, threshold):
         threshold: float scalar, H.
 
     Returns:
-        A `Pruned` tuple of bool tensors shaped like `kernel`.
+        A `Pruned` tuple: bool tensors shaped like `kernel` and their
+        counts.
     """
     active = tf.not_equal(mask, 0)
     magnitude = tf.abs(tf.cast(kernel, tf.float32))
     weak = active & (magnitude < tf.cast(threshold, tf.float32))
-    survivors = active & ~weak
+    num_active = count_active(mask)
+    num_weak = _count(weak)
+    lost_all = tf.equal(num_weak, num_active) & tf.greater(num_active, 0)
 
-    lost_all = tf.equal(_count(survivors), 0) & tf.greater(_count(active), 0)
-    flat_survivors = tf.reshape(survivors, [-1])
-    largest = tf.argmax(
-        tf.reshape(tf.where(active, magnitude, -1.0), [-1]), output_type=tf.int64
+    def spare_largest():
+        flat_weak = tf.reshape(weak, [-1])
+        largest = tf.argmax(
+            tf.reshape(tf.where(active, magnitude, -1.0), [-1]),
+            output_type=tf.int64,
+        )
+        flat_weak = tf.tensor_scatter_nd_update(flat_weak, [[largest]], [False])
+        return tf.reshape(flat_weak, tf.shape(weak))
+
+    # The argmax is a full extra pass, needed only in the rare tensor that
+    # would lose every weight.
+    pruned = tf.cond(lost_all, spare_largest, lambda: weak)
+    return Pruned(
+        survivors=active & ~pruned,
+        pruned=pruned,
+        num_active=num_active,
+        num_pruned=num_weak - tf.cast(lost_all, tf.int64),
     )
-    flat_survivors = tf.tensor_scatter_nd_update(
-        flat_survivors, [[largest]], [flat_survivors[largest] | lost_all]
-    )
-    survivors = tf.reshape(flat_survivors, tf.shape(active))
-    return Pruned(survivors=survivors, pruned=active & ~survivors)
 
 
 def share_out(num_to_place, weights, capacity):
@@ -159,7 +200,8 @@ def share_out(num_to_place, weights, capacity):
     return shares
 
 
-def grow(candidates, num_grown, seed, fallback=None):
+def grow(candidates, num_grown, seed, fallback=None, num_candidates=None,
+         num_fallback=None):
     """Step 5: picks `num_grown` candidate positions uniformly at random.
 
     Args:
@@ -169,11 +211,15 @@ def grow(candidates, num_grown, seed, fallback=None):
         seed: int tensor `[2]`, stateless RNG seed.
         fallback: optional bool tensor, positions pruned in this step; used
             only once every candidate is taken (see `reallocate`).
+        num_candidates, num_fallback: optional int scalars, the counts of
+            `candidates` and `fallback` when the caller knows them.
 
     Returns:
         bool tensor shaped like `candidates`, exactly `num_grown` `True`.
     """
-    return random_subset(candidates, num_grown, seed, fallback=fallback)
+    return random_subset(candidates, num_grown, seed, fallback=fallback,
+                         num_candidates=num_candidates,
+                         num_fallback=num_fallback)
 
 
 def adapt_threshold(threshold, num_pruned, prune_target, tolerance):
@@ -230,6 +276,26 @@ def layer_seed(seed, step, layer_index):
     return tf.random.experimental.stateless_fold_in(base, layer_index, alg="philox")
 
 
+def layer_seeds(seed, step, num_layers):
+    """`layer_seed(seed, step, i)` for every `i < num_layers`, in few ops.
+
+    `stateless_fold_in(base, i)` is `[draw(base), i]` with a draw that does
+    not depend on `i`, so one draw serves every tensor: the seeds are
+    identical to `layer_seed`'s, while the graph holds two ops, not two per
+    tensor.
+
+    Returns:
+        int32 tensor `[num_layers, 2]`.
+    """
+    base = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
+    draw = tf.random.stateless_uniform([], seed=base, minval=None, maxval=None,
+                                       dtype=tf.int32, alg="philox")
+    return tf.stack(
+        [tf.fill([num_layers], draw), tf.range(num_layers, dtype=tf.int32)],
+        axis=1,
+    )
+
+
 def validate_kernels_and_masks(kernels, masks):
     """Raises TypeError/ValueError unless `kernels` and `masks` pair up."""
     if not isinstance(kernels, (list, tuple)) or not isinstance(
@@ -257,13 +323,36 @@ def validate_kernels_and_masks(kernels, masks):
             )
 
 
+def _grow_into(kernel, mask, survivors, pruned, num_grown, num_free,
+               num_pruned, seed):
+    """Grows one tensor; returns its new kernel and mask."""
+    # `num_grown` exceeds `num_free` only once every free position of every
+    # tensor is taken (see `share_out` in `_reallocate_finite`), so ranking
+    # pruned positions after free ones is exact.
+    grown = grow(tf.equal(mask, 0), num_grown, seed, fallback=pruned,
+                 num_candidates=num_free, num_fallback=num_pruned)
+    return (tf.where(survivors, kernel, tf.zeros_like(kernel)),
+            tf.cast(survivors | grown, mask.dtype))
+
+
+def _prune_one(kernel, mask, threshold):
+    # A plain tuple: `per_shape_function` traces functions of tensors.
+    return tuple(prune(kernel, mask, threshold))
+
+
 def _reallocate_finite(kernels, masks, threshold, prune_target, tolerance,
                        seed, step):
-    pruned = [prune(k, m, threshold) for k, m in zip(kernels, masks)]
-    num_pruned = tf.stack([_count(p.pruned) for p in pruned])
-    num_survivors = tf.stack([_count(p.survivors) for p in pruned])
-    free = [~(p.survivors | p.pruned) for p in pruned]
-    num_free = tf.stack([_count(f) for f in free])
+    survivors, pruned, num_active, num_pruned = zip(*[
+        per_shape_function(_prune_one)(k, m, threshold)
+        for k, m in zip(kernels, masks)
+    ])
+    num_active = tf.stack(num_active)
+    num_pruned = tf.stack(num_pruned)
+    # Pruning only moves weights from active to pruned, so survivors and
+    # free positions follow from two counts.
+    num_survivors = num_active - num_pruned
+    sizes = tf.constant([m.shape.num_elements() for m in masks], tf.int64)
+    num_free = sizes - num_active
     total_pruned = tf.reduce_sum(num_pruned)
 
     # New weights go to positions that were empty before this step. Only
@@ -273,19 +362,19 @@ def _reallocate_finite(kernels, masks, threshold, prune_target, tolerance,
     into_pruned = share_out(
         total_pruned - tf.reduce_sum(into_free), num_survivors, num_pruned
     )
-
     num_grown = into_free + into_pruned
-    new_kernels, new_masks = [], []
-    for i, (kernel, mask, p, f) in enumerate(zip(kernels, masks, pruned, free)):
-        # `into_pruned[i] > 0` only once every free position of every tensor
-        # is taken, so ranking pruned positions after free ones is exact.
-        grown = grow(f, num_grown[i], layer_seed(seed, step, i), fallback=p.pruned)
-        new_masks.append(tf.cast(p.survivors | grown, mask.dtype))
-        new_kernels.append(tf.where(p.survivors, kernel, tf.zeros_like(kernel)))
 
+    seeds = layer_seeds(seed, step, len(kernels))
+    new_kernels, new_masks = zip(*[
+        per_shape_function(_grow_into)(
+            kernel, mask, survivors[i], pruned[i], num_grown[i], num_free[i],
+            num_pruned[i], seeds[i],
+        )
+        for i, (kernel, mask) in enumerate(zip(kernels, masks))
+    ])
     return Reallocation(
-        kernels=new_kernels,
-        masks=new_masks,
+        kernels=list(new_kernels),
+        masks=list(new_masks),
         threshold=adapt_threshold(threshold, total_pruned, prune_target,
                                   tolerance),
         num_pruned=num_pruned,
