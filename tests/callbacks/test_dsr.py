@@ -302,6 +302,40 @@ def test_number_of_reallocations(period, steps_per_execution, stop_epoch, expect
     assert int(dsr.state.last_step.numpy()) == expected_last_step
 
 
+class MoveLastStep(keras.callbacks.Callback):
+    """Sets the state's `last_step` variable at one batch, as a subclass or
+    a restore would (listed before the DSR callback, so it runs first)."""
+
+    def __init__(self, dsr, at_batch, value):
+        super().__init__()
+        self.dsr, self.at_batch, self.value = dsr, at_batch, value
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == self.at_batch:
+            self.dsr.state.last_step.assign(self.value)
+
+
+@pytest.mark.parametrize("value, expected_steps", [(8, [18]), (0, [10, 20])])
+def test_period_follows_the_last_step_variable_not_a_stale_copy(value, expected_steps):
+    # The callback keeps a Python copy of `last_step` to skip a variable read
+    # per step; moving the variable mid-epoch must still be honoured. With
+    # period 10 over 20 steps: moved to 8 at step 3 -> one reallocation, at 18.
+    model = compile_small(small_model())
+    x, y = small_data()
+    dsr = CountingReparam(prune_target=5, period=10, seed=0)
+    steps = []
+    original = dsr.reallocate
+
+    def recording(step=None):
+        steps.append(step)
+        return original(step)
+
+    dsr.reallocate = recording
+    model.fit(x, y, batch_size=10, epochs=1, verbose=0,
+              callbacks=[MoveLastStep(dsr, at_batch=2, value=value), dsr])
+    assert steps == expected_steps
+
+
 def test_current_period_follows_schedule():
     dsr = tf_dsr.DynamicReparam(prune_target=5, period={0: 100, 25: 200, 50: 400})
     assert [dsr.current_period(e) for e in (0, 24, 25, 49, 50, 99)] == [

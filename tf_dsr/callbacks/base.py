@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from tf_dsr import optimizer_slots
 from tf_dsr.callbacks.state import attach_state
+from tf_dsr.core.reallocation import count_active
 from tf_dsr.layers.base import SparseLayer
 
 
@@ -179,6 +180,17 @@ class ReparamCallback(keras.callbacks.Callback):
         self._num_weights = sum(int(l.mask.shape.num_elements()) for l in layers)
         self._step_fn = None
         self._step_fn_slots = None
+        self._refresh_mirrors()
+
+    def _refresh_mirrors(self):
+        # Python copies of `state.last_step` and `state.threshold`, so that
+        # a step with nothing to do reads one variable (the optimizer's
+        # step), not three: each read is a host sync of ~0.05 ms, about 2%
+        # of a LeNet-300-100 step. The variables stay the truth: mirrors are
+        # refreshed at every train and epoch start and after each
+        # reallocation, and a due reallocation re-reads `last_step` first.
+        self._last_step_seen = int(self.state.last_step.numpy())
+        self._threshold_seen = float(self.state.threshold.numpy())
 
     def _slots(self):
         optimizer = getattr(self.model, "optimizer", None)
@@ -216,9 +228,7 @@ class ReparamCallback(keras.callbacks.Callback):
         self.state.threshold.assign(update.threshold)
         self.state.last_step.assign(tf.cast(step, tf.int64))
         self.state.num_reallocations.assign_add(tf.cast(update.is_finite, tf.int64))
-        num_active = tf.stack(
-            [tf.reduce_sum(tf.cast(m, tf.int64)) for m in update.masks]
-        )
+        num_active = tf.stack([count_active(m) for m in update.masks])
         return update.num_pruned, update.num_grown, update.threshold, update.is_finite, num_active
 
     # ----- running ----------------------------------------------------
@@ -266,39 +276,53 @@ class ReparamCallback(keras.callbacks.Callback):
                 stacklevel=2,
             )
         self.last_report = report
+        self._last_step_seen = int(step)
+        self._threshold_seen = report.threshold
         return report
 
     def _optimizer_step(self):
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is None:
             return None
-        return int(keras.ops.convert_to_numpy(optimizer.iterations))
+        # `.numpy()` is about twice as fast as `keras.ops.convert_to_numpy`.
+        return int(optimizer.iterations.numpy())
+
+    def on_train_begin(self, logs=None):
+        self._refresh_mirrors()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._refresh_mirrors()
 
     def on_train_batch_end(self, batch, logs=None):
         if self.stop_epoch is not None and self._epoch >= self.stop_epoch:
             self._add_logs(logs)
             return
         step = self._optimizer_step()
-        last = int(self.state.last_step.numpy())
         period = self.current_period()
-        if step - last >= period:
-            self.reallocate(step)
-            # Land on the period grid so that steps_per_execution > 1 keeps
-            # the number of reallocations that `period` implies.
-            self.state.last_step.assign(last + (step - last) // period * period)
+        if step - self._last_step_seen >= period:
+            # The mirror only ever lags the variable (subclasses move it
+            # forward themselves), so it can say "due" too early, never too
+            # late: confirm with the variable.
+            last = int(self.state.last_step.numpy())
+            self._last_step_seen = last
+            if step - last >= period:
+                self.reallocate(step)
+                # Land on the period grid so that steps_per_execution > 1
+                # keeps the number of reallocations that `period` implies.
+                self._last_step_seen = last + (step - last) // period * period
+                self.state.last_step.assign(self._last_step_seen)
         self._add_logs(logs)
 
     def on_epoch_end(self, epoch, logs=None):
+        self._threshold_seen = float(self.state.threshold.numpy())
         self._add_logs(logs)
 
     def _add_logs(self, logs):
         if logs is None:
             return
         report = self.last_report
-        logs["threshold"] = float(self.state.threshold.numpy()) if report else float("nan")
+        logs["threshold"] = self._threshold_seen if report else float("nan")
         logs["num_pruned"] = float(report.total_pruned) if report else 0.0
         logs["sparsity"] = (
             report.sparsity if report else 1.0 - self._num_active / self._num_weights
