@@ -6,19 +6,19 @@ first calls excluded as warm-up):
     latency   one `DynamicReparam.reallocate()` on sparse kernels shaped like
               WRN-28-2 (24 3x3 convs, 1,451,520 weights) and ResNet-50
               (48 bottleneck convs + 2048x1000 Dense, 22,724,608 weights),
-              s = 0.9, jit_compile False and True (XLA runs in a subprocess
-              with a timeout).
+              s = 0.9, jit_compile=False; with `--xla` also jit_compile=True
+              (in a subprocess with a timeout: compiling takes minutes).
     scaling   reallocation time vs sparse-parameter count (1..25M in 4
               tensors each), linear fit: slope ms/M, intercept, R^2.
     replicas  MirroredStrategy over 4 logical CPU devices vs 1 device.
-    stages    prune / counts / share_out / grow / where on the ResNet-50
-              shapes, each stage alone in its own tf.function (core
-              functions only, no Keras).
+    stages    is_finite / prune / share_out / grow / assemble on the
+              ResNet-50 shapes (`--stages-model wrn` for WRN-28-2), each
+              stage alone in its own tf.function (core functions only).
 
 Usage:
 
     TF_CPP_MIN_LOG_LEVEL=2 python benchmarks/reallocation.py all [--repeats 7]
-    TF_CPP_MIN_LOG_LEVEL=2 python benchmarks/reallocation.py latency --xla-timeout 120
+    TF_CPP_MIN_LOG_LEVEL=2 python benchmarks/reallocation.py latency --xla --xla-timeout 120
 """
 
 import argparse
@@ -35,6 +35,9 @@ _CPU = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     _CPU, [tf.config.LogicalDeviceConfiguration() for _ in range(4)]
 )
+
+# Measure this checkout's code, not a copy installed in site-packages.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 
@@ -150,7 +153,7 @@ def cmd_latency(args):
     targets = {"wrn": 15.0, "resnet50": 500.0}
     for name, shapes in (("wrn", wrn_28_2_shapes()), ("resnet50", resnet50_shapes())):
         n = num_weights(shapes)
-        for jit in (False, True):
+        for jit in (False, True) if args.xla else (False,):
             label = f"{name} ({n:,} w) jit={jit}"
             if jit and not args.in_subprocess:
                 # XLA compile of the 22.7M case can take minutes: own process,
@@ -236,8 +239,10 @@ def random_kernels(shapes, sparsity=0.9):
 
 
 def cmd_stages(args):
-    header("stages: ResNet-50 shapes (22.7M), core functions, each in its own tf.function")
-    shapes = resnet50_shapes()
+    shapes = (resnet50_shapes() if args.stages_model == "resnet50"
+              else wrn_28_2_shapes())
+    header(f"stages: {args.stages_model} shapes ({num_weights(shapes):,} w), core "
+           "functions, each stage alone in its own tf.function")
     kernels, masks = random_kernels(shapes)
     threshold = tf.constant(0.01)
     n_active = sum(int(tf.reduce_sum(m)) for m in masks)
@@ -256,23 +261,31 @@ def cmd_stages(args):
     @fn
     def prune_only(ks, ms):
         out = [core.prune(k, m, threshold) for k, m in zip(ks, ms)]
-        return [p.survivors for p in out], [p.pruned for p in out]
-
-    @fn
-    def counts(surv, pruned):
-        free = [~(s | p) for s, p in zip(surv, pruned)]
-        return (tf.stack([core._count(p) for p in pruned]),
-                tf.stack([core._count(s) for s in surv]),
-                tf.stack([core._count(f) for f in free]), free)
+        return ([p.survivors for p in out], [p.pruned for p in out],
+                tf.stack([p.num_active for p in out]),
+                tf.stack([p.num_pruned for p in out]))
 
     @fn
     def share(total, weights, capacity):
         return core.share_out(total, weights, capacity)
 
     @fn
-    def grow_all(free, pruned, shares):
-        return [core.grow(f, shares[i], core.layer_seed(0, 1, i), fallback=p)
-                for i, (f, p) in enumerate(zip(free, pruned))]
+    def philox_keys(ms, step):
+        # The seed is an argument: with a constant seed Grappler would fold
+        # the draw into a constant and time nothing.
+        return [tf.reduce_max(tf.random.stateless_uniform(
+            [m.shape.num_elements()], seed=tf.stack([step, i]), minval=None,
+            maxval=None, dtype=tf.int32, alg="philox"))
+            for i, m in enumerate(ms)]
+
+    # Seeds and steps are arguments throughout: from constants Grappler
+    # would fold the random draws into constants and time nothing.
+    @fn
+    def grow_all(ms, pruned, shares, num_free, num_pruned, step):
+        return [core.grow(tf.equal(m, 0), shares[i], core.layer_seed(0, step, i),
+                          fallback=p, num_candidates=num_free[i],
+                          num_fallback=num_pruned[i])
+                for i, (m, p) in enumerate(zip(ms, pruned))]
 
     @fn
     def assemble(ks, ms, surv, grown):
@@ -280,23 +293,30 @@ def cmd_stages(args):
                 [tf.where(s, k, tf.zeros_like(k)) for s, k in zip(surv, ks)])
 
     @fn
-    def whole(ks, ms):
-        r = core.reallocate(ks, ms, threshold, int(0.02 * n_active), 0.1, 0, 1)
+    def whole(ks, ms, step):
+        r = core.reallocate(ks, ms, threshold, int(0.02 * n_active), 0.1, 0, step)
         return r.kernels, r.masks, r.num_grown
 
-    surv, pruned = prune_only(kernels, masks)
-    num_pruned, num_surv, num_free, free = counts(surv, pruned)
-    shares = share(tf.reduce_sum(num_pruned), num_surv, num_free)
-    grown = grow_all(free, pruned, shares)
+    surv, pruned, num_active, num_pruned = prune_only(kernels, masks)
+    sizes = tf.constant([num_weights([s]) for s in shapes], tf.int64)
+    num_free = sizes - num_active
+    shares = share(tf.reduce_sum(num_pruned), num_active - num_pruned, num_free)
+    grown = grow_all(masks, pruned, shares, num_free, num_pruned,
+                     tf.constant(1, tf.int64))
     stages = [
         ("read kernels+masks (floor)", lambda i: read_only(kernels, masks)),
         ("is_finite check", lambda i: finite(kernels)),
-        ("prune (48+1 tensors)", lambda i: prune_only(kernels, masks)),
-        ("counts (pruned/survivors/free)", lambda i: counts(surv, pruned)),
-        ("share_out", lambda i: share(tf.reduce_sum(num_pruned), num_surv, num_free)),
-        ("grow (random_subset x49)", lambda i: grow_all(free, pruned, shares)),
+        ("prune + counts", lambda i: prune_only(kernels, masks)),
+        ("share_out", lambda i: share(tf.reduce_sum(num_pruned),
+                                      num_active - num_pruned, num_free)),
+        ("  Philox keys alone (part of grow)",
+         lambda i: philox_keys(masks, tf.constant(i, tf.int64))),
+        ("grow (random_subset per tensor)",
+         lambda i: grow_all(masks, pruned, shares, num_free, num_pruned,
+                            tf.constant(i, tf.int64))),
         ("new masks + where(kernels)", lambda i: assemble(kernels, masks, surv, grown)),
-        ("core.reallocate whole", lambda i: whole(kernels, masks)),
+        ("core.reallocate whole",
+         lambda i: whole(kernels, masks, tf.constant(i, tf.int64))),
     ]
     whole_med = None
     results = []
@@ -308,7 +328,7 @@ def cmd_stages(args):
     for name, times in results:
         row(name, times, whole_med)
     print(f"pruned {int(tf.reduce_sum(num_pruned))} of {n_active} active; "
-          "ratio = stage / whole")
+          "ratio = stage median / whole median")
 
 
 def main():
@@ -318,6 +338,10 @@ def main():
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--xla-timeout", type=float, default=150.0)
     parser.add_argument("--model", default="wrn")
+    parser.add_argument("--stages-model", default="resnet50",
+                        choices=["resnet50", "wrn"])
+    parser.add_argument("--xla", action="store_true",
+                        help="also time jit_compile=True (compiles for minutes)")
     parser.add_argument("--jit", action="store_true")
     parser.add_argument("--sizes", type=float, nargs="+", default=[1, 2, 5, 10, 25])
     args = parser.parse_args()

@@ -11,6 +11,8 @@ that load from other processes hits all of them alike.
 Variants:
     plain     keras.layers.Dense / Conv2D
     sparse    tf_dsr layers at s = 0.9, no callback
+    hook      tf_dsr layers + a callback with an empty on_train_batch_end
+              (LeNet only: what Keras' synchronous batch hooks cost)
     dsr       tf_dsr layers + DynamicReparam(period=100) inside fit
               (LeNet: one reallocation per 100 timed steps, measured
               directly).
@@ -24,13 +26,18 @@ Usage:
 """
 
 import argparse
+import os
 import statistics
+import sys
 import time
 
-import keras
-import numpy as np
+# Measure this checkout's code, not a copy installed in site-packages.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import tf_dsr
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import tf_dsr  # noqa: E402
 
 
 def lenet(sparse):
@@ -92,6 +99,19 @@ def data(input_shape, num_batches, batch=100):
     return x, y
 
 
+class EmptyBatchHook(keras.callbacks.Callback):
+    """A callback whose `on_train_batch_end` does nothing.
+
+    Keras dispatches batch-end hooks synchronously, converting the logs to
+    Python numbers after every step, as soon as any callback defines one.
+    DynamicReparam must (it checks the step count after each batch), so
+    this variant shows how much of its overhead is that dispatch alone.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass
+
+
 def make_dsr():
     return tf_dsr.DynamicReparam(prune_target=0.02, period=100,
                                  initial_threshold=0.01, seed=0)
@@ -104,18 +124,24 @@ def time_fit(model, x, y, steps, callbacks):
     return (time.perf_counter() - t0) / steps
 
 
-def row(name, times, ref, target=""):
+def row(name, times, ref, target="", ref_times=None):
+    """Prints one variant; `ratio` is median / reference median and `paired`
+    the median over repeats of (this repeat / reference in the same repeat),
+    which cancels load that drifts between repeats."""
     med = statistics.median(times)
     ratio = f"{med / ref:7.3f}" if ref else "      -"
+    paired = "      -"
+    if ref_times is not None:
+        paired = f"{statistics.median(t / r for t, r in zip(times, ref_times)):7.3f}"
     print(f"{name:<34} {med * 1e3:10.2f} {min(times) * 1e3:10.2f} "
-          f"{max(times) * 1e3:10.2f} {ratio}  {target}", flush=True)
+          f"{max(times) * 1e3:10.2f} {ratio} {paired}  {target}", flush=True)
     return med
 
 
 def header(title):
     print(f"\n## {title}", flush=True)
     print(f"{'variant':<34} {'median ms':>10} {'min ms':>10} {'max ms':>10} "
-          f"{'ratio':>7}")
+          f"{'ratio':>7} {'paired':>7}")
 
 
 def bench_lenet(repeats, steps):
@@ -126,6 +152,7 @@ def bench_lenet(repeats, steps):
     models = {
         "plain": (compile_model(lenet(False)), None),
         "sparse": (compile_model(lenet(True)), None),
+        "hook": (compile_model(lenet(True)), EmptyBatchHook()),
         "dsr": (compile_model(lenet(True)), make_dsr()),
     }
     times = {k: [] for k in models}
@@ -135,9 +162,13 @@ def bench_lenet(repeats, steps):
         for name, (model, cb) in models.items():
             times[name].append(time_fit(model, x, y, steps, [cb] if cb else None))
     ref = row("plain keras.layers.Dense", times["plain"], None)
-    row("tf_dsr SparseDense, no realloc", times["sparse"], ref, "target <= 1.03")
+    row("tf_dsr SparseDense, no realloc", times["sparse"], ref, "target <= 1.03",
+        times["plain"])
+    row("tf_dsr + empty batch-end callback", times["hook"], ref,
+        "Keras' cost of any batch hook", times["plain"])
     row("tf_dsr + DynamicReparam(100)", times["dsr"], ref,
-        f"target <= 1.05; {models['dsr'][1].state.num_reallocations.numpy()} reallocs")
+        f"target <= 1.05; {models['dsr'][1].state.num_reallocations.numpy()} reallocs",
+        times["plain"])
 
 
 def bench_wrn(repeats, steps, realloc_repeats):
@@ -165,24 +196,35 @@ def bench_wrn(repeats, steps, realloc_repeats):
         cb.reallocate()
         realloc.append(time.perf_counter() - t0)
     ref = row("plain Conv2D", times["plain"], None)
-    sp = row("tf_dsr SparseConv2D, no realloc", times["sparse"], ref, "target <= 1.03")
+    row("tf_dsr SparseConv2D, no realloc", times["sparse"], ref, "target <= 1.03",
+        times["plain"])
     r = statistics.median(realloc)
     amort = [s + r / 100 for s in times["sparse"]]
     row("sparse + realloc/100 (amortised)", amort, ref,
         f"target <= 1.05; realloc median {r * 1e3:.1f} ms "
-        f"(min {min(realloc) * 1e3:.1f}, max {max(realloc) * 1e3:.1f}, n={len(realloc)})")
+        f"(min {min(realloc) * 1e3:.1f}, max {max(realloc) * 1e3:.1f}, n={len(realloc)})",
+        times["plain"])
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="fewer repeats and WRN steps (about 2 minutes)")
+                        help="fewer repeats and WRN steps (about 1.5 minutes)")
     parser.add_argument("--only", choices=["lenet", "wrn"])
+    parser.add_argument("--repeats", type=int, help="LeNet repeats (WRN: half)")
+    parser.add_argument("--lenet-steps", type=int, help="steps per LeNet fit")
+    parser.add_argument("--wrn-steps", type=int, help="steps per WRN fit")
     args = parser.parse_args()
     if args.quick:
-        lenet_cfg, wrn_cfg = (5, 100), (3, 3, 5)
+        lenet_cfg, wrn_cfg = [5, 100], [3, 3, 5]
     else:
-        lenet_cfg, wrn_cfg = (9, 200), (5, 5, 7)
+        lenet_cfg, wrn_cfg = [9, 200], [5, 5, 7]
+    if args.repeats:
+        lenet_cfg[0], wrn_cfg[0] = args.repeats, max(3, args.repeats // 2)
+    if args.lenet_steps:
+        lenet_cfg[1] = args.lenet_steps
+    if args.wrn_steps:
+        wrn_cfg[1] = args.wrn_steps
     if args.only != "wrn":
         bench_lenet(*lenet_cfg)
     if args.only != "lenet":
