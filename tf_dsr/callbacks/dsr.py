@@ -29,6 +29,9 @@ class DynamicReparam(ReparamCallback):
             `{epoch: steps}` with key 0, as in the paper.
         stop_epoch: int or None, no reallocation from this epoch on
             (the paper stops 10 epochs before the end). Defaults to None.
+            Set it when the model has BatchNorm: a weight regrown in the
+            last steps feeds units whose moving statistics never saw an
+            input, which can wreck inference accuracy at high sparsity.
         initial_threshold: float > 0, H at the start. Defaults to 1e-3.
         tolerance: float in [0, 1), delta. Defaults to 0.1.
         seed: int or None, fixes all randomness with step and layer.
