@@ -27,6 +27,7 @@ import platform
 import time
 from typing import Optional
 
+from absl import app
 from absl import flags
 from absl import logging
 import keras
@@ -431,6 +432,17 @@ def write_json(results, path):
         os.makedirs(directory, exist_ok=True)
     with open(path, "w") as f:
         json.dump(to_json_value(results), f, indent=1, allow_nan=False)
+
+
+def main(run):
+    """An `absl.app` main that runs `run(flags.FLAGS)` and rejects stray arguments."""
+
+    def app_main(argv):
+        if len(argv) > 1:
+            raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        run(flags.FLAGS)
+
+    return app_main
 
 
 def thin_width(flag_values, model_builder, data):

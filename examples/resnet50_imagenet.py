@@ -180,12 +180,6 @@ def run(flag_values=flags.FLAGS):
     return common.run(RECIPE, flag_values, load_data, build_model, model_builder)
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    run(flags.FLAGS)
-
-
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    app.run(common.main(run))
