@@ -122,6 +122,18 @@ def test_share_out_table(num_to_place, weights, capacity, expected):
     np.testing.assert_array_equal(shares.numpy(), expected)
 
 
+@pytest.mark.parametrize("num_to_place,weights,capacity,expected", SHARE_TABLE)
+def test_share_out_table_compiled(num_to_place, weights, capacity, expected):
+    # The loop stops as soon as everything is placed: a data-dependent
+    # condition that graphs and XLA must run to the same shares.
+    args = (tf.constant(num_to_place, tf.int64), tf.constant(weights, tf.int64),
+            tf.constant(capacity, tf.int64))
+    for jit_compile in (False, True):
+        compiled = tf.function(share_out, autograph=False,
+                               jit_compile=jit_compile)
+        np.testing.assert_array_equal(compiled(*args).numpy(), expected)
+
+
 def test_share_out_accepts_int32():
     shares = share_out(tf.constant(7), tf.constant([2, 3, 5]),
                        tf.constant([99, 99, 99]))
@@ -651,3 +663,4 @@ def test_graph_reallocation_equals_eager():
     for a, b in zip(tf.nest.flatten(eager), tf.nest.flatten(graph)):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert int(tf.reduce_sum(eager[2])) > 0
+

@@ -414,3 +414,4 @@ def test_per_shape_function_traces_each_signature_once():
     np.testing.assert_array_equal(out[1].numpy(), np.full((3, 4), 4.0))
     # Eagerly the function simply runs.
     np.testing.assert_array_equal(wrapped(tf.ones([2])).numpy(), [2.0, 2.0])
+

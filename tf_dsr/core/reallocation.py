@@ -190,10 +190,14 @@ def share_out(num_to_place, weights, capacity):
         return shares + tf.minimum(floor + extra, room)
 
     # Each round either places everything or fills at least one tensor, so
-    # L rounds always finish; a fixed count keeps the loop XLA-friendly.
+    # L rounds always finish. The loop stops once everything is placed (a
+    # further round would add zero to every share): usually after one round.
+    # Running all L rounds cost ~20 ops each, about a tenth of a WRN-28-2
+    # reallocation (24 tensors, two calls). XLA compiles the data-dependent
+    # condition as it did the fixed count.
     shares = tf.zeros_like(weights)
     shares = tf.while_loop(
-        lambda i, _: i < num_tensors,
+        lambda i, s: (i < num_tensors) & (tf.reduce_sum(s) < num_to_place),
         lambda i, s: (i + 1, one_round(s)),
         (tf.constant(0), shares),
     )[1]
