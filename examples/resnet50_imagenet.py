@@ -163,7 +163,7 @@ def load_data(flag_values):
 
 
 def model_builder(flag_values, data):
-    fv = flag_values
+    del flag_values  # The recipe's model takes no flags.
     return tf_dsr.models.resnet50, dict(
         input_shape=data.input_shape, num_classes=data.num_classes
     )

@@ -55,6 +55,7 @@ if __package__ in (None, ""):
 import tf_dsr  # noqa: E402
 from tf_dsr import data as digits  # noqa: E402
 from tf_dsr.callbacks import find_sparse_layers  # noqa: E402
+from tf_dsr.compare import stop_epoch  # noqa: E402
 
 VARIANTS = ("dsr", "static_fresh_init", "static_dsr_init")
 LABELS = {
@@ -115,10 +116,7 @@ def load_data(dataset, seed, num_train=None):
         (x_train, y_train), test = split("train"), split("test")
     else:
         raise ValueError(f"`dataset` must be 'digits' or 'mnist'. Received: {dataset!r}.")
-    if num_train is not None and num_train < len(x_train):
-        chosen = np.sort(np.random.default_rng(seed).choice(len(x_train), num_train,
-                                                            replace=False))
-        x_train, y_train = x_train[chosen], y_train[chosen]
+    x_train, y_train = digits.subsample(x_train, y_train, num_train, seed)
     return (x_train, y_train.astype("int32")), (test[0], test[1].astype("int32"))
 
 
@@ -214,9 +212,8 @@ def run_seed(seed, data, sparsity, epochs, static_epochs=None, batch_size=50,
     _compile(dsr_model, learning_rate)
     # Reallocating until the last step leaves BatchNorm's moving statistics
     # stale; the paper stops 10% before the end.
-    stop_epoch = None if stop_fraction >= 1.0 else int(round(stop_fraction * epochs))
     reparam = tf_dsr.DynamicReparam(prune_target=prune_target, period=period,
-                                    stop_epoch=stop_epoch, seed=seed)
+                                    stop_epoch=stop_epoch(epochs, stop_fraction), seed=seed)
     result = {"seed": int(seed)}
     result["dsr"] = _fit_and_evaluate(dsr_model, data, epochs, seed, batch_size,
                                       [reparam], verbose)

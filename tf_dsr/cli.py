@@ -29,43 +29,28 @@ def _prune_target(text):
     )
 
 
-def _sparsity(text):
-    value = float(text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"--sparsity must be in [0, 1), got {text}")
-    return value
+def _number(convert, in_range, message):
+    """An argparse `type` that converts with `convert` and checks `in_range`."""
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not in_range(value):
+            raise argparse.ArgumentTypeError(f"{message}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {text}")
-    return value
-
-
-def _stop_fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"--stop-fraction must be in (0, 1], got {text!r}")
-    return value
-
-
-def _prune_fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(
-            f"--prune-target must be a fraction of the active weights in (0, 1), got {text!r}"
-        )
-    return value
+_sparsity = _number(float, lambda v: 0.0 <= v < 1.0, "--sparsity must be in [0, 1)")
+_positive_int = _number(int, lambda v: v >= 1, "expected a positive int")
+_stop_fraction = _number(float, lambda v: 0.0 < v <= 1.0, "--stop-fraction must be in (0, 1]")
+_prune_fraction = _number(
+    float, lambda v: 0.0 < v < 1.0,
+    "--prune-target must be a fraction of the active weights in (0, 1)",
+)
 
 
 def build_parser():
@@ -192,9 +177,7 @@ def train(args):
     model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
               callbacks=[reparam], verbose=args.verbose)
     _, accuracy = model.evaluate(x_test, y_test, verbose=0)
-    num_nonzero = sum(
-        int(np.count_nonzero(keras.ops.convert_to_numpy(v))) for v in model.trainable_variables
-    )
+    num_nonzero = models.num_nonzero_params(model)
     num_trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
     print("\nFinal masks (after DSR moved weights between layers):")
     print(tf_dsr.sparsity_summary(model))
@@ -212,12 +195,7 @@ def _load_split(seed, num_train=None, flat=True):
     from tf_dsr import data
 
     (x_train, y_train), test = data.load_digits(seed=seed, flat=flat)
-    if num_train is not None and num_train < len(x_train):
-        import numpy as np
-
-        chosen = np.sort(np.random.default_rng(seed).choice(len(x_train), num_train, replace=False))
-        x_train, y_train = x_train[chosen], y_train[chosen]
-    return (x_train, y_train), test
+    return data.subsample(x_train, y_train, num_train, seed), test
 
 
 def compare(args, argv):

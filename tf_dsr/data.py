@@ -39,3 +39,21 @@ def load_digits(test_fraction=0.2, seed=0, flat=True):
         chosen = rng.choice(members, int(round(test_fraction * len(members))), replace=False)
         test[chosen] = True
     return (x[~test], y[~test]), (x[test], y[test])
+
+
+def subsample(x, y, num, seed=0):
+    """A random subset of `num` examples, kept in their original order.
+
+    Args:
+        x: array, inputs (first axis: examples).
+        y: array, labels of the same length.
+        num: int or None; None or `num >= len(x)` keeps every example.
+        seed: int, fixes the subset. Defaults to 0.
+
+    Returns:
+        `(x, y)`, sliced.
+    """
+    if num is None or num >= len(x):
+        return x, y
+    chosen = np.sort(np.random.default_rng(seed).choice(len(x), num, replace=False))
+    return x[chosen], y[chosen]
