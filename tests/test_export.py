@@ -201,16 +201,6 @@ def test_export_does_not_change_the_training_model(tmp_path):
     assert tf_dsr.sparsity_summary(model).num_active == num_active
 
 
-def test_model_without_sparse_layers_exports_plainly(tmp_path):
-    model = keras.Sequential(
-        [keras.Input((4,)), keras.layers.Dense(3, activation="relu"), keras.layers.Dense(2)]
-    )
-    x = np.random.RandomState(0).randn(3, 4).astype("float32")
-    tf_dsr.export(model, tmp_path / "plain", verbose=False)
-    served = serve(str(tmp_path / "plain"), x)
-    np.testing.assert_allclose(served, model(x).numpy(), atol=MAX_ABS_DIFF)
-
-
 class PlainSubclassed(keras.Model):
     def __init__(self):
         super().__init__()
@@ -220,12 +210,21 @@ class PlainSubclassed(keras.Model):
         return self.dense(x)
 
 
-def test_subclassed_model_without_sparse_layers_exports(tmp_path):
-    model = PlainSubclassed()
-    x = np.ones((2, 3), "float32")
+def plain_sequential():
+    return keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(3, activation="relu"), keras.layers.Dense(2)]
+    )
+
+
+@pytest.mark.parametrize(
+    "make_model", [plain_sequential, PlainSubclassed], ids=["sequential", "subclassed"]
+)
+def test_model_without_sparse_layers_exports_plainly(tmp_path, make_model):
+    model = make_model()
+    x = np.random.RandomState(0).randn(3, 3).astype("float32")
     model(x)
-    tf_dsr.export(model, tmp_path / "sub", verbose=False)
-    served = serve(str(tmp_path / "sub"), x)
+    tf_dsr.export(model, tmp_path / "plain", verbose=False)
+    served = serve(str(tmp_path / "plain"), x)
     np.testing.assert_allclose(served, model(x).numpy(), atol=MAX_ABS_DIFF)
 
 

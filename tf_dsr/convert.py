@@ -309,7 +309,7 @@ def sparsify(model, sparsity, keep_dense=None, seed=None):
 
     sparse_model = _clone(model, clone_layer, {})
     for old, new in pairs:
-        if isinstance(new, SparseLayer) and id(old) in seeds:
+        if id(old) in seeds:
             new.kernel.assign(
                 keras.ops.cast(old.kernel, new.kernel.dtype)
                 * keras.ops.cast(new.mask, new.kernel.dtype)

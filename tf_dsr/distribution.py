@@ -4,13 +4,15 @@ DSR (Mostafa & Wang, ICML 2019) starts every sparse tensor at the same
 sparsity ("uniform"). The Erdos-Renyi-Kernel split ("ERK") of RigL
 (Evci et al., "Rigging the Lottery: Making All Tickets Winners", ICML
 2020) gives small tensors relatively more non-zeros. Both are plain shape
-arithmetic, so this module uses Python and numpy only.
+arithmetic in Python and numpy.
 """
 
 import math
 import numbers
 
 import numpy as np
+
+from tf_dsr.layers.base import validate_sparsity
 
 DISTRIBUTIONS = ("uniform", "erk")
 
@@ -102,19 +104,10 @@ def erk_sparsities(kernel_shapes, sparsity):
     ...           for n, s_l in zip((300, 100, 10), s)]
     """
     shapes = _validate_shapes(kernel_shapes)
-    if isinstance(sparsity, bool) or not isinstance(sparsity, numbers.Real):
-        raise TypeError(
-            f"`sparsity` must be a float in [0, 1). Received: sparsity={sparsity!r} "
-            f"of type {type(sparsity).__name__}."
-        )
-    if not 0.0 <= float(sparsity) < 1.0:
-        raise ValueError(
-            f"`sparsity` is the overall fraction of zeros and must be in [0, 1). "
-            f"Received: sparsity={sparsity}."
-        )
+    sparsity = validate_sparsity(sparsity)
     sizes = np.array([math.prod(s) for s in shapes], dtype=np.float64)
     ratios = np.array([sum(s) / math.prod(s) for s in shapes], dtype=np.float64)
-    target = (1.0 - float(sparsity)) * sizes.sum()
+    target = (1.0 - sparsity) * sizes.sum()
     dense = np.zeros(len(shapes), dtype=bool)
     while True:
         # Non-zeros left for the tensors still being scaled.

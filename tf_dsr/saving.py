@@ -42,9 +42,10 @@ def load_model(filepath, **kwargs):
         if "model.weights.h5" not in archive.namelist():
             return model
         with archive.open("model.weights.h5") as handle:
-            weights = h5py.File(io.BytesIO(handle.read()), "r")
-            group = weights.get(f"{STATE_ATTRIBUTE}/vars")
-            if group is not None:
-                values = {name: group[name][()] for name in group}
-                attach_state(model).load_own_variables(values)
+            data = io.BytesIO(handle.read())
+    with h5py.File(data, "r") as weights:
+        group = weights.get(f"{STATE_ATTRIBUTE}/vars")
+        if group is not None:
+            values = {name: group[name][()] for name in group}
+            attach_state(model).load_own_variables(values)
     return model

@@ -161,45 +161,36 @@ def _closest_width(count, target, resolution):
         return _roundest(count, lo, _plateau_end(count, lo, count(lo), resolution))
     if count(hi) < target:
         return 1.0
-    # Invariant: count(lo) < target <= count(hi).
-    while hi - lo > resolution:
-        mid = 0.5 * (lo + hi)
-        if count(mid) < target:
-            lo = mid
-        else:
-            hi = mid
+    lo, hi = _bisect(lambda w: count(w) >= target, lo, hi, resolution)
     below, above = count(lo), count(hi)
     if target - below < above - target:
         return _roundest(count, _plateau_start(count, lo, below, resolution), lo)
     return _roundest(count, hi, _plateau_end(count, hi, above, resolution))
 
 
-def _plateau_start(count, w, value, resolution):
-    """Smallest multiplier (to resolution) with `count == value`, below `w`."""
-    lo, hi = _MIN_WIDTH_MULTIPLIER, w
-    if count(lo) == value:
-        return lo
+def _bisect(predicate, lo, hi, resolution):
+    """Narrows `[lo, hi]` to `resolution`, keeping `predicate` false at `lo`, true at `hi`."""
     while hi - lo > resolution:
         mid = 0.5 * (lo + hi)
-        if count(mid) == value:
+        if predicate(mid):
             hi = mid
         else:
             lo = mid
-    return hi
+    return lo, hi
+
+
+def _plateau_start(count, w, value, resolution):
+    """Smallest multiplier (to resolution) with `count == value`, below `w`."""
+    if count(_MIN_WIDTH_MULTIPLIER) == value:
+        return _MIN_WIDTH_MULTIPLIER
+    return _bisect(lambda m: count(m) == value, _MIN_WIDTH_MULTIPLIER, w, resolution)[1]
 
 
 def _plateau_end(count, w, value, resolution):
     """Largest multiplier (to resolution) with `count == value`, above `w`."""
-    lo, hi = w, 1.0
-    if count(hi) == value:
-        return hi
-    while hi - lo > resolution:
-        mid = 0.5 * (lo + hi)
-        if count(mid) == value:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    if count(1.0) == value:
+        return 1.0
+    return _bisect(lambda m: count(m) != value, w, 1.0, resolution)[0]
 
 
 def _roundest(count, start, end):
