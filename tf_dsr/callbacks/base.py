@@ -176,11 +176,14 @@ class ReparamCallback(keras.callbacks.Callback):
         self.layers = layers
         self.state = attach_state(model, self._initial_threshold())
         self._bound_model = model
-        self._num_active = int(sum(int(tf.reduce_sum(l.mask.value)) for l in layers))
+        self._num_active = self._count_active_weights()
         self._num_weights = sum(int(l.mask.shape.num_elements()) for l in layers)
         self._step_fn = None
         self._step_fn_slots = None
         self._refresh_mirrors()
+
+    def _count_active_weights(self):
+        return int(sum(int(tf.reduce_sum(l.mask.value)) for l in self.layers))
 
     def _refresh_mirrors(self):
         # Python copies of `state.last_step` and `state.threshold`, so that

@@ -73,9 +73,14 @@ class DynamicReparam(ReparamCallback):
                 "`prune_target` as a fraction must be in (0, 1); pass an int "
                 f"for an absolute count. Received: {prune_target}."
             )
-        for name, value, low in (("initial_threshold", initial_threshold, 0.0),):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > low:
-                raise ValueError(f"`{name}` must be a float > 0. Received: {value!r}.")
+        if (
+            isinstance(initial_threshold, bool)
+            or not isinstance(initial_threshold, numbers.Real)
+            or not initial_threshold > 0.0
+        ):
+            raise ValueError(
+                f"`initial_threshold` must be a float > 0. Received: {initial_threshold!r}."
+            )
         if (
             isinstance(tolerance, bool)
             or not isinstance(tolerance, numbers.Real)

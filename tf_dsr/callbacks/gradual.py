@@ -109,7 +109,7 @@ class GradualPruning(ReparamCallback):
     def reallocate(self, step=None):
         report = super().reallocate(step)
         # The base logs sparsity from the active count, which here shrinks.
-        self._num_active = int(sum(int(tf.reduce_sum(layer.mask.value)) for layer in self.layers))
+        self._num_active = self._count_active_weights()
         return report
 
     def _finished(self):

@@ -7,6 +7,7 @@ import tensorflow as tf
 from tf_dsr.callbacks.base import ReparamCallback
 from tf_dsr.callbacks.base import Update
 from tf_dsr.core import set as set_core
+from tf_dsr.core.reallocation import count_active
 
 
 class SET(ReparamCallback):
@@ -83,7 +84,7 @@ class SET(ReparamCallback):
         self.prune_target = prune_target
 
     def _update(self, kernels, masks, step, num_active):
-        num_active = tf.stack([tf.reduce_sum(tf.cast(tf.not_equal(m, 0), tf.int64)) for m in masks])
+        num_active = tf.stack([count_active(m) for m in masks])
         counts = set_core.prune_counts(
             num_active, prune_fraction=self.prune_fraction, prune_target=self.prune_target
         )

@@ -25,8 +25,10 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from tf_dsr.core.reallocation import all_finite
 from tf_dsr.core.reallocation import layer_seed
 from tf_dsr.core.reallocation import validate_kernels_and_masks
+from tf_dsr.core.selection import count_true
 from tf_dsr.core.set import smallest_magnitudes
 
 SCOPES = ("layer", "global")
@@ -49,10 +51,6 @@ class Pruning(NamedTuple):
     num_pruned: tf.Tensor
     sparsity: tf.Tensor
     is_finite: tf.Tensor
-
-
-def _count(x):
-    return tf.reduce_sum(tf.cast(x, tf.int64))
 
 
 def scheduled_sparsity(step, initial_sparsity, final_sparsity, begin_step, end_step):
@@ -106,30 +104,22 @@ def prune_to_sparsity(kernels, masks, sparsity, scope="layer", seed=0, step=0):
     validate_kernels_and_masks(kernels, masks)
     kernels = [tf.convert_to_tensor(k) for k in kernels]
     masks = [tf.convert_to_tensor(m) for m in masks]
-    for i, (kernel, mask) in enumerate(zip(kernels, masks)):
-        if kernel.shape != mask.shape:
-            raise ValueError(
-                f"Kernel {i} has shape {kernel.shape} but its mask has shape "
-                f"{mask.shape}; each mask must match its kernel."
-            )
     sparsity = tf.cast(sparsity, tf.float32)
-    is_finite = tf.reduce_all(
-        tf.stack([tf.reduce_all(tf.math.is_finite(k)) for k in kernels])
-    )
+    is_finite = all_finite(kernels)
 
     def finite():
         actives = [tf.not_equal(m, 0) for m in masks]
         if scope == "layer":
             pruned = []
             for i, (kernel, active) in enumerate(zip(kernels, actives)):
-                excess = _count(active) - num_to_keep(tf.size(kernel), sparsity)
+                excess = count_true(active) - num_to_keep(tf.size(kernel), sparsity)
                 pruned.append(
                     smallest_magnitudes(kernel, active, excess, layer_seed(seed, step, i))
                 )
         else:
             flat_kernel = tf.concat([tf.reshape(k, [-1]) for k in kernels], 0)
             flat_active = tf.concat([tf.reshape(a, [-1]) for a in actives], 0)
-            excess = _count(flat_active) - num_to_keep(tf.size(flat_kernel), sparsity)
+            excess = count_true(flat_active) - num_to_keep(tf.size(flat_kernel), sparsity)
             flat_pruned = smallest_magnitudes(
                 flat_kernel, flat_active, excess, layer_seed(seed, step, 0)
             )
@@ -143,7 +133,7 @@ def prune_to_sparsity(kernels, masks, sparsity, scope="layer", seed=0, step=0):
             keep = active & ~p
             new_masks.append(tf.cast(keep, mask.dtype))
             new_kernels.append(tf.where(keep, kernel, tf.zeros_like(kernel)))
-        num_pruned = tf.stack([_count(p) for p in pruned])
+        num_pruned = tf.stack([count_true(p) for p in pruned])
         return Pruning(new_kernels, new_masks, num_pruned, sparsity, tf.constant(True))
 
     def unchanged():

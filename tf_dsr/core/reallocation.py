@@ -327,6 +327,13 @@ def validate_kernels_and_masks(kernels, masks):
             )
 
 
+def all_finite(kernels):
+    """Bool scalar: no kernel in the list holds NaN or Inf."""
+    return tf.reduce_all(
+        tf.stack([tf.reduce_all(tf.math.is_finite(k)) for k in kernels])
+    )
+
+
 def _grow_into(kernel, mask, survivors, pruned, num_grown, num_free,
                num_pruned, seed):
     """Grows one tensor; returns its new kernel and mask."""
@@ -423,9 +430,7 @@ def reallocate(kernels, masks, threshold, prune_target, tolerance=0.1,
     kernels = [tf.convert_to_tensor(k) for k in kernels]
     masks = [tf.convert_to_tensor(m) for m in masks]
     threshold = tf.cast(threshold, tf.float32)
-    is_finite = tf.reduce_all(
-        tf.stack([tf.reduce_all(tf.math.is_finite(k)) for k in kernels])
-    )
+    is_finite = all_finite(kernels)
     num_tensors = len(kernels)
 
     def unchanged():

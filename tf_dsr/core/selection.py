@@ -48,7 +48,8 @@ _NUM_KEY_HIGH_BUCKETS = 1 << (_KEY_BITS - _LOW_BITS)
 _CUT_BLOCK = 256
 
 
-def _count(x):
+def count_true(x):
+    """Number of `True` entries of a bool tensor, as an int64 scalar."""
     return tf.reduce_sum(tf.cast(x, tf.int64))
 
 
@@ -260,7 +261,7 @@ def _select_up_to_cut(flat, keys, positions, num_selected):
             passing_keys, k=num_passing - tf.cast(num_selected, tf.int32) + 1
         ).values[-1]
         at_cut = tf.equal(passing_keys, cut)
-        num_from_cut = num_selected - _count(passing_keys < cut)
+        num_from_cut = num_selected - count_true(passing_keys < cut)
 
         def lowest_at_cut():
             # Rare with 31-bit keys: candidates share the cut key and only
@@ -271,7 +272,7 @@ def _select_up_to_cut(flat, keys, positions, num_selected):
                                                                      tf.int64)
             )
 
-        return tf.cond(num_from_cut < _count(at_cut), lowest_at_cut,
+        return tf.cond(num_from_cut < count_true(at_cut), lowest_at_cut,
                        lambda: flat & (keys <= cut))
 
     return tf.cond(num_selected > 0, up_to_cut,
@@ -331,7 +332,7 @@ def _radix_select_subset(flat, keys, num_selected, fallback):
         )
         return by_position | (last & (num_last > 0))
 
-    ties = tf.cond(num_from_cut < _count(at_cut), first_by_position,
+    ties = tf.cond(num_from_cut < count_true(at_cut), first_by_position,
                    lambda: at_cut)
     return pool & (below | ties)
 
@@ -382,12 +383,12 @@ def random_subset(candidates, num_selected, seed, fallback=None,
         (1 << _KEY_BITS) - 1,
     )
     if num_candidates is None:
-        num_candidates = _count(flat)
+        num_candidates = count_true(flat)
     num_candidates = tf.cast(num_candidates, tf.int64)
     num_in_pool = num_candidates
     if fallback is not None:
         if num_fallback is None:
-            num_fallback = _count(fallback)
+            num_fallback = count_true(fallback)
         num_in_pool += tf.cast(num_fallback, tf.int64)
     num_selected = tf.minimum(tf.cast(num_selected, tf.int64), num_in_pool)
 

@@ -33,9 +33,11 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from tf_dsr.core import selection
+from tf_dsr.core.reallocation import all_finite
 from tf_dsr.core.reallocation import layer_seed
 from tf_dsr.core.reallocation import share_out
 from tf_dsr.core.reallocation import validate_kernels_and_masks
+from tf_dsr.core.selection import count_true
 from tf_dsr.core.selection import random_subset
 
 _MAGNITUDE_HIGH_BUCKETS = 1 << 15
@@ -60,10 +62,6 @@ class SETUpdate(NamedTuple):
     num_pruned: tf.Tensor
     num_grown: tf.Tensor
     is_finite: tf.Tensor
-
-
-def _count(x):
-    return tf.reduce_sum(tf.cast(x, tf.int64))
 
 
 def smallest_magnitudes(kernel, candidates, num_selected, seed):
@@ -91,7 +89,7 @@ def smallest_magnitudes(kernel, candidates, num_selected, seed):
     # and order exactly like the magnitudes.
     keys = tf.bitcast(magnitude, tf.int32)
     num_selected = tf.clip_by_value(
-        tf.cast(num_selected, tf.int64), 0, _count(candidates)
+        tf.cast(num_selected, tf.int64), 0, count_true(candidates)
     )
     below, at_cut, num_from_cut = selection.select_smallest(
         tf.bitwise.right_shift(keys, 16),
@@ -177,9 +175,7 @@ def set_update(kernels, masks, num_pruned, seed=0, step=0):
     kernels = [tf.convert_to_tensor(k) for k in kernels]
     masks = [tf.convert_to_tensor(m) for m in masks]
     num_pruned = tf.cast(tf.convert_to_tensor(num_pruned), tf.int64)
-    is_finite = tf.reduce_all(
-        tf.stack([tf.reduce_all(tf.math.is_finite(k)) for k in kernels])
-    )
+    is_finite = all_finite(kernels)
 
     def finite():
         new_kernels, new_masks, counts = [], [], []
@@ -189,7 +185,7 @@ def set_update(kernels, masks, num_pruned, seed=0, step=0):
             tie_seed = tf.random.experimental.stateless_fold_in(grow_seed, 1, alg="philox")
             pruned = smallest_magnitudes(kernel, active, num_pruned[i], tie_seed)
             survivors = active & ~pruned
-            num = _count(pruned)
+            num = count_true(pruned)
             grown = random_subset(~active, num, grow_seed, fallback=pruned)
             new_masks.append(tf.cast(survivors | grown, mask.dtype))
             new_kernels.append(tf.where(survivors, kernel, tf.zeros_like(kernel)))
