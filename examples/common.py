@@ -275,15 +275,18 @@ def add_weight_decay(model, weight_decay, on="all"):
     if on == "all":
         variables = model.trainable_variables
     elif on == "kernels":
-        variables = [layer.kernel for layer in model.layers
-                     if getattr(layer, "kernel", None) is not None]
+        sparse = {id(pair.layer): pair.kernel
+                  for _, pair in tf_dsr.layers.find_sparse_kernels(model)}
+        variables = [sparse.get(id(layer), getattr(layer, "kernel", None))
+                     for layer in model.layers]
+        variables = [v for v in variables if v is not None]
     else:
         raise ValueError(f"`on` must be 'all' or 'kernels'. Received: {on!r}.")
     add_regularizer(variables, keras.regularizers.L2(weight_decay / 2))
 
 
 def sparse_kernels(model):
-    return [layer.kernel for layer in tf_dsr.callbacks.find_sparse_layers(model)]
+    return [pair.kernel for _, pair in tf_dsr.layers.find_sparse_kernels(model)]
 
 
 # ----- data -----------------------------------------------------------------
@@ -368,12 +371,12 @@ def parameter_counts(model):
         writes to inactive weights), `non_trainable` (BatchNorm statistics,
         masks, ...).
     """
-    layers = tf_dsr.callbacks.find_sparse_layers(model)
-    sparse_ids = {id(layer.kernel) for layer in layers}
+    pairs = [pair for _, pair in tf_dsr.layers.find_sparse_kernels(model)]
+    sparse_ids = {id(pair.kernel) for pair in pairs}
     sparse_weights = active = nonzero = inactive_nonzero = 0
-    for layer in layers:
-        mask = np.asarray(keras.ops.convert_to_numpy(layer.mask))
-        kernel = np.asarray(keras.ops.convert_to_numpy(layer.kernel))
+    for pair in pairs:
+        mask = np.asarray(keras.ops.convert_to_numpy(pair.mask))
+        kernel = np.asarray(keras.ops.convert_to_numpy(pair.kernel))
         sparse_weights += mask.size
         active += int(np.count_nonzero(mask))
         nonzero += int(np.count_nonzero(kernel[mask != 0]))

@@ -157,7 +157,8 @@ def set_masks_and_kernels(model, masks, kernels):
     for layer in find_sparse_layers(model):
         mask = np.asarray(masks[layer.name], layer.mask.dtype)
         layer.mask.assign(mask)
-        layer.kernel.assign(np.asarray(kernels[layer.name], layer.kernel.dtype) * mask)
+        layer.kernel_variable.assign(
+            np.asarray(kernels[layer.name], layer.kernel_variable.dtype) * mask)
 
 
 # ----- training ---------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import tf_dsr
-from tf_dsr.callbacks.base import find_sparse_layers
+from tf_dsr.layers import find_sparse_layers
 
 
 def resnet_like():

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import tf_dsr
-from tf_dsr.callbacks.base import find_sparse_layers
+from tf_dsr.layers import find_sparse_layers
 
 MAX_ABS_DIFF = 1e-5
 
@@ -80,7 +80,7 @@ def serve(path, x):
 def kernel_zeros(model):
     """Kernel variable path -> number of zeros its mask has."""
     return {
-        layer.kernel.path: int((layer.mask.numpy() == 0).sum())
+        layer.kernel_variable.path: int((layer.mask.numpy() == 0).sum())
         for layer in find_sparse_layers(model)
     }
 

@@ -13,9 +13,27 @@ from tf_dsr.convert import strip
 from tf_dsr.distribution import erk_sparsities
 from tf_dsr.export import export
 from tf_dsr.export import to_tflite
+from tf_dsr.layers import SparseConv1D
+from tf_dsr.layers import SparseConv1DTranspose
 from tf_dsr.layers import SparseConv2D
+from tf_dsr.layers import SparseConv2DTranspose
+from tf_dsr.layers import SparseConv3D
+from tf_dsr.layers import SparseConv3DTranspose
 from tf_dsr.layers import SparseDense
+from tf_dsr.layers import SparseDepthwiseConv1D
+from tf_dsr.layers import SparseDepthwiseConv2D
+from tf_dsr.layers import SparseEinsumDense
+from tf_dsr.layers import SparseEmbedding
+from tf_dsr.layers import SparseGRU
+from tf_dsr.layers import SparseGRUCell
+from tf_dsr.layers import SparseKernel
+from tf_dsr.layers import SparseLSTM
+from tf_dsr.layers import SparseLSTMCell
 from tf_dsr.layers import SparseLayer
+from tf_dsr.layers import SparseSeparableConv1D
+from tf_dsr.layers import SparseSeparableConv2D
+from tf_dsr.layers import SparseSimpleRNN
+from tf_dsr.layers import SparseSimpleRNNCell
 from tf_dsr.saving import load_model
 from tf_dsr.summary import sparsity_summary
 
@@ -28,9 +46,27 @@ __all__ = [
     "ReparamCallback",
     "ReparamState",
     "SET",
+    "SparseConv1D",
+    "SparseConv1DTranspose",
     "SparseConv2D",
+    "SparseConv2DTranspose",
+    "SparseConv3D",
+    "SparseConv3DTranspose",
     "SparseDense",
+    "SparseDepthwiseConv1D",
+    "SparseDepthwiseConv2D",
+    "SparseEinsumDense",
+    "SparseEmbedding",
+    "SparseGRU",
+    "SparseGRUCell",
+    "SparseKernel",
+    "SparseLSTM",
+    "SparseLSTMCell",
     "SparseLayer",
+    "SparseSeparableConv1D",
+    "SparseSeparableConv2D",
+    "SparseSimpleRNN",
+    "SparseSimpleRNNCell",
     "SparsityHistory",
     "erk_sparsities",
     "export",

@@ -1,67 +1,43 @@
 """Moving models between plain Keras layers and tf_dsr sparse layers.
 
-`sparsify` turns the `Dense`/`Conv2D` layers of an existing model into
-`SparseDense`/`SparseConv2D`, so any model a user already has can be
+`sparsify` turns the weight layers of an existing model (Dense,
+EinsumDense, Embedding, convolutions, recurrent layers) into their
+tf_dsr sparse counterparts, so any model a user already has can be
 trained with DSR. `strip` is its inverse for shipping: every sparse layer
-becomes the plain Keras layer holding `masked_kernel`, with the zeros
+becomes the plain Keras layer holding its masked kernels, with the zeros
 really in the weights and nothing from tf_dsr left in the model.
 
 Both rebuild the model from its graph (`keras.models.clone_model` for
 Functional models, a new `keras.Sequential` for Sequential ones), so they
 work for nested models and shared layers, never modify their input, and
 need a model whose structure Keras knows: subclassed models are refused
-with a `TypeError` explaining what to do instead.
+with a `TypeError` explaining what to do instead. A layer that wraps
+others (`Bidirectional`, `TimeDistributed`, a generic `RNN`) is rebuilt
+from its config with the configs of the wrapped layers swapped, and
+weights are copied in the order Keras creates them, masks left out.
 """
 
 import warnings
 
 import keras
 
-from tf_dsr.callbacks.base import find_sparse_layers
+from tf_dsr.layers import SPARSE_CLASSES
 from tf_dsr.layers.base import SparseLayer
 from tf_dsr.layers.base import validate_seed
 from tf_dsr.layers.base import validate_sparsity
-from tf_dsr.layers.conv import SparseConv2D
-from tf_dsr.layers.dense import SparseDense
+from tf_dsr.layers.find import find_sparse_kernels
+from tf_dsr.layers.find import find_sparse_layers
+from tf_dsr.layers.find import walk_layers
 
-# Plain Keras layer class -> sparse class. Exact types only: a user's
-# subclass of Dense may compute something else with its kernel.
-_SPARSE_CLASS = {
-    keras.layers.Dense: SparseDense,
-    keras.layers.Conv2D: SparseConv2D,
-}
-_DENSE_CLASS = {sparse: dense for dense, sparse in _SPARSE_CLASS.items()}
-
-# Constructor arguments the sparse layers share with their Keras
-# counterparts. Anything else in a Keras config (LoRA, quantization) has no
-# sparse equivalent and is dropped or refused.
-_COMMON_KEYS = (
-    "name",
-    "trainable",
-    "dtype",
-    "activation",
-    "use_bias",
-    "kernel_initializer",
-    "bias_initializer",
-    "kernel_regularizer",
-    "bias_regularizer",
-    "activity_regularizer",
-    "kernel_constraint",
-    "bias_constraint",
+_RECURRENT = tuple(
+    keras_class for keras_class in SPARSE_CLASSES
+    if issubclass(keras_class, keras.layers.RNN)
 )
-_LAYER_KEYS = {
-    SparseDense: _COMMON_KEYS + ("units",),
-    SparseConv2D: _COMMON_KEYS
-    + (
-        "filters",
-        "kernel_size",
-        "strides",
-        "padding",
-        "data_format",
-        "dilation_rate",
-        "groups",
-    ),
-}
+# Convolutions the paper's rule keeps dense when first (any rank or kind).
+_CONVOLUTIONS = tuple(
+    keras_class for keras_class in SPARSE_CLASSES if "Conv" in keras_class.__name__
+)
+_DENSE_OUTPUTS = (keras.layers.Dense, keras.layers.EinsumDense)
 
 
 def is_graph_model(model):
@@ -101,8 +77,8 @@ def check_graph_model(model, function_name):
         )
 
 
-def _walk_layers(model):
-    """Leaf layers of a model, depth first through nested models, each once."""
+def _graph_leaves(model):
+    """Layers of a graph model, nested graph models expanded, each once."""
     found, seen = [], set()
 
     def visit(layer):
@@ -117,6 +93,26 @@ def _walk_layers(model):
 
     for layer in model.layers:
         visit(layer)
+    return found
+
+
+def _convertible(leaves):
+    """Layers `sparsify` can convert, at any depth inside `leaves`.
+
+    A recurrent layer (LSTM, GRU, SimpleRNN) is converted as a whole, its
+    cell with it; a bare cell counts where a generic `keras.layers.RNN`
+    holds it.
+    """
+    found, seen = [], set()
+    for leaf in leaves:
+        for layer in walk_layers(leaf):
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            if isinstance(layer, _RECURRENT):
+                seen.add(id(layer.cell))
+            if type(layer) in SPARSE_CLASSES:
+                found.append(layer)
     return found
 
 
@@ -171,49 +167,104 @@ def _clone(model, clone_layer, cache):
     )
 
 
-def _copy_layer(layer):
-    return layer.__class__.from_config(layer.get_config())
+def _replace_in_config(config, replacements):
+    """`config` with every nested layer config named in `replacements`
+    replaced by `replacements[name](layer_config)` (a serialized layer)."""
+    if isinstance(config, dict):
+        inner = config.get("config")
+        if "class_name" in config and isinstance(inner, dict):
+            name = inner.get("name")
+            if name in replacements:
+                return replacements[name](inner)
+        return {key: _replace_in_config(value, replacements) for key, value in config.items()}
+    if isinstance(config, (list, tuple)):
+        return type(config)(_replace_in_config(value, replacements) for value in config)
+    return config
 
 
-def _sparse_counterpart(layer, sparsity, seed):
-    if layer.quantization_mode is not None:
+def _rebuilt(layer, make):
+    """A new layer from `layer`'s config; `make` maps some of the layers
+    inside it (itself included), by identity, to their new config's class.
+
+    Args:
+        layer: a leaf layer of a graph model (wrappers included).
+        make: dict `id(old layer) -> fn(config) -> new layer`.
+    """
+    if id(layer) in make:
+        return make[id(layer)](layer.get_config())
+    replacements = {
+        inner.name: (lambda config, fn=make[id(inner)]:
+                     keras.saving.serialize_keras_object(fn(config)))
+        for inner in walk_layers(layer)[1:]
+        if id(inner) in make
+    }
+    config = _replace_in_config(layer.get_config(), replacements)
+    return layer.__class__.from_config(config)
+
+
+def _copy_weights(old, new, sparse_values):
+    """Assigns `old`'s weights to `new` in order, skipping masks.
+
+    `sparse_values(old_variable, new_variable)` returns the value to
+    assign; masks (of either side) are neither read nor written here.
+    """
+    def unmasked(layer):
+        masks = {id(pair.mask) for _, pair in find_sparse_kernels(layer)}
+        return [w for w in layer.weights if id(w) not in masks]
+
+    old_weights, new_weights = unmasked(old), unmasked(new)
+    if len(old_weights) != len(new_weights) or any(
+        tuple(a.shape) != tuple(b.shape) for a, b in zip(old_weights, new_weights)
+    ):
         raise ValueError(
-            f"Layer '{layer.name}' is quantized ({layer.quantization_mode}); "
-            "sparse layers hold float kernels. Sparsify the float model "
-            "first and quantize after `tf_dsr.strip`."
+            f"Layer '{old.name}' ({type(old).__name__}) and its converted "
+            f"copy ({type(new).__name__}) hold different weights: "
+            f"{[tuple(w.shape) for w in old_weights]} vs "
+            f"{[tuple(w.shape) for w in new_weights]}. Please report this."
         )
-    sparse_class = _SPARSE_CLASS[type(layer)]
-    config = layer.get_config()
-    kwargs = {key: config[key] for key in _LAYER_KEYS[sparse_class] if key in config}
-    # Dense leaves `activity_regularizer` out of its config.
-    kwargs["activity_regularizer"] = keras.saving.serialize_keras_object(
-        layer.activity_regularizer
-    )
-    return sparse_class.from_config({**kwargs, "sparsity": sparsity, "seed": seed})
+    for old_weight, new_weight in zip(old_weights, new_weights):
+        new_weight.assign(keras.ops.cast(sparse_values(old_weight, new_weight), new_weight.dtype))
 
 
-def _dense_counterpart(layer):
-    dense_class = _DENSE_CLASS.get(type(layer))
-    if dense_class is None:
-        raise TypeError(
-            f"`tf_dsr.strip` does not know the plain Keras layer for "
-            f"'{layer.name}' of type {type(layer).__name__}; it handles "
-            f"{', '.join(c.__name__ for c in _DENSE_CLASS)}."
+def _to_sparse(layer, sparsity, seed):
+    if layer.quantization_mode is not None or getattr(layer, "lora_enabled", False):
+        raise ValueError(
+            f"Layer '{layer.name}' is quantized or has LoRA enabled; sparse "
+            "layers hold plain float kernels. Sparsify the float model "
+            "first, and quantize or add LoRA after `tf_dsr.strip`."
         )
-    config = layer.get_config()
-    return dense_class.from_config(
-        {key: config[key] for key in _LAYER_KEYS[type(layer)] if key in config}
-    )
+    sparse_class = SPARSE_CLASSES[type(layer)]
+
+    def make(config):
+        config = {**config, "sparsity": sparsity}
+        if seed is not None or "seed" not in config:
+            config["seed"] = seed
+        return sparse_class.from_config(config)
+
+    return make
+
+
+def _to_plain(layer):
+    keras_class = layer.keras_class()
+
+    def make(config):
+        config = {key: value for key, value in config.items() if key != "sparsity"}
+        if not layer._keras_takes_seed:
+            config.pop("seed", None)
+        return keras_class.from_config(config)
+
+    return make
 
 
 def _layers_to_keep_dense(candidates, keep_dense):
     """Ids of the convertible layers `keep_dense` selects (see `sparsify`)."""
     if keep_dense is None:
-        convs = [l for l in candidates if isinstance(l, keras.layers.Conv2D)]
-        denses = [l for l in candidates if isinstance(l, keras.layers.Dense)]
+        keep = {id(l) for l in candidates if isinstance(l, keras.layers.Embedding)}
+        convs = [l for l in candidates if isinstance(l, _CONVOLUTIONS)]
         if not convs:
-            return set()
-        return {id(convs[0])} | ({id(denses[-1])} if denses else set())
+            return keep
+        denses = [l for l in candidates if isinstance(l, _DENSE_OUTPUTS)]
+        return keep | {id(convs[0])} | ({id(denses[-1])} if denses else set())
     if callable(keep_dense):
         return {id(layer) for layer in candidates if keep_dense(layer)}
     if isinstance(keep_dense, str) or not isinstance(
@@ -229,32 +280,36 @@ def _layers_to_keep_dense(candidates, keep_dense):
     unknown = [name for name in keep_dense if name not in names]
     if unknown:
         raise ValueError(
-            f"`keep_dense` names {unknown} that are not Dense/Conv2D layers "
+            f"`keep_dense` names {unknown} that are not convertible layers "
             f"of the model. Convertible layers: {sorted(names)}."
         )
     return {id(names[name]) for name in keep_dense}
 
 
 def sparsify(model, sparsity, keep_dense=None, seed=None):
-    """Returns a copy of `model` whose Dense/Conv2D layers are sparse.
+    """Returns a copy of `model` whose weight layers are sparse.
 
-    Every `keras.layers.Dense` and `keras.layers.Conv2D` (exact types) of a
-    Sequential or Functional model, including those in nested models and
-    shared layers, becomes a `tf_dsr.SparseDense` / `tf_dsr.SparseConv2D`
-    with the same configuration and name; all other layers, the topology
-    and all weights are kept. Each new mask has
+    Every layer of a Sequential or Functional model that has a tf_dsr
+    sparse counterpart (`Dense`, `EinsumDense`, `Embedding`, the
+    convolutions of every rank and kind, `SimpleRNN`/`GRU`/`LSTM` and
+    their cells; exact types) becomes that sparse layer, with the same
+    configuration and name, wherever it sits: at the top level, in nested
+    models, inside wrappers such as `TimeDistributed` and
+    `Bidirectional`, shared between places (sharing is kept). All other
+    layers, the topology and all weights are kept. Each new mask has
     `round((1 - sparsity) * kernel.size)` ones at random positions, and
-    the kernel is the original kernel times the mask, so raw and masked
-    kernels agree. With `sparsity=0` the copy computes exactly what
-    `model` computes. `model` itself is not modified. Compile the copy
-    before training; the original's optimizer state does not carry over.
+    the kernel is the original kernel times the mask. With `sparsity=0`
+    the copy computes exactly what `model` computes. `model` itself is
+    not modified. Compile the copy before training; the original's
+    optimizer state does not carry over.
 
     By default the layers left dense follow Mostafa & Wang (ICML 2019):
     in a network with convolutions (their WRN-28-2 and ResNet-50), the
-    first `Conv2D` and the last `Dense` stay dense; in a network without
-    convolutions (their LeNet-300-100), every `Dense` becomes sparse.
-    "First" and "last" follow `model.layers` order, nested models expanded
-    in place.
+    first convolution (any rank) and the last `Dense`/`EinsumDense` stay
+    dense; in a network without convolutions (their LeNet-300-100), every
+    `Dense` becomes sparse. Embedding tables stay dense unless
+    `keep_dense` says otherwise. "First" and "last" follow `model.layers`
+    order, nested models and wrappers expanded in place.
 
     Args:
         model: a built `keras.Sequential` or Functional `keras.Model`.
@@ -262,10 +317,13 @@ def sparsify(model, sparsity, keep_dense=None, seed=None):
         sparsity: float in [0, 1), fraction of zeros in each new kernel.
         keep_dense: None (the paper's choice above), a list of layer names,
             or a predicate `fn(layer) -> bool` called with each original
-            Dense/Conv2D layer; selected layers stay dense. Defaults to None.
-        seed: int or None. Layer i (in conversion order) draws its mask
-            with `seed + i`; None draws seeds from Python's `random`
-            (seeded by `keras.utils.set_random_seed`). Defaults to None.
+            convertible layer; selected layers stay dense, all others
+            (embeddings included) become sparse. Defaults to None.
+        seed: int or None. Layer i (in conversion order) draws its masks
+            with `seed + i` (for recurrent layers, which take a `seed` of
+            their own for dropout, that seed too); None draws seeds from
+            Python's `random` (seeded by `keras.utils.set_random_seed`).
+            Defaults to None.
 
     Returns:
         A new model of the same class and structure as `model`.
@@ -280,55 +338,52 @@ def sparsify(model, sparsity, keep_dense=None, seed=None):
     check_graph_model(model, "sparsify")
     sparsity = validate_sparsity(sparsity)
     seed = validate_seed(seed)
-    candidates = [
-        layer for layer in _walk_layers(model) if type(layer) in _SPARSE_CLASS
-    ]
+    candidates = _convertible(_graph_leaves(model))
     keep = _layers_to_keep_dense(candidates, keep_dense)
     to_convert = [layer for layer in candidates if id(layer) not in keep]
     if not to_convert:
         warnings.warn(
             f"`tf_dsr.sparsify` left model '{model.name}' without sparse "
-            f"layers: it has {len(candidates)} Dense/Conv2D layers and "
+            f"layers: it has {len(candidates)} convertible layers and "
             f"`keep_dense` keeps {len(keep)} of them dense.",
             UserWarning,
             stacklevel=2,
         )
-    seeds = {
-        id(layer): None if seed is None else seed + i
+    make = {
+        id(layer): _to_sparse(layer, sparsity, None if seed is None else seed + i)
         for i, layer in enumerate(to_convert)
     }
     pairs = []
 
     def clone_layer(layer):
-        if id(layer) in seeds:
-            new = _sparse_counterpart(layer, sparsity, seeds[id(layer)])
-        else:
-            new = _copy_layer(layer)
+        new = _rebuilt(layer, make)
         pairs.append((layer, new))
         return new
 
     sparse_model = _clone(model, clone_layer, {})
     for old, new in pairs:
-        if id(old) in seeds:
-            new.kernel.assign(
-                keras.ops.cast(old.kernel, new.kernel.dtype)
-                * keras.ops.cast(new.mask, new.kernel.dtype)
+        masks = {id(pair.kernel): pair.mask for _, pair in find_sparse_kernels(new)}
+
+        def value(old_weight, new_weight):
+            mask = masks.get(id(new_weight))
+            if mask is None:
+                return old_weight
+            return keras.ops.cast(old_weight, new_weight.dtype) * keras.ops.cast(
+                mask, new_weight.dtype
             )
-            if new.use_bias:
-                new.bias.assign(old.bias)
-        else:
-            new.set_weights(old.get_weights())
+
+        _copy_weights(old, new, value)
     return sparse_model
 
 
 def strip(model):
     """Returns a plain Keras copy of `model` with every sparse layer made dense.
 
-    Each `tf_dsr.SparseDense` / `tf_dsr.SparseConv2D` becomes the
-    `keras.layers.Dense` / `keras.layers.Conv2D` with the same
-    configuration and name whose kernel is the sparse layer's
-    `masked_kernel`: masked weights are exact zeros in the copy. Every
-    other layer, nested models, shared layers and the topology are kept;
+    Each tf_dsr sparse layer (at the top level, in nested models, inside
+    wrappers) becomes the Keras layer it masks, with the same
+    configuration and name, whose kernels are the sparse layer's masked
+    kernels: masked weights are exact zeros in the copy. Every other
+    layer, nested models, shared layers and the topology are kept;
     nothing from tf_dsr remains, so the copy saves, exports and converts
     to TFLite without tf_dsr installed. `strip(sparsify(m))` has the
     structure and config of `m`. `model` itself is not modified.
@@ -346,21 +401,28 @@ def strip(model):
     >>> plain.save("model.keras")  # loads without tf_dsr
     """
     check_graph_model(model, "strip")
+    make = {}
+    for leaf in _graph_leaves(model):
+        layers = walk_layers(leaf)
+        # A sparse recurrent layer rebuilds its cell itself.
+        owned = {
+            id(layer.cell) for layer in layers
+            if isinstance(layer, SparseLayer) and isinstance(layer, keras.layers.RNN)
+        }
+        for layer in layers:
+            if isinstance(layer, SparseLayer) and id(layer) not in owned:
+                make[id(layer)] = _to_plain(layer)
     pairs = []
 
     def clone_layer(layer):
-        new = _dense_counterpart(layer) if isinstance(layer, SparseLayer) else _copy_layer(layer)
+        new = _rebuilt(layer, make)
         pairs.append((layer, new))
         return new
 
     plain = _clone(model, clone_layer, {})
     for old, new in pairs:
-        if isinstance(old, SparseLayer):
-            new.kernel.assign(keras.ops.cast(old.masked_kernel, new.kernel.dtype))
-            if old.use_bias:
-                new.bias.assign(old.bias)
-        else:
-            new.set_weights(old.get_weights())
+        masked = {id(pair.kernel): pair.masked for _, pair in find_sparse_kernels(old)}
+        _copy_weights(old, new, lambda w, _: masked.get(id(w), w))
     left = find_sparse_layers(plain)
     if left:
         raise TypeError(
@@ -368,6 +430,7 @@ def strip(model):
             f"{[layer.name for layer in left]}: they sit inside a layer or "
             "subclassed model that is neither Sequential nor Functional. "
             "Build that part as a Functional model, or give the custom "
-            "layer plain Dense/Conv2D sublayers holding `masked_kernel`."
+            "layer plain Keras sublayers holding each sparse kernel's "
+            "masked value (`layer.sparse_kernels()`)."
         )
     return plain

@@ -12,7 +12,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from tf_dsr.callbacks.base import find_sparse_layers
+from tf_dsr.layers.find import find_sparse_layers
 from tf_dsr.convert import is_graph_model
 from tf_dsr.convert import strip
 

@@ -4,7 +4,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tf_dsr.callbacks.base import find_sparse_layers
+from tf_dsr.layers.find import find_sparse_kernels
 
 
 class LayerSparsity(NamedTuple):
@@ -55,6 +55,10 @@ class SparsitySummary(NamedTuple):
 def sparsity_summary(model):
     """Counts total and active weights of every sparse kernel in `model`.
 
+    One row per kernel: a layer with several masked kernels (a recurrent
+    cell's `kernel` and `recurrent_kernel`, a separable convolution's two)
+    has one row for each, named by the kernel's path.
+
     Args:
         model: a built Keras model (or layer) containing tf_dsr sparse layers.
 
@@ -68,8 +72,8 @@ def sparsity_summary(model):
     >>> print(tf_dsr.sparsity_summary(model))
     """
     rows = []
-    for layer in find_sparse_layers(model):
-        mask = np.asarray(layer.mask.numpy())
-        rows.append(LayerSparsity(layer.name, tuple(mask.shape), int(mask.size),
+    for name, pair in find_sparse_kernels(model):
+        mask = np.asarray(pair.mask.numpy())
+        rows.append(LayerSparsity(name, tuple(mask.shape), int(mask.size),
                                   int(np.count_nonzero(mask))))
     return SparsitySummary(rows)

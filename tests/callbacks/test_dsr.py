@@ -159,7 +159,7 @@ def reallocated(request, tmp_path_factory):
     dsr.set_model(model)
     masks_before = masks_of(model)
     slots_before = [
-        [s.numpy().copy() for s in kernel_slots(optimizer, layer.kernel)]
+        [s.numpy().copy() for s in kernel_slots(optimizer, layer.kernel_variable)]
         for layer in dsr.layers
     ]
 
@@ -175,7 +175,7 @@ def reallocated(request, tmp_path_factory):
         masks_after=masks_of(model),
         slots_before=slots_before,
         slots_after=[
-            [s.numpy().copy() for s in kernel_slots(optimizer, layer.kernel)]
+            [s.numpy().copy() for s in kernel_slots(optimizer, layer.kernel_variable)]
             for layer in dsr.layers
         ],
         threshold=float(dsr.state.threshold.numpy()),
@@ -234,7 +234,7 @@ def test_slots_reset_when_first_reallocation_precedes_optimizer_build():
 
     assert dsr.reallocate().total_pruned > 0
     for layer in dsr.layers:
-        slots = kernel_slots(optimizer, layer.kernel)
+        slots = kernel_slots(optimizer, layer.kernel_variable)
         assert len(slots) == 1
         assert np.all(slots[0].numpy()[layer.mask.numpy() == 0] == 0.0)
 
@@ -398,7 +398,7 @@ def test_nan_kernel_skips_with_warning_and_changes_nothing():
     layer = model.get_layer("a")
     kernel = layer.kernel.numpy()
     kernel.flat[int(np.argmax(layer.mask.numpy()))] = np.nan  # an active weight
-    layer.kernel.assign(kernel)
+    layer.kernel_variable.assign(kernel)
     masks, kernels = masks_of(model), kernels_of(model)
     threshold = float(dsr.state.threshold.numpy())
 

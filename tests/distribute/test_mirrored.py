@@ -43,7 +43,7 @@ class MaskRecorder(keras.callbacks.Callback):
                 {
                     "threshold": float(self.reparam.state.threshold.numpy()),
                     "masks": [self._replicas(l.mask) for l in self.reparam.layers],
-                    "kernels": [self._replicas(l.kernel) for l in self.reparam.layers],
+                    "kernels": [self._replicas(l.kernel_variable) for l in self.reparam.layers],
                 }
             )
 

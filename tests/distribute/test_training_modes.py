@@ -34,10 +34,10 @@ def test_mixed_float16_training_conserves_count(mixed_float16):
                for a, l in zip(masks_before, reparam.layers))
     for layer in reparam.layers:
         assert layer.compute_dtype == "float16"
-        assert layer.kernel.dtype == "float32" and layer.mask.dtype == "float32"
+        assert layer.kernel_variable.dtype == "float32" and layer.mask.dtype == "float32"
         assert np.all(layer.kernel.numpy()[layer.mask.numpy() == 0] == 0)
         # Slots are found through the LossScaleOptimizer and reset.
-        slots = optimizer_slots.kernel_slots(model.optimizer, layer.kernel)
+        slots = optimizer_slots.kernel_slots(model.optimizer, layer.kernel_variable)
         assert len(slots) == 1
         assert np.all(slots[0].numpy()[layer.mask.numpy() == 0] == 0)
 
@@ -53,7 +53,7 @@ def _small_model_with_weights(seed):
     rng = np.random.default_rng(seed)
     for layer in tf_dsr.callbacks.find_sparse_layers(model):
         values = rng.normal(0, 0.01, layer.kernel.shape).astype("float32")
-        layer.kernel.assign(values * layer.mask.numpy())
+        layer.kernel_variable.assign(values * layer.mask.numpy())
     return model
 
 
@@ -117,5 +117,5 @@ def test_custom_training_loop_under_mirrored_strategy():
     for layer in reparam.layers:
         replicas = strategy.experimental_local_results(layer.mask.value)
         np.testing.assert_array_equal(replicas[0].numpy(), replicas[1].numpy())
-        kernels = strategy.experimental_local_results(layer.kernel.value)
+        kernels = strategy.experimental_local_results(layer.kernel_variable.value)
         np.testing.assert_array_equal(kernels[0].numpy(), kernels[1].numpy())

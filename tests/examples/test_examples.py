@@ -146,7 +146,7 @@ def test_weight_decay_is_pytorch_coupled_l2_on_every_trainable_weight():
                               keras.layers.BatchNormalization()])
     common.add_weight_decay(model, 5e-4, on="all")
     assert len(model.losses) == len(model.trainable_variables) == 4
-    kernel = model.layers[0].kernel
+    kernel = model.layers[0].kernel_variable
     # PyTorch adds wd * w to the gradient: the L2 coefficient is wd / 2.
     assert kernel.regularizer.l2 == pytest.approx(2.5e-4)
 

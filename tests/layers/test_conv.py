@@ -27,7 +27,7 @@ def conv_pair(input_shape, filters=6, **kwargs):
     sparse.build(input_shape)
     rng = np.random.default_rng(1)
     weights = [rng.normal(size=sparse.kernel.shape).astype("float32")]
-    sparse.kernel.assign(weights[0])
+    sparse.kernel_variable.assign(weights[0])
     if sparse.use_bias:
         weights.append(rng.normal(size=(filters,)).astype("float32"))
         sparse.bias.assign(weights[1])

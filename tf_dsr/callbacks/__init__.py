@@ -2,9 +2,9 @@
 
 from tf_dsr.callbacks.base import ReallocationReport
 from tf_dsr.callbacks.base import ReparamCallback
-from tf_dsr.callbacks.base import find_sparse_layers
 from tf_dsr.callbacks.dsr import DynamicReparam
 from tf_dsr.callbacks.state import ReparamState
 from tf_dsr.callbacks.gradual import GradualPruning
 from tf_dsr.callbacks.set import SET
 from tf_dsr.callbacks.history import SparsityHistory
+from tf_dsr.layers.find import find_sparse_layers  # noqa: F401 (kept for users)

@@ -3,7 +3,8 @@ the results land in the model.
 
 A method (DSR, SET, ...) is a subclass that implements `_update`, a pure
 function from the current kernels and masks to new ones. This base finds
-the sparse layers, counts steps with `optimizer.iterations`, follows the
+the sparse kernels (every kernel/mask pair of every sparse layer, at any
+depth of the model: a layer with two kernels gives two), counts steps with `optimizer.iterations`, follows the
 period schedule, runs `_update` inside one `tf.function`, assigns the
 results, resets optimizer slots at inactive positions and reports to the
 Keras logs.
@@ -21,6 +22,8 @@ from tf_dsr import optimizer_slots
 from tf_dsr.callbacks.state import attach_state
 from tf_dsr.core.reallocation import count_active
 from tf_dsr.layers.base import SparseLayer
+from tf_dsr.layers.find import find_sparse_kernels
+from tf_dsr.layers.find import walk_layers
 
 
 class Update(NamedTuple):
@@ -39,8 +42,10 @@ class ReallocationReport(NamedTuple):
 
     Attributes:
         step: the optimizer step it ran at.
-        num_pruned: dict, layer name -> weights pruned.
-        num_grown: dict, layer name -> weights regrown.
+        num_pruned: dict, kernel name -> weights pruned (names as in
+            `tf_dsr.layers.find_sparse_kernels`: the layer's path for a
+            layer with one kernel).
+        num_grown: dict, kernel name -> weights regrown.
         threshold: the threshold after adapting (methods without one: nan).
         sparsity: global fraction of zeros over the sparse kernels.
         skipped: True when a kernel held NaN/Inf and nothing changed.
@@ -56,23 +61,6 @@ class ReallocationReport(NamedTuple):
     @property
     def total_pruned(self):
         return sum(self.num_pruned.values())
-
-
-def find_sparse_layers(model):
-    """Sparse layers of a model, depth first, each once (shared layers too)."""
-    found, seen = [], set()
-
-    def visit(layer):
-        if id(layer) in seen:
-            return
-        seen.add(id(layer))
-        if isinstance(layer, SparseLayer):
-            found.append(layer)
-        for child in getattr(layer, "layers", None) or []:
-            visit(child)
-
-    visit(model)
-    return found
 
 
 def _validate_period(period):
@@ -142,7 +130,8 @@ class ReparamCallback(keras.callbacks.Callback):
             raise TypeError(f"`seed` must be an int or None. Received: {seed!r}.")
         self.seed = int(seed) if seed is not None else random.randint(0, 2**31 - 1)
         self.jit_compile = bool(jit_compile)
-        self.layers = []
+        self.kernels = []
+        self.kernel_names = []
         self.state = None
         self.last_report = None
         self._epoch = 0
@@ -161,29 +150,45 @@ class ReparamCallback(keras.callbacks.Callback):
         super().set_model(model)
         if model is self._bound_model:
             return
-        layers = find_sparse_layers(model)
-        if not layers:
+        unbuilt = [
+            layer.name for layer in walk_layers(model)
+            if isinstance(layer, SparseLayer) and not layer.built
+        ]
+        if unbuilt:
+            raise ValueError(
+                f"Model '{model.name}' has unbuilt sparse layers {unbuilt}; "
+                "build the model (call it once or give it an Input) before "
+                "training."
+            )
+        found = find_sparse_kernels(model)
+        if not found:
             raise ValueError(
                 f"{type(self).__name__} found no tf_dsr sparse layer in model "
-                f"'{model.name}'. Build the model with tf_dsr.SparseDense / "
-                "tf_dsr.SparseConv2D, or convert it with tf_dsr.sparsify()."
+                f"'{model.name}'. Build the model with tf_dsr's sparse layers "
+                "(tf_dsr.SparseDense, tf_dsr.SparseConv2D, ...), or convert "
+                "it with tf_dsr.sparsify()."
             )
-        if not all(layer.built for layer in layers):
-            raise ValueError(
-                f"Model '{model.name}' has unbuilt sparse layers; build the "
-                "model (call it once or give it an Input) before training."
-            )
-        self.layers = layers
+        self.kernel_names = [name for name, _ in found]
+        self.kernels = [pair for _, pair in found]
         self.state = attach_state(model, self._initial_threshold())
         self._bound_model = model
         self._num_active = self._count_active_weights()
-        self._num_weights = sum(int(l.mask.shape.num_elements()) for l in layers)
+        self._num_weights = sum(pair.size for pair in self.kernels)
         self._step_fn = None
         self._step_fn_slots = None
         self._refresh_mirrors()
 
+    @property
+    def layers(self):
+        """The sparse layers the callback updates, each once."""
+        layers = []
+        for pair in self.kernels:
+            if not any(layer is pair.layer for layer in layers):
+                layers.append(pair.layer)
+        return layers
+
     def _count_active_weights(self):
-        return int(sum(int(tf.reduce_sum(l.mask.value)) for l in self.layers))
+        return int(sum(int(tf.reduce_sum(pair.mask.value)) for pair in self.kernels))
 
     def _refresh_mirrors(self):
         # Python copies of `state.last_step` and `state.threshold`, so that
@@ -197,7 +202,7 @@ class ReparamCallback(keras.callbacks.Callback):
 
     def _slots(self):
         optimizer = getattr(self.model, "optimizer", None)
-        return [optimizer_slots.kernel_slots(optimizer, l.kernel) for l in self.layers]
+        return [optimizer_slots.kernel_slots(optimizer, pair.kernel) for pair in self.kernels]
 
     def _step_function(self):
         # The traced function captures the optimizer's slot variables, which
@@ -218,14 +223,14 @@ class ReparamCallback(keras.callbacks.Callback):
         return self._step_fn
 
     def _reallocate_in_graph(self, step, slots):
-        kernels = [layer.kernel.value for layer in self.layers]
-        masks = [layer.mask.value for layer in self.layers]
+        kernels = [pair.kernel.value for pair in self.kernels]
+        masks = [pair.mask.value for pair in self.kernels]
         update = self._update(kernels, masks, step, self._num_active)
-        for layer, layer_slots, kernel, mask in zip(
-            self.layers, slots, update.kernels, update.masks
+        for pair, layer_slots, kernel, mask in zip(
+            self.kernels, slots, update.kernels, update.masks
         ):
-            layer.kernel.assign(kernel)
-            layer.mask.assign(mask)
+            pair.kernel.assign(kernel)
+            pair.mask.assign(mask)
             for slot in layer_slots:
                 slot.assign(slot * tf.cast(mask, slot.dtype))
         self.state.threshold.assign(update.threshold)
@@ -261,7 +266,7 @@ class ReparamCallback(keras.callbacks.Callback):
         num_pruned, num_grown, threshold, is_finite, num_active = self._step_function()(
             tf.constant(step, tf.int64)
         )
-        names = [layer.name for layer in self.layers]
+        names = self.kernel_names
         report = ReallocationReport(
             step=int(step),
             num_pruned=dict(zip(names, num_pruned.numpy().tolist())),

@@ -5,7 +5,7 @@ import numbers
 import keras
 import numpy as np
 
-from tf_dsr.callbacks.base import find_sparse_layers
+from tf_dsr.layers.find import find_sparse_kernels
 
 
 class SparsityHistory(keras.callbacks.Callback):
@@ -31,7 +31,8 @@ class SparsityHistory(keras.callbacks.Callback):
         history: dict with lists of equal length: `"step"` (optimizer
             step), `"epoch"` (epochs completed), `"sparsity"` (global
             fraction of zeros over the sparse kernels) and `"layers"`, a
-            dict from layer name to that layer's sparsity.
+            dict from kernel name (the layer's name for a top-level layer
+            with one kernel; see `sparsity_summary`) to its sparsity.
 
     Example:
 
@@ -52,14 +53,14 @@ class SparsityHistory(keras.callbacks.Callback):
             )
         self.every = None if every is None else int(every)
         self.history = {"step": [], "epoch": [], "sparsity": [], "layers": {}}
-        self._layers = []
+        self._kernels = []
         self._epoch = 0
         self._last_recorded = None
 
     def set_model(self, model):
         super().set_model(model)
-        self._layers = find_sparse_layers(model)
-        if not self._layers:
+        self._kernels = find_sparse_kernels(model)
+        if not self._kernels:
             raise ValueError(
                 f"Model {model.name!r} has no tf_dsr sparse layers, so there is "
                 "no sparsity to record. Build it with tf_dsr.SparseDense or "
@@ -79,10 +80,10 @@ class SparsityHistory(keras.callbacks.Callback):
         self._last_recorded = step
         num_weights = num_active = 0
         layers = self.history["layers"]
-        for layer in self._layers:
-            mask = np.asarray(keras.ops.convert_to_numpy(layer.mask))
+        for name, pair in self._kernels:
+            mask = np.asarray(keras.ops.convert_to_numpy(pair.mask))
             active = int(np.count_nonzero(mask))
-            layers.setdefault(layer.name, []).append(1.0 - active / mask.size)
+            layers.setdefault(name, []).append(1.0 - active / mask.size)
             num_weights += mask.size
             num_active += active
         self.history["step"].append(step)

@@ -1,12 +1,37 @@
-"""The shared base of sparse layers: a kernel, its 0/1 mask, the product."""
+"""One masked-kernel mechanism shared by every sparse layer.
 
+A sparse layer is its Keras layer plus a 0/1 mask on each of the kernels
+it declares in `sparse_kernel_names`. Nothing else of the Keras layer is
+rewritten: its constructor arguments, `build`, `call`, shapes and config
+are inherited, so with `sparsity=0` it computes exactly what the Keras
+layer computes. Two hooks make a Keras layer sparse, the way Keras' own
+LoRA hooks change a kernel in one place for many layer types:
+
+- `add_weight`: when `build` creates a declared kernel, a non-trainable
+  mask of the same shape is created next to it, and the kernel's
+  initial values are multiplied by it.
+- A data descriptor on each declared attribute (`kernel`, `embeddings`,
+  `recurrent_kernel`, ...): reading it, as Keras' `call` does, returns
+  `kernel * mask`. Keras stores some kernels in a private attribute
+  behind a property (`Dense._kernel` behind `Dense.kernel`) and others as
+  plain attributes (`LSTMCell.kernel`); the descriptor reads whichever
+  the Keras class uses.
+
+`masked_value` is the one place the product is computed; `call`,
+`strip`, export and reporting all go through it.
+"""
+
+import inspect
 import numbers
 import random
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
 
 from tf_dsr.core.selection import random_subset
+
+_MAX_SEED = 2**63 - 1
 
 
 def num_active_at_init(size, sparsity):
@@ -36,143 +61,310 @@ def validate_seed(seed):
             f"`seed` must be an int or None. Received: seed={seed!r} of type "
             f"{type(seed).__name__}."
         )
+    if seed is not None and not 0 <= int(seed) <= _MAX_SEED:
+        raise ValueError(
+            f"`seed` must be in [0, 2**63 - 1]. Received: seed={seed}."
+        )
     return None if seed is None else int(seed)
 
 
-class SparseLayer(keras.layers.Layer):
-    """Base class of layers whose kernel is multiplied by a 0/1 mask.
-
-    Holds the arguments every sparse layer shares with its Keras
-    counterpart (activation, bias, initializers, regularizers, constraints).
-    Subclasses create their kernel with `add_sparse_kernel` in `build` and
-    use `masked_kernel` in `call`. The mask is a non-trainable variable, so
-    it is saved with the weights and mirrored by distribution strategies;
-    gradients of the masked product vanish wherever the mask is 0.
+def masked_value(kernel, mask):
+    """`kernel * mask`: the kernel a sparse layer computes with.
 
     Args:
-        sparsity: float in [0, 1), fraction of the kernel that is zero at
-            initialisation. Defaults to 0.9.
-        seed: int or None. Seeds the initial mask; None draws one from
-            Python's `random` (seeded by `keras.utils.set_random_seed`).
-        activation, use_bias, kernel_initializer, bias_initializer,
-        kernel_regularizer, bias_regularizer, activity_regularizer,
-        kernel_constraint, bias_constraint: as in `keras.layers.Dense`.
+        kernel: a variable or tensor (read in the current autocast scope,
+            so under mixed precision the product is in the compute dtype).
+        mask: the 0/1 mask variable of the same shape.
+
+    Returns:
+        A tensor of `kernel`'s shape, exactly zero where `mask` is 0 (for
+        finite kernel values).
+    """
+    kernel = keras.ops.convert_to_tensor(kernel)
+    return kernel * keras.ops.cast(mask, kernel.dtype)
+
+
+class SparseKernel(NamedTuple):
+    """One masked kernel of a sparse layer: what the methods move.
+
+    Attributes:
+        layer: the `SparseLayer` that owns it.
+        attribute: the attribute Keras reads it by (`"kernel"`,
+            `"recurrent_kernel"`, `"embeddings"`, ...).
+        kernel: the trainable variable.
+        mask: the non-trainable 0/1 variable of the same shape.
     """
 
-    def __init__(
-        self,
-        sparsity=0.9,
-        seed=None,
-        activation=None,
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        bias_regularizer=None,
-        activity_regularizer=None,
-        kernel_constraint=None,
-        bias_constraint=None,
-        **kwargs,
-    ):
-        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        self.sparsity = validate_sparsity(sparsity)
-        self.seed = validate_seed(seed)
-        self.activation = keras.activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
+    layer: object
+    attribute: str
+    kernel: object
+    mask: object
 
-    def add_sparse_kernel(self, shape, num_outputs):
-        """Creates `self.mask`, `self.kernel` (zero where masked) and `self.bias`."""
-        size = 1
-        for dim in shape:
-            size *= int(dim)
+    @property
+    def masked(self):
+        return masked_value(self.kernel, self.mask)
+
+    @property
+    def size(self):
+        return _size(self.mask.shape)
+
+
+def _size(shape):
+    size = 1
+    for dim in shape:
+        size *= int(dim)
+    return size
+
+
+class _MaskedAttribute:
+    """Data descriptor: reading `layer.<attribute>` gives `kernel * mask`.
+
+    Writing it (Keras' `build` does `self.kernel = self.add_weight(...)`
+    in layers without a property) stores the variable in the instance
+    dict, which the descriptor shadows. Before the mask exists (inside
+    `build`) reads return the unmasked kernel.
+    """
+
+    def __init__(self, attribute, parent):
+        self.attribute = attribute
+        self.parent = parent  # The Keras class attribute we shadow, if any.
+
+    def raw(self, layer):
+        if self.parent is not None and hasattr(self.parent, "__get__"):
+            return self.parent.__get__(layer, type(layer))
+        try:
+            return layer.__dict__[self.attribute]
+        except KeyError:
+            raise AttributeError(
+                f"'{type(layer).__name__}' object has no attribute "
+                f"'{self.attribute}' (the layer is not built)."
+            ) from None
+
+    def __get__(self, layer, owner=None):
+        if layer is None:
+            return self
+        value = self.raw(layer)
+        mask = layer.__dict__.get("_tf_dsr_masks", {}).get(self.attribute)
+        return value if mask is None else masked_value(value, mask)
+
+    def __set__(self, layer, value):
+        if self.parent is not None and hasattr(self.parent, "__set__"):
+            self.parent.__set__(layer, value)
+        else:
+            layer.__dict__[self.attribute] = value
+
+
+_ADD_WEIGHT_SIGNATURE = inspect.signature(keras.layers.Layer.add_weight)
+
+
+class SparseLayer(keras.layers.Layer):
+    """Base of tf_dsr's sparse layers: a Keras layer with masked kernels.
+
+    A sparse layer class lists its Keras layer after this base and names
+    the kernels to mask:
+
+        class SparseDense(SparseLayer, keras.layers.Dense):
+            sparse_kernel_names = ("kernel",)
+
+    Each declared kernel gets a non-trainable 0/1 mask variable, created
+    in `build` right after the kernel, with exactly
+    `round((1 - sparsity) * kernel.size)` ones at uniformly random
+    positions (seeded), and the kernel starts at zero where the mask is 0.
+    The layer computes with `kernel * mask` (Keras' `call` reads the
+    masked product through the kernel attribute), so gradients vanish
+    wherever the mask is 0. Biases and all other weights are the Keras
+    layer's own. The mask of a layer's only kernel is the attribute
+    `mask`; with several kernels, the mask of kernel `k` is `k_mask`.
+
+    `layer.kernel` (or `embeddings`, `recurrent_kernel`, ...) therefore
+    returns the masked tensor, as Keras' LoRA layers return their merged
+    kernel; the trainable variables and their masks are in
+    `layer.sparse_kernels()`.
+
+    Args:
+        sparsity: float in [0, 1), fraction of each kernel that is zero
+            at initialisation. Defaults to 0.9.
+        seed: int or None. Seeds the initial masks (kernel i of the layer
+            draws with `(seed, i)`); None draws one from Python's
+            `random` (seeded by `keras.utils.set_random_seed`). For
+            layers whose Keras class has a `seed` argument (the recurrent
+            layers, for dropout) the same seed serves both.
+        **kwargs: every argument of the Keras layer.
+    """
+
+    sparse_kernel_names = ()
+    # Set on classes whose Keras layer takes `seed` itself.
+    _keras_takes_seed = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for attribute in cls.__dict__.get("sparse_kernel_names", ()):
+            parent = None
+            for base in cls.__mro__[1:]:
+                if attribute in base.__dict__:
+                    parent = base.__dict__[attribute]
+                    break
+            setattr(cls, attribute, _MaskedAttribute(attribute, parent))
+        keras_class = cls.keras_class()
+        if keras_class is not None:
+            cls._keras_takes_seed = (
+                "seed" in inspect.signature(keras_class.__init__).parameters
+            )
+
+    @classmethod
+    def keras_class(cls):
+        """The plain Keras layer class this sparse class masks (or None)."""
+        for base in cls.__mro__[1:]:
+            if not issubclass(base, SparseLayer) and issubclass(
+                base, keras.layers.Layer
+            ) and base is not keras.layers.Layer:
+                return base
+        return None
+
+    def __init__(self, *args, sparsity=0.9, seed=None, **kwargs):
+        sparsity = validate_sparsity(sparsity)
+        seed = validate_seed(seed)
+        for option in ("lora_rank", "quantization_config"):
+            if kwargs.get(option) is not None:
+                raise ValueError(
+                    f"`{option}` is not supported by tf_dsr's sparse layers: "
+                    "LoRA and quantization change the kernel the mask "
+                    f"applies to. Received: {option}={kwargs[option]!r}. "
+                    "Train sparse, then `tf_dsr.strip` the model and apply "
+                    "it to the plain Keras layers."
+                )
+        if self._keras_takes_seed:
+            kwargs["seed"] = seed
+        super().__init__(*args, **kwargs)
+        self.sparsity = sparsity
+        self.seed = seed
+        self._mask_seed = None
+
+    # ----- the hook into Keras' build ----------------------------------
+    def add_weight(self, *args, **kwargs):
+        bound = _ADD_WEIGHT_SIGNATURE.bind(self, *args, **kwargs).arguments
+        name = bound.get("name")
+        if name not in self.sparse_kernel_names or not bound.get("trainable", True):
+            return super().add_weight(*args, **kwargs)
+        shape = tuple(int(d) for d in bound["shape"])
+        mask = self._add_mask(name, shape)
+        initializer = keras.initializers.get(bound.get("initializer"))
+
+        def masked_initializer(shape, dtype=None):
+            # Read the mask when the initializer runs (Keras lifts it out of
+            # any function graph), not when `build` runs: a subclassed
+            # model builds its layers inside a scratch graph on first call.
+            values = initializer(shape, dtype)
+            return values * tf.cast(mask.value, values.dtype)
+
+        kwargs = {k: v for k, v in bound.items() if k != "self"}
+        kwargs["initializer"] = masked_initializer
+        kernel = super().add_weight(**kwargs)
+        self._tf_dsr_kernels[name] = kernel
+        self._tf_dsr_masks[name] = mask
+        return kernel
+
+    def _add_mask(self, name, shape):
+        size = _size(shape)
         num_active = num_active_at_init(size, self.sparsity)
         if num_active < 1:
             raise ValueError(
                 f"Layer '{self.name}': sparsity={self.sparsity} leaves no "
-                f"active weight in a kernel of shape {tuple(shape)} "
-                f"({size} weights). Use a sparsity below {1 - 0.5 / size:.6f}."
+                f"active weight in its {name} of shape {shape} ({size} "
+                f"weights). Use a sparsity below {1 - 0.5 / size:.6f}."
             )
-        seed = self.seed if self.seed is not None else random.randint(0, 2**31 - 1)
+        if getattr(self, "_mask_seed", None) is None:
+            self._mask_seed = (
+                self.seed if self.seed is not None else random.randint(0, 2**31 - 1)
+            )
+        index = list(self.sparse_kernel_names).index(name)
+        seed = tf.constant([self._mask_seed, index], tf.int64)
 
         def mask_initializer(shape, dtype=None):
-            chosen = random_subset(
-                tf.ones(shape, tf.bool), num_active, tf.constant([seed, 0], tf.int64)
-            )
+            chosen = random_subset(tf.ones(shape, tf.bool), num_active, seed)
             return tf.cast(chosen, dtype or "float32")
 
-        self.mask = self.add_weight(
-            name="mask",
+        if "_tf_dsr_masks" not in self.__dict__:
+            # Plain dicts, not tracked by Keras: the variables are already
+            # tracked through `add_weight`.
+            object.__setattr__(self, "_tf_dsr_masks", {})
+            object.__setattr__(self, "_tf_dsr_kernels", {})
+        mask = super().add_weight(
+            name=mask_attribute(name, self.sparse_kernel_names),
             shape=shape,
             initializer=mask_initializer,
             trainable=False,
             dtype=self.variable_dtype,
         )
-        def kernel_initializer(shape, dtype=None):
-            # Read the mask when the initializer runs (Keras lifts it out of
-            # any function graph), not when `build` runs: a subclassed model
-            # builds its layers inside a scratch graph on first call.
-            values = self.kernel_initializer(shape, dtype)
-            return values * tf.cast(self.mask.value, values.dtype)
+        setattr(self, mask_attribute(name, self.sparse_kernel_names), mask)
+        return mask
 
-        self.kernel = self.add_weight(
-            name="kernel",
-            shape=shape,
-            initializer=kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-            trainable=True,
-            dtype=self.variable_dtype,
+    # ----- what the methods, export and reporting read -----------------
+    def sparse_kernels(self):
+        """The layer's `SparseKernel`s (variable and mask), in build order.
+
+        A method, not a property: Keras' saving walks a layer's attributes
+        and would recurse through tuples that hold the layer itself.
+        """
+        kernels = self.__dict__.get("_tf_dsr_kernels", {})
+        masks = self.__dict__.get("_tf_dsr_masks", {})
+        return tuple(
+            SparseKernel(self, name, kernels[name], masks[name])
+            for name in self.sparse_kernel_names
+            if name in kernels
         )
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(
-                name="bias",
-                shape=(num_outputs,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-                trainable=True,
-                dtype=self.variable_dtype,
+
+    def _only_kernel(self, what):
+        pairs = self.sparse_kernels()
+        if len(pairs) != 1:
+            raise AttributeError(
+                f"Layer '{self.name}' has {len(pairs)} sparse kernels "
+                f"({[p.attribute for p in pairs]}); `{what}` is defined for "
+                "one. Use `layer.sparse_kernels()`."
             )
-
-    def finish_call(self, outputs):
-        """Adds the bias along the last axis (or `bias_axis`) and activates."""
-        if self.bias is not None:
-            outputs = keras.ops.add(outputs, self.bias_for(outputs))
-        if self.activation is not None:
-            outputs = self.activation(outputs)
-        return outputs
-
-    def bias_for(self, outputs):
-        return self.bias
+        return pairs[0]
 
     @property
     def masked_kernel(self):
-        """The kernel the layer computes with: `kernel * mask`."""
-        return self.kernel * keras.ops.cast(self.mask, self.kernel.dtype)
+        """`kernel * mask` of a layer with one sparse kernel."""
+        return self._only_kernel("masked_kernel").masked
+
+    @property
+    def kernel_variable(self):
+        """The trainable kernel variable of a layer with one sparse kernel."""
+        return self._only_kernel("kernel_variable").kernel
+
+    # ----- Keras integration -------------------------------------------
+    def save_own_variables(self, store):
+        # Keras' Dense/Conv/Embedding save only their kernel and bias and
+        # would drop the masks; the base Layer saves every variable.
+        keras.layers.Layer.save_own_variables(self, store)
+
+    def load_own_variables(self, store):
+        keras.layers.Layer.load_own_variables(self, store)
+
+    def enable_lora(self, *args, **kwargs):
+        raise ValueError(
+            f"Layer '{self.name}' is sparse: LoRA would add a dense update "
+            "to its masked kernel. `tf_dsr.strip` the model first."
+        )
+
+    def quantize(self, *args, **kwargs):
+        raise ValueError(
+            f"Layer '{self.name}' is sparse: quantize the plain model from "
+            "`tf_dsr.strip(model)` instead."
+        )
 
     def get_config(self):
-        config = super().get_config()
-        ser = keras.saving.serialize_keras_object
-        config.update(
-            {
-                "sparsity": self.sparsity,
-                "seed": self.seed,
-                "activation": keras.activations.serialize(self.activation),
-                "use_bias": self.use_bias,
-                "kernel_initializer": ser(self.kernel_initializer),
-                "bias_initializer": ser(self.bias_initializer),
-                "kernel_regularizer": ser(self.kernel_regularizer),
-                "bias_regularizer": ser(self.bias_regularizer),
-                "activity_regularizer": ser(self.activity_regularizer),
-                "kernel_constraint": ser(self.kernel_constraint),
-                "bias_constraint": ser(self.bias_constraint),
-            }
-        )
-        return config
+        return {**super().get_config(), "sparsity": self.sparsity, "seed": self.seed}
+
+
+def mask_attribute(kernel_attribute, kernel_names):
+    """The attribute name of the mask of `kernel_attribute`.
+
+    `mask` for the one kernel of a layer that has one (`SparseDense`,
+    `SparseConv2D`, ...), `<kernel>_mask` otherwise.
+    """
+    if tuple(kernel_names) == (kernel_attribute,):
+        return "mask"
+    return f"{kernel_attribute}_mask"

@@ -1,4 +1,4 @@
-"""SparseDense: `keras.layers.Dense` with a 0/1 mask on its kernel."""
+"""Sparse counterparts of Keras' Dense, EinsumDense and Embedding."""
 
 import keras
 
@@ -6,8 +6,8 @@ from tf_dsr.layers.base import SparseLayer
 
 
 @keras.saving.register_keras_serializable(package="tf_dsr")
-class SparseDense(SparseLayer):
-    """Densely-connected layer whose kernel is sparse from the first step.
+class SparseDense(SparseLayer, keras.layers.Dense):
+    """`keras.layers.Dense` whose kernel is sparse from the first step.
 
     Computes `activation(inputs @ (kernel * mask) + bias)`. The mask starts
     with exactly `round((1 - sparsity) * kernel.size)` ones at uniformly
@@ -20,9 +20,8 @@ class SparseDense(SparseLayer):
         sparsity: float in [0, 1), fraction of zeros in the kernel.
             Defaults to 0.9.
         seed: int or None, seeds the initial mask.
-        activation, use_bias, kernel_initializer, bias_initializer,
-        kernel_regularizer, bias_regularizer, activity_regularizer,
-        kernel_constraint, bias_constraint: as in `keras.layers.Dense`.
+        **kwargs: every other argument of `keras.layers.Dense` (LoRA and
+            quantization excepted: apply them after `tf_dsr.strip`).
 
     Input shape:
         N-D tensor `(batch_size, ..., input_dim)`.
@@ -38,26 +37,66 @@ class SparseDense(SparseLayer):
     2352
     """
 
-    def __init__(self, units, sparsity=0.9, seed=None, **kwargs):
-        super().__init__(sparsity=sparsity, seed=seed, **kwargs)
-        if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
-            raise ValueError(
-                f"`units` must be a positive int. Received: units={units!r}."
-            )
-        self.units = units
-        self.input_spec = keras.layers.InputSpec(min_ndim=2)
-        self.supports_masking = True
+    sparse_kernel_names = ("kernel",)
 
-    def build(self, input_shape):
-        input_dim = input_shape[-1]
-        self.add_sparse_kernel((input_dim, self.units), self.units)
-        self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: input_dim})
 
-    def call(self, inputs):
-        return self.finish_call(keras.ops.matmul(inputs, self.masked_kernel))
+@keras.saving.register_keras_serializable(package="tf_dsr")
+class SparseEinsumDense(SparseLayer, keras.layers.EinsumDense):
+    """`keras.layers.EinsumDense` whose kernel is sparse from the first step.
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.units,)
+    Any equation, `bias_axes` and partial `output_shape` of EinsumDense;
+    the kernel (of whatever rank the equation gives it) carries a 0/1
+    mask. It is the projection `keras.layers.MultiHeadAttention` and
+    keras-hub transformer blocks are made of.
 
-    def get_config(self):
-        return {**super().get_config(), "units": self.units}
+    Args:
+        equation: str, the einsum equation, as in `keras.layers.EinsumDense`.
+        output_shape: int or tuple, the output shape without the batch
+            axis (None for dimensions to infer).
+        sparsity: float in [0, 1), fraction of zeros in the kernel.
+            Defaults to 0.9.
+        seed: int or None, seeds the initial mask.
+        **kwargs: every other argument of `keras.layers.EinsumDense`.
+
+    Example:
+
+    >>> layer = tf_dsr.SparseEinsumDense("abc,cde->abde", (4, 16), sparsity=0.5)
+    >>> y = layer(keras.ops.ones((2, 3, 32)))
+    >>> tuple(y.shape), int(keras.ops.sum(layer.mask))  # kernel 32x4x16
+    ((2, 3, 4, 16), 1024)
+    """
+
+    sparse_kernel_names = ("kernel",)
+
+
+@keras.saving.register_keras_serializable(package="tf_dsr")
+class SparseEmbedding(SparseLayer, keras.layers.Embedding):
+    """`keras.layers.Embedding` whose table is sparse from the first step.
+
+    The table `embeddings` (vocabulary x output_dim) carries a 0/1 mask:
+    a token's vector has zeros wherever its row of the mask is 0.
+    `mask_zero` and every other Embedding argument work as in Keras.
+
+    Args:
+        input_dim: int, vocabulary size.
+        output_dim: int, dimension of the embedding vectors.
+        sparsity: float in [0, 1), fraction of zeros in the table.
+            Defaults to 0.9.
+        seed: int or None, seeds the initial mask.
+        **kwargs: every other argument of `keras.layers.Embedding`.
+
+    Input shape:
+        Integer tensor `(batch_size, ...)`.
+
+    Output shape:
+        `(batch_size, ..., output_dim)`.
+
+    Example:
+
+    >>> layer = tf_dsr.SparseEmbedding(1000, 64, sparsity=0.9, mask_zero=True)
+    >>> y = layer(keras.ops.array([[3, 7, 0]]))
+    >>> int(keras.ops.sum(layer.mask))  # round(0.1 * 1000 * 64)
+    6400
+    """
+
+    sparse_kernel_names = ("embeddings",)

@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-from tf_dsr.callbacks import find_sparse_layers
+from tf_dsr.layers.find import find_sparse_kernels
 from tf_dsr.layers.base import validate_sparsity
 from tf_dsr.models import common
 
@@ -40,7 +40,7 @@ def num_nonzero_params(model):
     >>> tf_dsr.models.num_nonzero_params(tf_dsr.models.lenet_300_100())
     27830
     """
-    masks = {id(layer.kernel): layer.mask for layer in find_sparse_layers(model)}
+    masks = {id(pair.kernel): pair.mask for _, pair in find_sparse_kernels(model)}
     total = 0
     for weight in model.trainable_weights:
         mask = masks.get(id(weight))

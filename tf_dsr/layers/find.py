@@ -1,0 +1,85 @@
+"""Finding the sparse kernels of a model, at any depth: the one traversal.
+
+Callbacks, reporting, export and conversion all ask this module. It walks
+layers the way Keras' own saving does, through attributes, so it reaches
+sparse layers inside nested models, wrappers (`TimeDistributed`,
+`Bidirectional`), recurrent cells, attention blocks, subclassed models
+and custom layers alike, each once however often it is shared.
+"""
+
+import keras
+
+from tf_dsr.layers.base import SparseLayer
+
+
+def _children(layer):
+    """Layers held by `layer`'s attributes (in lists and dicts too), in order."""
+    if isinstance(layer, keras.Model) and hasattr(layer, "layers"):
+        yield from layer.layers
+    stack = [value for name, value in vars(layer).items() if not name.startswith("__")]
+    stack.reverse()
+    while stack:
+        value = stack.pop()
+        if isinstance(value, keras.layers.Layer):
+            yield value
+        elif isinstance(value, (list, tuple)):
+            stack.extend(reversed(value))
+        elif isinstance(value, dict):
+            stack.extend(reversed(list(value.values())))
+
+
+def walk_layers(model):
+    """Every layer of `model` (itself included), depth first, each once."""
+    seen = set()
+    order = []
+
+    def visit(layer):
+        if id(layer) in seen:
+            return
+        seen.add(id(layer))
+        order.append(layer)
+        for child in _children(layer):
+            visit(child)
+
+    visit(model)
+    return order
+
+
+def find_sparse_layers(model):
+    """The `SparseLayer`s of a model or layer that own masked kernels.
+
+    Depth first through nested models, wrappers, cells and custom layers;
+    a shared layer appears once.
+    """
+    return [
+        layer for layer in walk_layers(model)
+        if isinstance(layer, SparseLayer) and layer.sparse_kernels()
+    ]
+
+
+def find_sparse_kernels(model):
+    """Every masked kernel of `model`, in a stable order, with unique names.
+
+    Args:
+        model: a Keras model or layer.
+
+    Returns:
+        A list of `(name, SparseKernel)` pairs. The name is the kernel
+        variable's path (`"block/lstm/lstm_cell/recurrent_kernel"`),
+        shortened to the layer's path for a layer whose only sparse
+        kernel is `kernel` (`"dense_1"`, `"inner/conv"`).
+    """
+    found, names = [], set()
+    for layer in find_sparse_layers(model):
+        pairs = layer.sparse_kernels()
+        for pair in pairs:
+            name = pair.kernel.path
+            if len(pairs) == 1 and name.endswith("/" + pair.attribute):
+                name = name[: -len(pair.attribute) - 1]
+            unique, suffix = name, 1
+            while unique in names:
+                suffix += 1
+                unique = f"{name}#{suffix}"
+            names.add(unique)
+            found.append((unique, pair))
+    return found

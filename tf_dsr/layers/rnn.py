@@ -1,0 +1,147 @@
+"""Sparse recurrent cells and layers: masks on `kernel` and `recurrent_kernel`.
+
+The cells are their Keras cells plus the masked-kernel mechanism of
+`SparseLayer`. A Keras recurrent layer (`keras.layers.LSTM`, ...) creates
+its own cell inside its constructor from its arguments, so the sparse
+layer lets Keras do exactly that and then turns the new, still unbuilt
+cell into the sparse cell class. The two kernels of a cell are two
+sparse tensors of the method's pool: DSR moves weights between a layer's
+input and recurrent kernels as between any two layers.
+"""
+
+import keras
+
+from tf_dsr.layers.base import SparseLayer
+
+_KERNELS = ("kernel", "recurrent_kernel")
+
+
+@keras.saving.register_keras_serializable(package="tf_dsr")
+class SparseSimpleRNNCell(SparseLayer, keras.layers.SimpleRNNCell):
+    """`keras.layers.SimpleRNNCell` with masks on both of its kernels.
+
+    Args:
+        units: int, as in `keras.layers.SimpleRNNCell`.
+        sparsity: float in [0, 1), fraction of zeros in `kernel` and in
+            `recurrent_kernel`. Defaults to 0.9.
+        seed: int or None, seeds the masks and the cell's dropout.
+        **kwargs: every other argument of `keras.layers.SimpleRNNCell`.
+
+    Example:
+
+    >>> layer = keras.layers.RNN(tf_dsr.SparseSimpleRNNCell(8, sparsity=0.5))
+    >>> y = layer(keras.ops.ones((2, 5, 4)))
+    >>> [int(keras.ops.sum(k.mask)) for k in layer.cell.sparse_kernels()]
+    [16, 32]
+    """
+
+    sparse_kernel_names = _KERNELS
+
+
+@keras.saving.register_keras_serializable(package="tf_dsr")
+class SparseGRUCell(SparseLayer, keras.layers.GRUCell):
+    """`keras.layers.GRUCell` with masks on both of its kernels.
+
+    Args:
+        units: int, as in `keras.layers.GRUCell`.
+        sparsity: float in [0, 1), fraction of zeros in `kernel` and in
+            `recurrent_kernel`. Defaults to 0.9.
+        seed: int or None, seeds the masks and the cell's dropout.
+        **kwargs: every other argument of `keras.layers.GRUCell`.
+
+    Example:
+
+    >>> layer = keras.layers.RNN(tf_dsr.SparseGRUCell(8, sparsity=0.5))
+    >>> y = layer(keras.ops.ones((2, 5, 4)))
+    >>> [int(keras.ops.sum(k.mask)) for k in layer.cell.sparse_kernels()]
+    [48, 96]
+    """
+
+    sparse_kernel_names = _KERNELS
+
+
+@keras.saving.register_keras_serializable(package="tf_dsr")
+class SparseLSTMCell(SparseLayer, keras.layers.LSTMCell):
+    """`keras.layers.LSTMCell` with masks on both of its kernels.
+
+    Args:
+        units: int, as in `keras.layers.LSTMCell`.
+        sparsity: float in [0, 1), fraction of zeros in `kernel` and in
+            `recurrent_kernel`. Defaults to 0.9.
+        seed: int or None, seeds the masks and the cell's dropout.
+        **kwargs: every other argument of `keras.layers.LSTMCell`.
+
+    Example:
+
+    >>> layer = keras.layers.RNN(tf_dsr.SparseLSTMCell(8, sparsity=0.5))
+    >>> y = layer(keras.ops.ones((2, 5, 4)))
+    >>> [int(keras.ops.sum(k.mask)) for k in layer.cell.sparse_kernels()]
+    [64, 128]
+    """
+
+    sparse_kernel_names = _KERNELS
+
+
+class _SparseRecurrent(SparseLayer):
+    """A Keras recurrent layer whose cell is the sparse cell `cell_class`."""
+
+    cell_class = None
+
+    def __init__(self, *args, sparsity=0.9, seed=None, **kwargs):
+        super().__init__(*args, sparsity=sparsity, seed=seed, **kwargs)
+        cell = self.cell
+        if cell.built or type(cell) is not self.cell_class.keras_class():
+            raise TypeError(
+                f"{type(self).__name__} expected Keras to create an unbuilt "
+                f"{self.cell_class.keras_class().__name__}; got "
+                f"{type(cell).__name__}. This Keras version is not supported."
+            )
+        # The Keras constructor made the cell from every argument; the
+        # sparse cell class only adds the masks, so turning this cell into
+        # it keeps every argument without restating any.
+        cell.__class__ = self.cell_class
+        cell.sparsity = self.sparsity
+        cell._mask_seed = None
+
+
+_LAYER_DOC = """`keras.layers.{keras}` whose cell is a `tf_dsr.Sparse{keras}Cell`.
+
+    Every argument of `keras.layers.{keras}` works as in Keras
+    (`return_sequences`, `return_state`, `go_backwards`, `stateful`,
+    masking of padded steps, inside `keras.layers.Bidirectional`); the
+    cell's `kernel` and `recurrent_kernel` carry 0/1 masks.
+
+    Args:
+        units: int, as in `keras.layers.{keras}`.
+        sparsity: float in [0, 1), fraction of zeros in each kernel.
+            Defaults to 0.9.
+        seed: int or None, seeds the masks and the dropout (the Keras
+            layer's own `seed`).
+        **kwargs: every other argument of `keras.layers.{keras}`.
+
+    Example:
+
+    >>> layer = keras.layers.Bidirectional(
+    ...     tf_dsr.Sparse{keras}(8, sparsity=0.5, return_sequences=True))
+    >>> y = layer(keras.ops.ones((2, 5, 4)))
+    >>> tuple(y.shape)
+    (2, 5, 16)
+    """
+
+
+def _sparse_recurrent(keras_class, cell_class):
+    cls = type(
+        f"Sparse{keras_class.__name__}",
+        (_SparseRecurrent, keras_class),
+        {
+            "cell_class": cell_class,
+            "__doc__": _LAYER_DOC.format(keras=keras_class.__name__),
+            "__module__": __name__,
+        },
+    )
+    return keras.saving.register_keras_serializable(package="tf_dsr")(cls)
+
+
+SparseSimpleRNN = _sparse_recurrent(keras.layers.SimpleRNN, SparseSimpleRNNCell)
+SparseGRU = _sparse_recurrent(keras.layers.GRU, SparseGRUCell)
+SparseLSTM = _sparse_recurrent(keras.layers.LSTM, SparseLSTMCell)
