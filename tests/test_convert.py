@@ -95,7 +95,7 @@ def test_masks_have_requested_sparsity_and_kernels_are_masked():
     originals = all_layers(model)
     for layer in find_sparse_layers(sparse):
         mask = layer.mask.numpy()
-        kernel = layer.kernel.numpy()
+        kernel = layer.kernel_variable.numpy()
         original = originals[layer.name].kernel.numpy()
         assert set(np.unique(mask)) <= {0.0, 1.0}
         assert int(mask.sum()) == int(round(0.25 * mask.size)), layer.name
@@ -192,10 +192,10 @@ def test_sparsified_model_trains_and_keeps_zeros():
     sparse.compile(keras.optimizers.SGD(0.1), "mse")
     x = np.random.RandomState(1).randn(32, 12).astype("float32")
     y = np.random.RandomState(2).randn(32, 4).astype("float32")
-    before = sparse.get_layer("fc1").kernel.numpy().copy()
+    before = sparse.get_layer("fc1").kernel_variable.numpy().copy()
     sparse.fit(x, y, epochs=1, batch_size=16, verbose=0)
     layer = sparse.get_layer("fc1")
-    assert not np.array_equal(layer.kernel.numpy(), before)
+    assert not np.array_equal(layer.kernel_variable.numpy(), before)
     assert np.all(layer.masked_kernel.numpy()[layer.mask.numpy() == 0] == 0)
 
 

@@ -68,7 +68,7 @@ def fill_masked_positions(model):
     so that exported zeros can only come from the masks."""
     for layer in find_sparse_layers(model):
         mask = layer.mask.numpy()
-        layer.kernel.assign(layer.kernel.numpy() + 0.5 * (1.0 - mask))
+        layer.kernel_variable.assign(layer.kernel_variable.numpy() + 0.5 * (1.0 - mask))
 
 
 def serve(path, x):
@@ -192,11 +192,11 @@ def test_export_does_not_change_the_training_model(tmp_path):
 
     # Training continues: weights move, reallocations still happen and the
     # number of active weights stays what it was.
-    kernel = model.get_layer("fc1").kernel.numpy().copy()
+    kernel = model.get_layer("fc1").kernel_variable.numpy().copy()
     num_active = tf_dsr.sparsity_summary(model).num_active
     train(model, callback)
     assert int(model.optimizer.iterations.numpy()) == iterations + 4
-    assert not np.array_equal(model.get_layer("fc1").kernel.numpy(), kernel)
+    assert not np.array_equal(model.get_layer("fc1").kernel_variable.numpy(), kernel)
     assert int(callback.state.num_reallocations.numpy()) > state[2]
     assert tf_dsr.sparsity_summary(model).num_active == num_active
 

@@ -21,7 +21,7 @@ from small_models import small_model, small_data, compile_small, masks_of
 
 
 def kernels_of(model):
-    return [layer.kernel.numpy().copy() for layer in tf_dsr.callbacks.find_sparse_layers(model)]
+    return [layer.kernel_variable.numpy().copy() for layer in tf_dsr.callbacks.find_sparse_layers(model)]
 
 
 # ----------------------------------------------------------------------------
@@ -396,7 +396,7 @@ def test_nan_kernel_skips_with_warning_and_changes_nothing():
     dsr = tf_dsr.DynamicReparam(prune_target=10, period=5, initial_threshold=0.1, seed=0)
     dsr.set_model(model)
     layer = model.get_layer("a")
-    kernel = layer.kernel.numpy()
+    kernel = layer.kernel_variable.numpy()
     kernel.flat[int(np.argmax(layer.mask.numpy()))] = np.nan  # an active weight
     layer.kernel_variable.assign(kernel)
     masks, kernels = masks_of(model), kernels_of(model)

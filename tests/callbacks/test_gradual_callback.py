@@ -47,7 +47,7 @@ class Recorder(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self.steps.append(int(self.model.optimizer.iterations.numpy()))
         self.masks.append(masks_of(self.model))
-        self.kernels.append([l.kernel.numpy().copy() for l in find_sparse_layers(self.model)])
+        self.kernels.append([l.kernel_variable.numpy().copy() for l in find_sparse_layers(self.model)])
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_gradual_global_scope_prunes_across_layers():
     callback.set_model(model)
     layers = find_sparse_layers(model)
     before = masks_of(model)
-    magnitudes = [np.abs(l.kernel.numpy()) for l in layers]
+    magnitudes = [np.abs(l.kernel_variable.numpy()) for l in layers]
     report = callback.reallocate(step=10)
     after = masks_of(model)
     # One cut over both layers: 10% of 192 weights kept.

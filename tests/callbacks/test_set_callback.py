@@ -22,7 +22,7 @@ PERIOD = 5
 
 
 def kernels_of(model):
-    return [layer.kernel.numpy().copy() for layer in find_sparse_layers(model)]
+    return [layer.kernel_variable.numpy().copy() for layer in find_sparse_layers(model)]
 
 
 class Recorder(keras.callbacks.Callback):

@@ -27,14 +27,14 @@ def test_static_masks_never_change_during_fit(make_optimizer):
     model.compile(make_optimizer(), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     layers = find_sparse_layers(model)
     masks = [l.mask.numpy().copy() for l in layers]
-    kernels = [l.kernel.numpy().copy() for l in layers]
+    kernels = [l.kernel_variable.numpy().copy() for l in layers]
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 6, 6, 1)).astype("float32")
     y = rng.integers(0, 3, size=64)
     model.fit(x, y, batch_size=16, epochs=2, verbose=0)
     for layer, mask, kernel in zip(layers, masks, kernels):
         np.testing.assert_array_equal(layer.mask.numpy(), mask)
-        new_kernel = layer.kernel.numpy()
+        new_kernel = layer.kernel_variable.numpy()
         assert np.all(new_kernel[mask == 0] == 0.0)
         # Training did happen: active weights moved.
         assert np.any(new_kernel[mask == 1] != kernel[mask == 1])

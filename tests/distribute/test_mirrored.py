@@ -103,14 +103,14 @@ def test_reallocation_from_identical_state_is_identical():
             model.build((None, 64))
         rng = np.random.default_rng(0)
         for layer in tf_dsr.callbacks.find_sparse_layers(model):
-            layer.kernel.assign(rng.normal(0, 0.01, layer.kernel.shape).astype("float32")
+            layer.kernel_variable.assign(rng.normal(0, 0.01, layer.kernel.shape).astype("float32")
                                 * layer.mask.numpy())
         reparam = tf_dsr.DynamicReparam(prune_target=200, period=1, seed=9,
                                         initial_threshold=5e-3)
         reparam.set_model(model)
         report = reparam.reallocate(step=7)
         results.append((report, [l.mask.numpy() for l in reparam.layers],
-                        [l.kernel.numpy() for l in reparam.layers]))
+                        [l.kernel_variable.numpy() for l in reparam.layers]))
     (r1, masks1, kernels1), (r4, masks4, kernels4) = results
     assert r1.num_pruned == r4.num_pruned and r1.num_grown == r4.num_grown
     assert r1.threshold == r4.threshold

@@ -35,7 +35,7 @@ def test_mixed_float16_training_conserves_count(mixed_float16):
     for layer in reparam.layers:
         assert layer.compute_dtype == "float16"
         assert layer.kernel_variable.dtype == "float32" and layer.mask.dtype == "float32"
-        assert np.all(layer.kernel.numpy()[layer.mask.numpy() == 0] == 0)
+        assert np.all(layer.kernel_variable.numpy()[layer.mask.numpy() == 0] == 0)
         # Slots are found through the LossScaleOptimizer and reset.
         slots = optimizer_slots.kernel_slots(model.optimizer, layer.kernel_variable)
         assert len(slots) == 1
@@ -66,7 +66,7 @@ def test_xla_compiled_reallocation_equals_graph():
         reparam.set_model(model)
         reports.append([reparam.reallocate(step=s) for s in (10, 20)])
         states.append([l.mask.numpy() for l in reparam.layers]
-                      + [l.kernel.numpy() for l in reparam.layers])
+                      + [l.kernel_variable.numpy() for l in reparam.layers])
     for graph, xla in zip(*reports):
         assert list(graph.num_pruned.values()) == list(xla.num_pruned.values())
         assert list(graph.num_grown.values()) == list(xla.num_grown.values())

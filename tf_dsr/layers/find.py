@@ -28,21 +28,30 @@ def _children(layer):
             stack.extend(reversed(list(value.values())))
 
 
-def walk_layers(model):
-    """Every layer of `model` (itself included), depth first, each once."""
+def _walk(model):
+    """`(path, layer)` for every layer of `model`, depth first, each once.
+
+    The path joins layer names from below `model` down to the layer
+    (`"inner/dense_1"`); `model` itself has the path `""`.
+    """
     seen = set()
     order = []
 
-    def visit(layer):
+    def visit(layer, path):
         if id(layer) in seen:
             return
         seen.add(id(layer))
-        order.append(layer)
+        order.append((path, layer))
         for child in _children(layer):
-            visit(child)
+            visit(child, f"{path}/{child.name}" if path else child.name)
 
-    visit(model)
+    visit(model, "")
     return order
+
+
+def walk_layers(model):
+    """Every layer of `model` (itself included), depth first, each once."""
+    return [layer for _, layer in _walk(model)]
 
 
 def find_sparse_layers(model):
@@ -64,22 +73,19 @@ def find_sparse_kernels(model):
         model: a Keras model or layer.
 
     Returns:
-        A list of `(name, SparseKernel)` pairs. The name is the kernel
-        variable's path (`"block/lstm/lstm_cell/recurrent_kernel"`),
-        shortened to the layer's path for a layer whose only sparse
-        kernel is `kernel` (`"dense_1"`, `"inner/conv"`).
+        A list of `(name, SparseKernel)` pairs. The name is the path of
+        layer names from the model down to the layer, then the kernel's
+        attribute (`"bidirectional/forward_lstm/lstm_cell/recurrent_kernel"`);
+        for a layer whose only sparse kernel is `kernel` or `embeddings`
+        the attribute is left out (`"dense_1"`, `"inner/conv"`).
     """
-    found, names = [], set()
-    for layer in find_sparse_layers(model):
+    found = []
+    for path, layer in _walk(model):
+        if not isinstance(layer, SparseLayer):
+            continue
         pairs = layer.sparse_kernels()
+        path = path or layer.name
         for pair in pairs:
-            name = pair.kernel.path
-            if len(pairs) == 1 and name.endswith("/" + pair.attribute):
-                name = name[: -len(pair.attribute) - 1]
-            unique, suffix = name, 1
-            while unique in names:
-                suffix += 1
-                unique = f"{name}#{suffix}"
-            names.add(unique)
-            found.append((unique, pair))
+            name = path if len(pairs) == 1 else f"{path}/{pair.attribute}"
+            found.append((name, pair))
     return found
