@@ -337,3 +337,56 @@ def test_too_high_sparsity_for_a_small_kernel_raises_value_error():
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="tiny")])
     with pytest.raises(ValueError, match="no active weight"):
         tf_dsr.sparsify(model, 0.9)
+
+
+def ops_between_layers():
+    """Keras ops between layers, as transformer and residual code writes them."""
+    inputs = keras.Input((8,))
+    h = keras.layers.Dense(8, name="fc1")(inputs)
+    h = keras.ops.relu(h) + inputs
+    h = keras.layers.Dense(8, name="fc2")(h * 2.0)
+    outputs = keras.layers.Dense(3, name="logits")(keras.ops.tanh(h))
+    return keras.Model(inputs, outputs)
+
+
+def test_models_with_keras_ops_between_layers_sparsify_and_strip(tmp_path):
+    model = ops_between_layers()
+    x = np.random.default_rng(0).normal(size=(4, 8)).astype("float32")
+    expected = keras.ops.convert_to_numpy(model(x))
+
+    same = tf_dsr.sparsify(model, 0.0, seed=0)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(same(x)), expected)
+    sparse = tf_dsr.sparsify(model, 0.5, seed=0)
+    assert [l.name for l in find_sparse_layers(sparse)] == ["fc1", "fc2", "logits"]
+    plain = tf_dsr.strip(sparse)
+    assert not find_sparse_layers(plain)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(plain(x)),
+                               keras.ops.convert_to_numpy(sparse(x)), atol=1e-6)
+    tf_dsr.export(sparse, tmp_path / "saved", verbose=False)
+    served = tf.saved_model.load(str(tmp_path / "saved"))
+    np.testing.assert_allclose(served.serve(x).numpy(),
+                               keras.ops.convert_to_numpy(sparse(x)), atol=1e-6)
+
+
+def test_layers_inside_wrappers_are_converted_and_stripped():
+    inputs = keras.Input((5, 3))
+    h = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True))(inputs)
+    h = keras.layers.TimeDistributed(keras.layers.Dense(6), name="td")(h)
+    h = keras.layers.Conv1D(4, 2, name="conv")(h)
+    h = keras.layers.GlobalAveragePooling1D()(h)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="logits")(h))
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
+
+    same = tf_dsr.sparsify(model, 0.0, seed=0)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(same(x)),
+                                  keras.ops.convert_to_numpy(model(x)))
+    sparse = tf_dsr.sparsify(model, 0.5, seed=0)
+    kinds = [type(l).__name__ for l in find_sparse_layers(sparse)]
+    # The first convolution and the last Dense stay dense (the paper's rule).
+    assert kinds == ["SparseLSTMCell", "SparseLSTMCell", "SparseDense"]
+    assert isinstance(sparse.get_layer("td").layer, tf_dsr.SparseDense)
+    plain = tf_dsr.strip(sparse)
+    assert type(plain.get_layer("td").layer) is keras.layers.Dense
+    assert not find_sparse_layers(plain)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(plain(x)),
+                               keras.ops.convert_to_numpy(sparse(x)), atol=1e-6)

@@ -202,6 +202,26 @@ def _rebuilt(layer, make):
     return layer.__class__.from_config(config)
 
 
+def _rebuild_model(model, make):
+    """Clones graph `model`, each layer rebuilt by `_rebuilt(layer, make)`.
+
+    Returns:
+        The clone and the `(old, new)` pairs of rebuilt layers.
+    """
+    pairs = []
+
+    def clone_layer(layer):
+        if not isinstance(layer, keras.layers.Layer):
+            # A Keras op between layers (`h + x`, `keras.ops.relu(h)`, the
+            # mask an Embedding computes): stateless, so it is reused.
+            return layer
+        new = _rebuilt(layer, make)
+        pairs.append((layer, new))
+        return new
+
+    return _clone(model, clone_layer, {}), pairs
+
+
 def _copy_weights(old, new, sparse_values):
     """Assigns `old`'s weights to `new` in order, skipping masks.
 
@@ -353,14 +373,7 @@ def sparsify(model, sparsity, keep_dense=None, seed=None):
         id(layer): _to_sparse(layer, sparsity, None if seed is None else seed + i)
         for i, layer in enumerate(to_convert)
     }
-    pairs = []
-
-    def clone_layer(layer):
-        new = _rebuilt(layer, make)
-        pairs.append((layer, new))
-        return new
-
-    sparse_model = _clone(model, clone_layer, {})
+    sparse_model, pairs = _rebuild_model(model, make)
     for old, new in pairs:
         masks = {id(pair.kernel): pair.mask for _, pair in find_sparse_kernels(new)}
 
@@ -412,14 +425,7 @@ def strip(model):
         for layer in layers:
             if isinstance(layer, SparseLayer) and id(layer) not in owned:
                 make[id(layer)] = _to_plain(layer)
-    pairs = []
-
-    def clone_layer(layer):
-        new = _rebuilt(layer, make)
-        pairs.append((layer, new))
-        return new
-
-    plain = _clone(model, clone_layer, {})
+    plain, pairs = _rebuild_model(model, make)
     for old, new in pairs:
         masked = {id(pair.kernel): pair.masked for _, pair in find_sparse_kernels(old)}
         _copy_weights(old, new, lambda w, _: masked.get(id(w), w))
