@@ -179,7 +179,7 @@ def bench_wrn(repeats, steps, realloc_repeats):
     plain = compile_model(wrn_28_2(False))
     sparse = compile_model(wrn_28_2(True))
     print(f"params: plain {plain.count_params():,}; sparse kernels "
-          f"{sum(int(np.prod(l.kernel.shape)) for l in tf_dsr.callbacks.base.find_sparse_layers(sparse)):,}",
+          f"{sum(int(np.prod(l.kernel.shape)) for l in tf_dsr.layers.find_sparse_layers(sparse)):,}",
           flush=True)
     times = {"plain": [], "sparse": []}
     for model in (plain, sparse):

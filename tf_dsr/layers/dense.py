@@ -3,6 +3,7 @@
 import keras
 
 from tf_dsr.layers.base import SparseLayer
+from tf_dsr.layers.base import masked_value
 
 
 @keras.saving.register_keras_serializable(package="tf_dsr")
@@ -100,3 +101,16 @@ class SparseEmbedding(SparseLayer, keras.layers.Embedding):
     """
 
     sparse_kernel_names = ("embeddings",)
+
+    def call(self, inputs):
+        # Rows of `embeddings * mask`, computed from the gathered rows of
+        # each: the product over the whole table would cost a pass over
+        # every row per step and make the table's gradient dense.
+        if inputs.dtype not in ("int32", "int64"):
+            inputs = keras.ops.cast(inputs, "int32")
+        pair = self.sparse_kernels()[0]
+        outputs = masked_value(
+            keras.ops.take(pair.kernel, inputs, axis=0),
+            keras.ops.take(pair.mask, inputs, axis=0),
+        )
+        return keras.ops.cast(outputs, self.compute_dtype)
