@@ -117,3 +117,32 @@ def test_reallocation_from_identical_state_is_identical():
     assert r1.total_pruned > 0
     for a, b in zip(masks1 + kernels1, masks4 + kernels4):
         np.testing.assert_array_equal(a, b)
+
+
+def test_every_layer_kind_stays_identical_across_replicas():
+    """Embedding, a recurrent cell's two kernels, a separable convolution's
+    two kernels and a Dense kernel, trained with DSR on 2 replicas."""
+    strategy = _mirrored(2)
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, 40, size=(96, 8)).astype("int32")
+    labels = rng.integers(0, 3, size=96)
+    with strategy.scope():
+        keras.utils.set_random_seed(2)
+        inputs = keras.Input((8,), dtype="int32")
+        h = tf_dsr.SparseEmbedding(40, 8, sparsity=0.5, seed=1)(inputs)
+        h = tf_dsr.SparseSeparableConv1D(8, 3, padding="same", sparsity=0.5, seed=2)(h)
+        h = tf_dsr.SparseLSTM(6, sparsity=0.5, seed=3)(h)
+        model = keras.Model(inputs, tf_dsr.SparseDense(3, sparsity=0.5, seed=4)(h))
+        model.compile(keras.optimizers.Adam(0.01),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    reparam = tf_dsr.DynamicReparam(prune_target=0.1, period=2, seed=5)
+    before = tf_dsr.sparsity_summary(model).num_active
+    model.fit(tokens, labels, batch_size=16, epochs=1, verbose=0, callbacks=[reparam])
+
+    assert int(reparam.state.num_reallocations.numpy()) == 3
+    assert len(reparam.kernels) == 6
+    for pair in reparam.kernels:
+        for variable in (pair.mask, pair.kernel):
+            replicas = [v.numpy() for v in strategy.experimental_local_results(variable.value)]
+            np.testing.assert_array_equal(replicas[0], replicas[1])
+    assert tf_dsr.sparsity_summary(model).num_active == before

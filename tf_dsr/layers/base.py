@@ -32,6 +32,9 @@ import tensorflow as tf
 from tf_dsr.core.selection import random_subset
 
 _MAX_SEED = 2**63 - 1
+# Instance-dict key of masked kernels computed once for a whole call (see
+# `tf_dsr.layers.rnn`); the kernel descriptors return them while it is set.
+CACHE = "_tf_dsr_masked_cache"
 
 
 def num_active_at_init(size, sparsity):
@@ -143,6 +146,9 @@ class _MaskedAttribute:
     def __get__(self, layer, owner=None):
         if layer is None:
             return self
+        cached = layer.__dict__.get(CACHE)
+        if cached is not None and self.attribute in cached:
+            return cached[self.attribute]
         value = self.raw(layer)
         mask = layer.__dict__.get("_tf_dsr_masks", {}).get(self.attribute)
         return value if mask is None else masked_value(value, mask)

@@ -11,6 +11,7 @@ input and recurrent kernels as between any two layers.
 
 import keras
 
+from tf_dsr.layers.base import CACHE
 from tf_dsr.layers.base import SparseLayer
 
 _KERNELS = ("kernel", "recurrent_kernel")
@@ -102,6 +103,18 @@ class _SparseRecurrent(SparseLayer):
         cell.__class__ = self.cell_class
         cell.sparsity = self.sparsity
         cell._mask_seed = None
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        # Keras' cell reads its kernels at every time step: compute each
+        # `kernel * mask` once per call and let the cell read that.
+        cell = self.cell
+        cell.__dict__[CACHE] = {pair.attribute: pair.masked for pair in cell.sparse_kernels()}
+        try:
+            return super().call(
+                sequences, initial_state=initial_state, mask=mask, training=training
+            )
+        finally:
+            del cell.__dict__[CACHE]
 
 
 _LAYER_DOC = """`keras.layers.{keras}` whose cell is a `tf_dsr.Sparse{keras}Cell`.
