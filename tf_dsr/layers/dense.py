@@ -61,7 +61,7 @@ class SparseEinsumDense(SparseLayer, keras.layers.EinsumDense):
 
     Example:
 
-    >>> layer = tf_dsr.SparseEinsumDense("abc,cde->abde", (4, 16), sparsity=0.5)
+    >>> layer = tf_dsr.SparseEinsumDense("abc,cde->abde", (None, 4, 16), sparsity=0.5)
     >>> y = layer(keras.ops.ones((2, 3, 32)))
     >>> tuple(y.shape), int(keras.ops.sum(layer.mask))  # kernel 32x4x16
     ((2, 3, 4, 16), 1024)
