@@ -1,5 +1,7 @@
 """tf_dsr.load_model restores the reallocation state a .keras file carries."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -54,3 +56,18 @@ def test_load_model_without_state_is_plain_keras(tmp_path):
 def test_load_model_missing_file_raises(tmp_path):
     with pytest.raises(ValueError):
         tf_dsr.load_model(tmp_path / "missing.keras")
+
+
+def test_files_saved_before_the_layer_family_load_unchanged():
+    """A `.keras` file written by tf_dsr 0.1.0's own SparseConv2D/SparseDense
+    (before they subclassed the Keras layers) loads with its masks, and the
+    model computes what it computed then (input: ones of shape 1x6x6x2)."""
+    data = os.path.join(os.path.dirname(__file__), "data")
+    model = tf_dsr.load_model(os.path.join(data, "saved_before_issue10.keras"))
+    expected = np.load(os.path.join(data, "saved_before_issue10_outputs.npy"))
+
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "SparseConv2D", "Flatten", "SparseDense"]
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(model(np.ones((1, 6, 6, 2), "float32"))), expected)
+    assert [row.num_active for row in tf_dsr.sparsity_summary(model).layers] == [27, 96]
