@@ -17,70 +17,42 @@ from tf_dsr.layers.base import SparseLayer
 _KERNELS = ("kernel", "recurrent_kernel")
 
 
-@keras.saving.register_keras_serializable(package="tf_dsr")
-class SparseSimpleRNNCell(SparseLayer, keras.layers.SimpleRNNCell):
-    """`keras.layers.SimpleRNNCell` with masks on both of its kernels.
+_CELL_DOC = """`keras.layers.{keras}` with masks on both of its kernels.
 
     Args:
-        units: int, as in `keras.layers.SimpleRNNCell`.
+        units: int, as in `keras.layers.{keras}`.
         sparsity: float in [0, 1), fraction of zeros in `kernel` and in
             `recurrent_kernel`. Defaults to 0.9.
         seed: int or None, seeds the masks and the cell's dropout.
-        **kwargs: every other argument of `keras.layers.SimpleRNNCell`.
+        **kwargs: every other argument of `keras.layers.{keras}`.
 
     Example:
 
-    >>> layer = keras.layers.RNN(tf_dsr.SparseSimpleRNNCell(8, sparsity=0.5))
+    >>> layer = keras.layers.RNN(tf_dsr.Sparse{keras}(8, sparsity=0.5))
     >>> y = layer(keras.ops.ones((2, 5, 4)))
     >>> [int(keras.ops.sum(k.mask)) for k in layer.cell.sparse_kernels()]
-    [16, 32]
+    {example_counts}
     """
 
-    sparse_kernel_names = _KERNELS
+
+def _sparse_cell(keras_class, example_counts):
+    cls = type(
+        f"Sparse{keras_class.__name__}",
+        (SparseLayer, keras_class),
+        {
+            "sparse_kernel_names": _KERNELS,
+            "__doc__": _CELL_DOC.format(
+                keras=keras_class.__name__, example_counts=example_counts),
+            "__module__": __name__,
+        },
+    )
+    return keras.saving.register_keras_serializable(package="tf_dsr")(cls)
 
 
-@keras.saving.register_keras_serializable(package="tf_dsr")
-class SparseGRUCell(SparseLayer, keras.layers.GRUCell):
-    """`keras.layers.GRUCell` with masks on both of its kernels.
-
-    Args:
-        units: int, as in `keras.layers.GRUCell`.
-        sparsity: float in [0, 1), fraction of zeros in `kernel` and in
-            `recurrent_kernel`. Defaults to 0.9.
-        seed: int or None, seeds the masks and the cell's dropout.
-        **kwargs: every other argument of `keras.layers.GRUCell`.
-
-    Example:
-
-    >>> layer = keras.layers.RNN(tf_dsr.SparseGRUCell(8, sparsity=0.5))
-    >>> y = layer(keras.ops.ones((2, 5, 4)))
-    >>> [int(keras.ops.sum(k.mask)) for k in layer.cell.sparse_kernels()]
-    [48, 96]
-    """
-
-    sparse_kernel_names = _KERNELS
-
-
-@keras.saving.register_keras_serializable(package="tf_dsr")
-class SparseLSTMCell(SparseLayer, keras.layers.LSTMCell):
-    """`keras.layers.LSTMCell` with masks on both of its kernels.
-
-    Args:
-        units: int, as in `keras.layers.LSTMCell`.
-        sparsity: float in [0, 1), fraction of zeros in `kernel` and in
-            `recurrent_kernel`. Defaults to 0.9.
-        seed: int or None, seeds the masks and the cell's dropout.
-        **kwargs: every other argument of `keras.layers.LSTMCell`.
-
-    Example:
-
-    >>> layer = keras.layers.RNN(tf_dsr.SparseLSTMCell(8, sparsity=0.5))
-    >>> y = layer(keras.ops.ones((2, 5, 4)))
-    >>> [int(keras.ops.sum(k.mask)) for k in layer.cell.sparse_kernels()]
-    [64, 128]
-    """
-
-    sparse_kernel_names = _KERNELS
+# Example counts: half of 4 x (g * 8) and of 8 x (g * 8), g gates.
+SparseSimpleRNNCell = _sparse_cell(keras.layers.SimpleRNNCell, "[16, 32]")
+SparseGRUCell = _sparse_cell(keras.layers.GRUCell, "[48, 96]")
+SparseLSTMCell = _sparse_cell(keras.layers.LSTMCell, "[64, 128]")
 
 
 class _SparseRecurrent(SparseLayer):
