@@ -38,8 +38,10 @@ class DynamicReparam(ReparamCallback):
         jit_compile: bool, compile the reallocation with XLA. Defaults to
             False.
 
-    Logs (progress bar, `History`, TensorBoard): `threshold`, `num_pruned`
-    (at the last reallocation) and `sparsity` (global).
+    Logs (progress bar, `History`, TensorBoard): `threshold` (the one in
+    force, from the first step: `initial_threshold` or the restored one
+    until the first reallocation), `num_pruned` (at the last reallocation,
+    0 before) and `sparsity` (global).
 
     Example:
 
