@@ -26,6 +26,13 @@ Example:
 
 >>> results = run_grid(["dsr", "static"], [0.9], num_seeds=1, epochs=2)
 >>> print(format_markdown(results))
+Test accuracy (%), mean ± std over 1 seed(s).
+<BLANKLINE>
+| method | epochs | s = 0.9 |
+| --- | --- | --- |
+| DSR | 2 | ... ± 0.00 |
+| static sparse | 4 | ... ± 0.00 |
+<BLANKLINE>
 """
 
 import math

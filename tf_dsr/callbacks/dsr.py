@@ -45,8 +45,12 @@ class DynamicReparam(ReparamCallback):
 
     Example:
 
-    >>> model.fit(x, y, epochs=10, callbacks=[
-    ...     tf_dsr.DynamicReparam(prune_target=600, period={0: 100, 25: 200})])
+    >>> reparam = tf_dsr.DynamicReparam(prune_target=600, period={0: 100, 25: 200})
+    >>> history = model.fit(x, y, epochs=5, callbacks=[reparam], verbose=0)
+    >>> int(reparam.state.num_reallocations.numpy())  # at steps 100 and 200
+    2
+    >>> tf_dsr.sparsity_summary(model).num_active  # never changes
+    5020
     """
 
     def __init__(

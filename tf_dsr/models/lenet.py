@@ -54,6 +54,8 @@ def lenet_300_100(input_shape=(784,), num_classes=10, sparsity=0.9,
     Example:
 
     >>> sparse = tf_dsr.models.lenet_300_100(sparsity=0.95)
+    >>> tf_dsr.sparsity_summary(sparse).num_weights  # 784*300 + 300*100 + 100*10
+    266200
     >>> dense = tf_dsr.models.lenet_300_100(sparsity=None)
     """
     return common.build(
@@ -207,7 +209,11 @@ def lenet5(input_shape=(28, 28, 1), num_classes=10, sparsity=0.9, width_multipli
     Example:
 
     >>> model = tf_dsr.models.lenet5(sparsity=0.9)
+    >>> tf_dsr.sparsity_summary(model).num_weights
+    430500
     >>> digits = tf_dsr.models.lenet5((8, 8, 1), 10, sparsity=0.9)
+    >>> tf_dsr.sparsity_summary(digits).num_weights  # "same" padding on 8x8
+    130500
     """
     return common.build(
         _lenet5_graph, sparsity, seed, distribution, sequential=True,
