@@ -144,7 +144,8 @@ def _add_compare_parser(commands):
                          help=f"smoke run: 1 seed, {QUICK['epochs']} epochs, "
                               f"{QUICK['num_train']} training digits, a mask update every "
                               f"{QUICK['period']} steps (4 updates at the default batch "
-                              "size; overrides --seeds, --epochs, --num-train, --period)")
+                              "size; overrides --seeds, --epochs, --num-train, --period). "
+                              "Shows that every method runs; its accuracies mean nothing")
     compare.add_argument("--output-dir", default="compare_results",
                          help="where to write the table, JSON and plots (default compare_results)")
 
