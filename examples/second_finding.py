@@ -29,8 +29,8 @@ same order, and train for the same number of epochs unless
 5 seeds; DSR stops reallocating after 90% of its epochs, as the paper
 does (a late reallocation leaves BatchNorm's moving statistics stale).
 
-Data: the digits bundled with scikit-learn by default (offline; 1,437
-training and 360 test images of 8x8 pixels), or MNIST from
+Data: the digits bundled with scikit-learn by default (offline; 1,438
+training and 359 test images of 8x8 pixels), or MNIST from
 tensorflow-datasets (`--dataset=mnist`, downloads on first use).
 
 Usage (from the repository root):

@@ -182,3 +182,34 @@ def test_plots_are_png_files(tiny_run):
         data = (out / name).read_bytes()
         assert data[:8] == PNG_MAGIC, name
         assert len(data) > 10_000, name
+
+
+# ----- --quick: small, but the methods still update their masks ----------------------
+def test_quick_run_reallocates_and_dsr_moves_weights_between_layers(tmp_path, capsys):
+    argv = ["compare", "--quick", "--methods", "dsr", "set", "--sparsities", str(SPARSITY),
+            "--output-dir", str(tmp_path)]
+    assert cli.main(argv) == 0
+    payload = _runs(tmp_path)
+    assert payload["config"]["period"] == cli.QUICK["period"]
+    assert (payload["config"]["num_seeds"], payload["config"]["num_train"]) == (1, 300)
+    runs = {r["method"]: r for r in payload["results"]}
+    # 3 epochs of 300 digits at batch 50: 18 steps, a mask update every 4.
+    steps = cli.QUICK["epochs"] * 300 // 50
+    assert runs["dsr"]["num_mask_updates"] == runs["set"]["num_mask_updates"] == steps // 4 == 4
+    dsr, set_ = runs["dsr"], runs["set"]
+    # DSR shares regrown weights out across layers: per-layer counts move,
+    # the total does not. SET regrows within each layer: counts stay put.
+    assert dsr["num_active_final"] != dsr["num_active_initial"]
+    assert sum(dsr["num_active_final"].values()) == sum(dsr["num_active_initial"].values())
+    assert set_["num_active_final"] == set_["num_active_initial"]
+    history = dsr["sparsity_history"]["layers"]
+    assert any(values[-1] != values[0] for values in history.values())
+    assert "mask updates=4" in capsys.readouterr().out
+
+
+def test_runs_without_a_callback_record_no_mask_updates(tiny_run):
+    out, _ = tiny_run
+    runs = {r["method"]: r for r in _runs(out)["results"]}
+    assert runs["static"]["num_mask_updates"] == runs["dense"]["num_mask_updates"] == 0
+    # --period 4 over 12 steps: reallocations at steps 4, 8 and 12.
+    assert runs["dsr"]["num_mask_updates"] == 3

@@ -26,6 +26,13 @@ Example:
 
 >>> results = run_grid(["dsr", "static"], [0.9], num_seeds=1, epochs=2)
 >>> print(format_markdown(results))
+Test accuracy (%), mean ± std over 1 seed(s).
+<BLANKLINE>
+| method | epochs | s = 0.9 |
+| --- | --- | --- |
+| DSR | 2 | ... ± 0.00 |
+| static sparse | 4 | ... ± 0.00 |
+<BLANKLINE>
 """
 
 import math
@@ -250,11 +257,13 @@ def run_one(method, sparsity, seed, data, epochs, batch_size=50, learning_rate=0
         from layer name to kernel counts), `num_kernel_active` (sum of the
         final active counts), `num_nonzero_parameters` (active kernel
         weights plus biases and BatchNorm, the thin dense target),
-        `num_parameters` (all trainable), `model`,
-        `seconds`, and `sparsity_history` (dict or None).
+        `num_parameters` (all trainable), `model`, `num_mask_updates`
+        (reallocations run by DSR/SET/gradual pruning; 0 without a
+        callback), `seconds`, and `sparsity_history` (dict or None).
     """
     import keras
 
+    import tf_dsr
     from tf_dsr import models
 
     validate_methods([method])
@@ -278,6 +287,7 @@ def run_one(method, sparsity, seed, data, epochs, batch_size=50, learning_rate=0
         period=period, history_every=history_every,
         stop_epoch=stop_epoch(epochs, stop_fraction))
     initial = _kernel_counts(net)
+    updaters = [c for c in callbacks if isinstance(c, tf_dsr.ReparamCallback)]
     fit = net.fit(x_train, y_train, epochs=epochs, batch_size=batch_size,
                   callbacks=callbacks, verbose=0)
     test_loss, test_accuracy = net.evaluate(x_test, y_test, verbose=0)
@@ -298,6 +308,7 @@ def run_one(method, sparsity, seed, data, epochs, batch_size=50, learning_rate=0
         "num_kernel_active": sum(a for a, _ in final.values()),
         "num_nonzero_parameters": int(models.num_nonzero_params(net)),
         "num_parameters": int(sum(np.prod(v.shape) for v in net.trainable_weights)),
+        "num_mask_updates": sum(int(c.state.num_reallocations.numpy()) for c in updaters),
         "seconds": round(time.perf_counter() - start, 2),
         "sparsity_history": None if history is None else history.history,
     }

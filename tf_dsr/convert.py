@@ -323,13 +323,18 @@ def sparsify(model, sparsity, keep_dense=None, seed=None):
     not modified. Compile the copy before training; the original's
     optimizer state does not carry over.
 
-    By default the layers left dense follow Mostafa & Wang (ICML 2019):
-    in a network with convolutions (their WRN-28-2 and ResNet-50), the
-    first convolution (any rank) and the last `Dense`/`EinsumDense` stay
-    dense; in a network without convolutions (their LeNet-300-100), every
-    `Dense` becomes sparse. Embedding tables stay dense unless
-    `keep_dense` says otherwise. "First" and "last" follow `model.layers`
-    order, nested models and wrappers expanded in place.
+    By default the layers left dense follow the rule of Mostafa & Wang
+    (ICML 2019) and of `tf_dsr.models.small_convnet`: in a network with
+    convolutions, the first convolution (any rank or kind) and the last
+    `Dense`/`EinsumDense` stay dense; in a network without convolutions
+    (their LeNet-300-100), every `Dense` becomes sparse. Embedding tables
+    stay dense unless `keep_dense` says otherwise. "First" and "last"
+    follow `model.layers` order, nested models and wrappers expanded in
+    place. The paper's exact splits differ in details (it also keeps
+    WRN-28-2's 1x1 shortcut convs and ResNet-50's downsample convs dense,
+    and makes ResNet-50's final Dense kernel sparse):
+    `tf_dsr.models.wide_resnet` and `resnet50` build those, or pass
+    `keep_dense`.
 
     Args:
         model: a built `keras.Sequential` or Functional `keras.Model`.
@@ -350,10 +355,21 @@ def sparsify(model, sparsity, keep_dense=None, seed=None):
 
     Example:
 
-    >>> model = keras.applications.ResNet50(weights=None)
+    >>> model = keras.Sequential([
+    ...     keras.Input((8, 8, 1)),
+    ...     keras.layers.Conv2D(16, 3, activation="relu"),
+    ...     keras.layers.Conv2D(32, 3, activation="relu"),
+    ...     keras.layers.Flatten(),
+    ...     keras.layers.Dense(64, activation="relu"),
+    ...     keras.layers.Dense(10),
+    ... ])
     >>> sparse = tf_dsr.sparsify(model, sparsity=0.9, seed=0)
-    >>> sparse.compile("sgd", "sparse_categorical_crossentropy")
-    >>> sparse.fit(x, y, callbacks=[tf_dsr.DynamicReparam(...)])
+    >>> [type(layer).__name__ for layer in sparse.layers]
+    ['Conv2D', 'SparseConv2D', 'Flatten', 'SparseDense', 'Dense']
+    >>> sparse.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    >>> images = x.reshape(-1, 8, 8, 1)
+    >>> history = sparse.fit(images, y, epochs=2, verbose=0, callbacks=[
+    ...     tf_dsr.DynamicReparam(prune_target=0.05, period=30)])
     """
     check_graph_model(model, "sparsify")
     sparsity = validate_sparsity(sparsity)
@@ -410,8 +426,12 @@ def strip(model):
 
     Example:
 
-    >>> plain = tf_dsr.strip(sparse_model)
-    >>> plain.save("model.keras")  # loads without tf_dsr
+    >>> plain = tf_dsr.strip(model)
+    >>> type(plain.get_layer("dense_300")).__name__
+    'Dense'
+    >>> int(np.count_nonzero(plain.get_layer("dense_300").kernel))  # the mask's ones
+    1920
+    >>> plain.save("plain.keras")  # loads with keras.models.load_model, no tf_dsr
     """
     check_graph_model(model, "strip")
     make = {}

@@ -60,8 +60,13 @@ def export(model, path, verbose=None, input_signature=None):
 
     Example:
 
-    >>> tf_dsr.export(model, "/tmp/lenet")
-    >>> served = tf.saved_model.load("/tmp/lenet").serve(x)
+    >>> tf_dsr.export(model, "lenet_saved_model", verbose=False)
+    >>> loaded = tf.saved_model.load("lenet_saved_model")
+    >>> logits = loaded.serve(x[:4])  # keep `loaded`: `serve` uses its variables
+    >>> logits.shape
+    TensorShape([4, 10])
+    >>> np.allclose(logits, model(x[:4]), atol=1e-5)
+    True
     """
     path = os.fspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
@@ -106,6 +111,10 @@ def to_tflite(model, path=None, sparse_weights=False, input_signature=None):
 
     >>> flatbuffer = tf_dsr.to_tflite(model, "lenet.tflite", sparse_weights=True)
     >>> interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+    >>> serve = interpreter.get_signature_runner("serving_default")
+    >>> outputs = serve(**{name: x[:1] for name in serve.get_input_details()})
+    >>> [value.shape for value in outputs.values()]
+    [(1, 10)]
     """
     plain = _plain_model(model, "to_tflite")
     with tempfile.TemporaryDirectory() as tmp:

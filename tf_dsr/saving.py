@@ -31,8 +31,14 @@ def load_model(filepath, **kwargs):
 
     Example:
 
-    >>> model = tf_dsr.load_model("run.keras")
-    >>> model.fit(x, y, callbacks=[tf_dsr.DynamicReparam(600, 100)])
+    >>> reparam = tf_dsr.DynamicReparam(600, 100)
+    >>> history = model.fit(x, y, epochs=3, callbacks=[reparam], verbose=0)
+    >>> model.save("run.keras")
+    >>> restored = tf_dsr.load_model("run.keras")
+    >>> resumed = tf_dsr.DynamicReparam(600, 100)
+    >>> resumed.set_model(restored)  # `fit(..., callbacks=[resumed])` does this
+    >>> float(resumed.state.threshold.numpy()) == float(reparam.state.threshold.numpy())
+    True
     """
     model = keras.models.load_model(filepath, **kwargs)
     filepath = str(filepath)

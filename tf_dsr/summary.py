@@ -70,6 +70,13 @@ def sparsity_summary(model):
     Example:
 
     >>> print(tf_dsr.sparsity_summary(model))
+    layer      shape    weights  active  sparsity
+    ---------------------------------------------
+    dense_300  64x300     19200    1920    0.9000
+    dense_100  300x100    30000    3000    0.9000
+    logits     100x10      1000     100    0.9000
+    ---------------------------------------------
+    total                 50200    5020    0.9000
     """
     rows = []
     for name, pair in find_sparse_kernels(model):

@@ -44,6 +44,29 @@ def test_lenet5_sparse_weights_28x28():
     assert model(np.zeros((2, 28, 28, 1), "float32")).shape == (2, 10)
 
 
+@pytest.mark.parametrize("builder,keep_dense", [
+    (small_convnet, None),  # the paper's split for conv nets: sparsify's default
+    (lenet5, []),  # every kernel sparse, as the pruning literature does
+])
+def test_builder_split_equals_sparsify_of_its_dense_version(builder, keep_dense):
+    built = builder(input_shape=(8, 8, 1), sparsity=0.9, seed=0)
+    converted = tf_dsr.sparsify(builder(input_shape=(8, 8, 1), sparsity=None, seed=0), 0.9,
+                                keep_dense=keep_dense, seed=0)
+    names = lambda model: [layer.name for layer in find_sparse_layers(model)]
+    assert names(built) == names(converted)
+    assert tf_dsr.sparsity_summary(built).num_weights == (
+        tf_dsr.sparsity_summary(converted).num_weights)
+
+
+def test_small_convnet_keeps_first_conv_and_logits_dense():
+    model = small_convnet(input_shape=(8, 8, 1), sparsity=0.9, seed=0)
+    assert [layer.name for layer in find_sparse_layers(model)] == ["conv2", "dense"]
+    # 3x3x32x64 conv and the 4*4*64 -> 128 Dense.
+    assert tf_dsr.sparsity_summary(model).num_weights == 18_432 + 131_072
+    assert common.plan(small_convnet, input_shape=(8, 8, 1)).sparse_kernel_shapes == (
+        (3, 3, 32, 64), (1024, 128))
+
+
 def test_lenet5_on_8x8_digits_uses_same_padding():
     model = lenet5(input_shape=(8, 8, 1), num_classes=10, sparsity=0.9, seed=0)
     # "same": 8 -> pool 4 -> pool 2, so 2 * 2 * 50 = 200 flattened features.

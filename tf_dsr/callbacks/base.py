@@ -19,6 +19,8 @@ import keras
 import tensorflow as tf
 
 from tf_dsr import optimizer_slots
+from tf_dsr.callbacks.logs import CountLog
+from tf_dsr.callbacks.logs import ThresholdLog
 from tf_dsr.callbacks.state import attach_state
 from tf_dsr.core.reallocation import count_active
 from tf_dsr.layers.base import SparseLayer
@@ -330,8 +332,10 @@ class ReparamCallback(keras.callbacks.Callback):
         if logs is None:
             return
         report = self.last_report
-        logs["threshold"] = self._threshold_seen if report else float("nan")
-        logs["num_pruned"] = float(report.total_pruned) if report else 0.0
+        # The threshold in force: the state's (initial or restored) value
+        # until the first reallocation, then the adapted one.
+        logs["threshold"] = ThresholdLog(self._threshold_seen)
+        logs["num_pruned"] = CountLog(report.total_pruned if report else 0)
         logs["sparsity"] = (
             report.sparsity if report else 1.0 - self._num_active / self._num_weights
         )

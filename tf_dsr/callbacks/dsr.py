@@ -38,13 +38,19 @@ class DynamicReparam(ReparamCallback):
         jit_compile: bool, compile the reallocation with XLA. Defaults to
             False.
 
-    Logs (progress bar, `History`, TensorBoard): `threshold`, `num_pruned`
-    (at the last reallocation) and `sparsity` (global).
+    Logs (progress bar, `History`, TensorBoard): `threshold` (the one in
+    force, from the first step: `initial_threshold` or the restored one
+    until the first reallocation), `num_pruned` (at the last reallocation,
+    0 before) and `sparsity` (global).
 
     Example:
 
-    >>> model.fit(x, y, epochs=10, callbacks=[
-    ...     tf_dsr.DynamicReparam(prune_target=600, period={0: 100, 25: 200})])
+    >>> reparam = tf_dsr.DynamicReparam(prune_target=600, period={0: 100, 25: 200})
+    >>> history = model.fit(x, y, epochs=5, callbacks=[reparam], verbose=0)
+    >>> int(reparam.state.num_reallocations.numpy())  # at steps 100 and 200
+    2
+    >>> tf_dsr.sparsity_summary(model).num_active  # never changes
+    5020
     """
 
     def __init__(

@@ -42,8 +42,13 @@ class GradualPruning(ReparamCallback):
 
     Example:
 
-    >>> model.fit(x, y, epochs=10, callbacks=[tf_dsr.GradualPruning(
-    ...     final_sparsity=0.9, begin_step=0, end_step=2000, period=100)])
+    >>> model = tf_dsr.models.lenet_300_100((64,), 10, sparsity=0.0)  # dense start
+    >>> model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    >>> pruning = tf_dsr.GradualPruning(
+    ...     final_sparsity=0.9, begin_step=0, end_step=100, period=10)
+    >>> history = model.fit(x, y, epochs=3, callbacks=[pruning], verbose=0)
+    >>> round(tf_dsr.sparsity_summary(model).sparsity, 4)
+    0.9
     """
 
     def __init__(

@@ -36,10 +36,13 @@ class SparsityHistory(keras.callbacks.Callback):
 
     Example:
 
-    >>> history = tf_dsr.SparsityHistory()
-    >>> model.fit(x, y, epochs=5,
-    ...           callbacks=[tf_dsr.DynamicReparam(600, 100), history])
-    >>> history.history["layers"]["dense_300"]
+    >>> sparsity_history = tf_dsr.SparsityHistory()
+    >>> history = model.fit(x, y, epochs=5, verbose=0, callbacks=[
+    ...     tf_dsr.DynamicReparam(600, 100), sparsity_history])
+    >>> sparsity_history.history["step"]  # at the start and after each epoch
+    [0, 45, 90, 135, 180, 225]
+    >>> len(sparsity_history.history["layers"]["dense_300"])
+    6
     """
 
     def __init__(self, every=None):

@@ -54,6 +54,8 @@ def lenet_300_100(input_shape=(784,), num_classes=10, sparsity=0.9,
     Example:
 
     >>> sparse = tf_dsr.models.lenet_300_100(sparsity=0.95)
+    >>> tf_dsr.sparsity_summary(sparse).num_weights  # 784*300 + 300*100 + 100*10
+    266200
     >>> dense = tf_dsr.models.lenet_300_100(sparsity=None)
     """
     return common.build(
@@ -67,24 +69,31 @@ def _small_convnet_graph(net, input_shape, num_classes, width_multiplier):
     width_multiplier = common.validate_width_multiplier(width_multiplier)
     width = lambda n: common.scaled_width(n, width_multiplier)
     x = inputs = net.input(input_shape)
-    x = net.conv(x, width(32), 3, padding="same", activation="relu", sparse=True,
+    # As in the paper's convolutional networks (and `tf_dsr.sparsify`), the
+    # first conv and the classifier stay dense: both are small, and every
+    # input pixel and every class keeps its connections.
+    x = net.conv(x, width(32), 3, padding="same", activation="relu", sparse=False,
                  name="conv1")
     x = net.conv(x, width(64), 3, strides=2, padding="same", activation="relu",
                  sparse=True, name="conv2")
     x = net.flatten(x)
     x = net.dense(x, width(128), activation="relu", sparse=True, name="dense")
-    outputs = net.dense(x, num_classes, sparse=True, name="logits")
+    outputs = net.dense(x, num_classes, sparse=False, name="logits")
     return net.model(inputs, outputs, "small_convnet")
 
 
 def small_convnet(input_shape=(8, 8, 1), num_classes=10, sparsity=0.9, seed=None,
                   width_multiplier=1.0, distribution="uniform"):
-    """A two-conv net for small images (the digits' 8x8), all kernels sparse.
+    """A two-conv net for small images (the digits' 8x8), middle kernels sparse.
 
     Conv 32 3x3 ReLU, conv 64 3x3 stride 2 ReLU (both "same" padding),
     flatten, Dense 128 ReLU, Dense `num_classes`. Not from the paper: a
-    quick convolutional test bed. `sparsity=None` builds it from plain
-    Keras layers with the same names.
+    quick convolutional test bed. Its dense/sparse split follows the
+    paper's convolutional networks and `tf_dsr.sparsify`'s default: the
+    first conv (`conv1`) and the classifier (`logits`) stay dense, and
+    `conv2` and `dense` (8x8 inputs: 18,432 + 131,072 = 149,504 weights)
+    are sparse. `sparsity=None` builds it from plain Keras layers with the
+    same names.
 
     Args:
         input_shape: tuple `(rows, cols, channels)`. Defaults to `(8, 8, 1)`.
@@ -107,6 +116,10 @@ def small_convnet(input_shape=(8, 8, 1), num_classes=10, sparsity=0.9, seed=None
     Example:
 
     >>> model = tf_dsr.models.small_convnet(sparsity=0.8, distribution="erk")
+    >>> [layer.name for layer in model.layers if isinstance(layer, tf_dsr.SparseLayer)]
+    ['conv2', 'dense']
+    >>> tf_dsr.sparsity_summary(model).num_weights
+    149504
     """
     return common.build(
         _small_convnet_graph, sparsity, seed, distribution, sequential=True,
@@ -161,7 +174,13 @@ def lenet5(input_shape=(28, 28, 1), num_classes=10, sparsity=0.9, width_multipli
     after the convs). For 28x28x1 inputs with "valid" padding the four
     kernels hold 20*25 + 50*20*25 + 800*500 + 500*10 = 430,500 weights.
     A common benchmark of the pruning literature; Mostafa & Wang (ICML
-    2019) use LeNet-300-100 instead. `sparsity=None` builds it from plain
+    2019) use LeNet-300-100 instead. Unlike `small_convnet` and
+    `tf_dsr.sparsify`'s default, which keep the first conv and the
+    classifier dense as the paper does for its convolutional networks,
+    all four kernels are sparse here, as in the pruning literature that
+    reports LeNet-5's 430,500 weights (Han et al., 2015, prune every
+    layer). `tf_dsr.sparsify(lenet5(sparsity=None), s, keep_dense=[])`
+    gives the same split. `sparsity=None` builds it from plain
     Keras layers with the same names.
 
     Args:
@@ -190,7 +209,11 @@ def lenet5(input_shape=(28, 28, 1), num_classes=10, sparsity=0.9, width_multipli
     Example:
 
     >>> model = tf_dsr.models.lenet5(sparsity=0.9)
+    >>> tf_dsr.sparsity_summary(model).num_weights
+    430500
     >>> digits = tf_dsr.models.lenet5((8, 8, 1), 10, sparsity=0.9)
+    >>> tf_dsr.sparsity_summary(digits).num_weights  # "same" padding on 8x8
+    130500
     """
     return common.build(
         _lenet5_graph, sparsity, seed, distribution, sequential=True,

@@ -80,6 +80,8 @@ def resnet50(input_shape=(224, 224, 3), num_classes=1000, sparsity=0.9, seed=Non
     Example:
 
     >>> model = tf_dsr.models.resnet50(sparsity=0.8)
+    >>> tf_dsr.sparsity_summary(model).num_weights
+    22724608
     """
     return common.build(
         _resnet50_graph, sparsity, seed, distribution, input_shape=input_shape,

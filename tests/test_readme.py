@@ -1,0 +1,114 @@
+"""README.md's Python blocks run as pasted, and say what they do.
+
+Each ```python block runs in a fresh namespace, in its own working
+directory, as a new user would paste it into an interpreter, and then the
+claims the README makes about it are checked. A block preceded by
+`<!-- excerpt: PATH -->` shows lines of that file instead (`...` stands
+for lines left out): its lines must appear there, in the same order.
+"""
+
+import os
+import re
+
+import pytest
+
+import tf_dsr
+from tf_dsr.callbacks import find_sparse_layers
+from tf_dsr.data import load_digits
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+README = os.path.join(REPO, "README.md")
+BLOCK = re.compile(r"^```python\n(.*?)^```$", re.S | re.M)
+EXCERPT = re.compile(r"<!-- excerpt: (\S+) -->\s*$")
+
+
+def _blocks():
+    """`(heading, excerpt path or None, code)` of every Python block."""
+    text = open(README).read()
+    blocks = []
+    for match in BLOCK.finditer(text):
+        before = text[:match.start()].rstrip("\n").splitlines()
+        heading = next(line for line in reversed(before) if line.startswith("## "))
+        excerpt = EXCERPT.search(before[-1]) if before else None
+        blocks.append((heading[3:], excerpt and excerpt.group(1), match.group(1)))
+    return blocks
+
+
+BLOCKS = _blocks()
+RUNNABLE = [(heading, code) for heading, path, code in BLOCKS if path is None]
+EXCERPTS = [(path, code) for _, path, code in BLOCKS if path is not None]
+
+
+def _check_quickstart(namespace, out):
+    assert "threshold: 0.001 " in out  # the initial threshold, from the first step
+    assert re.search(r"num_pruned: \d+ ", out)
+    assert tf_dsr.sparsity_summary(namespace["model"]).num_active == 5020
+    assert namespace["model"].optimizer.iterations.numpy() == 10 * 29
+    assert 0.9 < namespace["accuracy"] < 0.98  # "about 0.94"
+    assert re.search(r"^test accuracy: 0\.9\d\d$", out, re.M)
+
+
+def _check_models(namespace, out):
+    count = tf_dsr.models.num_nonzero_params
+    thin, erk = count(namespace["thin"]), count(namespace["erk"])
+    assert 0 < namespace["w"] < 1
+    assert not find_sparse_layers(namespace["thin"])
+    assert abs(thin - erk) <= 0.02 * erk  # ERK keeps the uniform split's count
+
+
+def _check_ship(namespace, out):
+    names = [layer.name for layer in find_sparse_layers(namespace["sparse"])]
+    conv_and_dense = [layer.name for layer in namespace["model"].layers
+                      if hasattr(layer, "kernel")]
+    # "the second conv and the 1024x128 Dense become sparse"
+    assert names == [conv_and_dense[1], conv_and_dense[2]]
+    assert not find_sparse_layers(namespace["plain"])
+    assert os.path.exists("artifact/saved_model.pb")
+    assert os.path.getsize("model.tflite") > 0
+
+
+def _check_distributed(namespace, out):
+    # conftest gives this process 4 logical CPUs: 4 replicas, as on 4 GPUs.
+    assert namespace["strategy"].num_replicas_in_sync == 4
+    assert tf_dsr.sparsity_summary(namespace["model"]).num_active == 5020
+    assert namespace["model"].optimizer.iterations.numpy() == 3 * 23  # ceil(1438 / 64)
+
+
+CHECKS = {
+    "Quickstart": _check_quickstart,
+    "Baselines and models": _check_models,
+    "Bring your own model, ship it without tf_dsr": _check_ship,
+    "Distributed training": _check_distributed,
+}
+
+
+def test_every_runnable_block_has_its_claims_checked():
+    assert sorted(heading for heading, _ in RUNNABLE) == sorted(CHECKS)
+    assert EXCERPTS, "the multi-worker excerpt is gone"
+
+
+@pytest.mark.parametrize("heading,code", RUNNABLE, ids=[h for h, _ in RUNNABLE])
+def test_block_runs_as_pasted(heading, code, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "__main__"}
+    exec(compile(code, f"README.md ({heading})", "exec"), namespace)
+    CHECKS[heading](namespace, capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("path,code", EXCERPTS, ids=[p for p, _ in EXCERPTS])
+def test_excerpt_lines_appear_in_their_file_in_order(path, code):
+    source = [line.strip() for line in open(os.path.join(REPO, path)).read().splitlines()]
+    position = 0
+    for line in (line.strip() for line in code.splitlines()):
+        if not line or line == "...":
+            continue
+        assert line in source[position:], f"{path} has no line {line!r} after line {position}"
+        position = source.index(line, position) + 1
+
+
+def test_readme_states_the_digits_split_load_digits_makes():
+    (x_train, _), (x_test, _) = load_digits()
+    text = open(README).read()
+    assert f"{len(x_train):,} training and {len(x_test)} test images" in text
+    assert f"8x8 digits with {len(x_test)}\n   test images" in text
+    assert not re.search(r"\b1,437\b|\b360 test\b", text)
