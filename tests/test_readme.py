@@ -67,6 +67,15 @@ def _check_ship(namespace, out):
     assert os.path.getsize("model.tflite") > 0
 
 
+def _check_layer_family(namespace, out):
+    rows = tf_dsr.sparsity_summary(namespace["model"]).layers
+    assert len(rows) == 5
+    assert [row.name.rsplit("/", 1)[-1] for row in rows[:4]] == [
+        "kernel", "recurrent_kernel"] * 2
+    assert [row.num_active for row in rows[:4]] == [6554] * 4
+    assert [row.shape for row in rows[:4]] == [(128, 512)] * 4
+
+
 def _check_distributed(namespace, out):
     # conftest gives this process 4 logical CPUs: 4 replicas, as on 4 GPUs.
     assert namespace["strategy"].num_replicas_in_sync == 4
@@ -76,6 +85,7 @@ def _check_distributed(namespace, out):
 
 CHECKS = {
     "Quickstart": _check_quickstart,
+    "Sparse layers: every weight-bearing Keras layer": _check_layer_family,
     "Baselines and models": _check_models,
     "Bring your own model, ship it without tf_dsr": _check_ship,
     "Distributed training": _check_distributed,
