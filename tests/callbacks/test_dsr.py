@@ -159,7 +159,7 @@ def reallocated(request, tmp_path_factory):
     dsr.set_model(model)
     masks_before = masks_of(model)
     slots_before = [
-        [s.numpy().copy() for s in kernel_slots(optimizer, layer.kernel)]
+        [s.variable.numpy().copy() for s in kernel_slots(optimizer, layer.kernel)]
         for layer in dsr.layers
     ]
 
@@ -175,7 +175,7 @@ def reallocated(request, tmp_path_factory):
         masks_after=masks_of(model),
         slots_before=slots_before,
         slots_after=[
-            [s.numpy().copy() for s in kernel_slots(optimizer, layer.kernel)]
+            [s.variable.numpy().copy() for s in kernel_slots(optimizer, layer.kernel)]
             for layer in dsr.layers
         ],
         threshold=float(dsr.state.threshold.numpy()),
@@ -236,7 +236,7 @@ def test_slots_reset_when_first_reallocation_precedes_optimizer_build():
     for layer in dsr.layers:
         slots = kernel_slots(optimizer, layer.kernel)
         assert len(slots) == 1
-        assert np.all(slots[0].numpy()[layer.mask.numpy() == 0] == 0.0)
+        assert np.all(slots[0].variable.numpy()[layer.mask.numpy() == 0] == 0.0)
 
 
 def test_state_round_trips_through_save_and_load_weights(reallocated):

@@ -204,7 +204,7 @@ class ReparamCallback(keras.callbacks.Callback):
         # appear when the optimizer builds and change on recompile: retrace
         # whenever they differ from the ones captured.
         slots = self._slots()
-        key = [[id(s) for s in layer_slots] for layer_slots in slots]
+        key = [[id(s.variable) for s in layer_slots] for layer_slots in slots]
         if self._step_fn is None or key != self._step_fn_slots:
             # No autograph: the graph's control flow is explicit (tf.cond,
             # tf.while_loop) and Python loops run over layers, so conversion
@@ -227,7 +227,7 @@ class ReparamCallback(keras.callbacks.Callback):
             layer.kernel.assign(kernel)
             layer.mask.assign(mask)
             for slot in layer_slots:
-                slot.assign(slot * tf.cast(mask, slot.dtype))
+                slot.reset_inactive(mask)
         self.state.threshold.assign(update.threshold)
         self.state.last_step.assign(tf.cast(step, tf.int64))
         self.state.num_reallocations.assign_add(tf.cast(update.is_finite, tf.int64))
@@ -292,6 +292,18 @@ class ReparamCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._refresh_mirrors()
+        self._check_optimizer()
+
+    def _check_optimizer(self):
+        # Find the optimizer's slots now, so that an optimizer whose slots
+        # cannot be found raises (and an unsupported one warns) before the
+        # first step, not at the first reallocation. Keras builds the
+        # optimizer at the first step; building it here, on the same
+        # variables, is what `BackupAndRestore` does too.
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        self._slots()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
