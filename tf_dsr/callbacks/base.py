@@ -21,6 +21,7 @@ from tf_dsr import optimizer_slots
 from tf_dsr.callbacks.state import attach_state
 from tf_dsr.core.reallocation import count_active
 from tf_dsr.layers.base import SparseLayer
+from tf_dsr.layers.base import validate_seed
 
 
 class Update(NamedTuple):
@@ -73,6 +74,24 @@ def find_sparse_layers(model):
 
     visit(model)
     return found
+
+
+def check_prune_target(callback, num_active):
+    """Raises if `callback.prune_target` is a count of at least `num_active`.
+
+    Pruning every active weight at each update leaves nothing to learn:
+    DSR's threshold keeps doubling and SET empties every layer.
+    """
+    target = callback.prune_target
+    if isinstance(target, numbers.Integral) and target >= num_active:
+        name = type(callback).__name__
+        raise ValueError(
+            f"{name}: prune_target={target} weights per update is at or above "
+            f"the model's {num_active} active weights, so every update would "
+            f"prune (nearly) all of them. Pass a count below {num_active}, or a "
+            f"fraction of the active weights, e.g. prune_target=0.05 "
+            f"({max(1, round(0.05 * num_active))} weights here)."
+        )
 
 
 def _validate_period(period):
@@ -136,11 +155,8 @@ class ReparamCallback(keras.callbacks.Callback):
                 f"`stop_epoch` must be None or an int >= 0. Received: {stop_epoch!r}."
             )
         self.stop_epoch = stop_epoch
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
-        ):
-            raise TypeError(f"`seed` must be an int or None. Received: {seed!r}.")
-        self.seed = int(seed) if seed is not None else random.randint(0, 2**31 - 1)
+        seed = validate_seed(seed)
+        self.seed = seed if seed is not None else random.randint(0, 2**31 - 1)
         self.jit_compile = bool(jit_compile)
         self.layers = []
         self.state = None
@@ -156,11 +172,19 @@ class ReparamCallback(keras.callbacks.Callback):
         """Returns an `Update` for the given kernels and masks (pure TF)."""
         raise NotImplementedError
 
+    def _check_model(self, model, num_active):
+        """Raises if the method cannot work on `model` (before anything is
+        attached to it); `num_active` counts its active weights."""
+
     # ----- wiring into the model --------------------------------------
     def set_model(self, model):
         super().set_model(model)
         if model is self._bound_model:
             return
+        # A new model: report nothing of the previous one, and stay unbound
+        # if this model is refused.
+        self._bound_model = None
+        self.last_report = None
         layers = find_sparse_layers(model)
         if not layers:
             raise ValueError(
@@ -174,9 +198,10 @@ class ReparamCallback(keras.callbacks.Callback):
                 "model (call it once or give it an Input) before training."
             )
         self.layers = layers
+        self._num_active = self._count_active_weights()
+        self._check_model(model, self._num_active)
         self.state = attach_state(model, self._initial_threshold())
         self._bound_model = model
-        self._num_active = self._count_active_weights()
         self._num_weights = sum(int(l.mask.shape.num_elements()) for l in layers)
         self._step_fn = None
         self._step_fn_slots = None
@@ -293,6 +318,26 @@ class ReparamCallback(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._refresh_mirrors()
         self._check_optimizer()
+        self._warn_if_steps_per_execution_exceeds_period()
+
+    def _warn_if_steps_per_execution_exceeds_period(self):
+        # Keras runs batch-end callbacks once per execution, so at most one
+        # reallocation per `steps_per_execution` steps can run; running
+        # several back to back, with no training between, would change
+        # nothing but the random draws.
+        steps = int(getattr(self.model, "steps_per_execution", 1) or 1)
+        short = sorted(p for p in set(self.period.values()) if p < steps)
+        if short:
+            warnings.warn(
+                f"{type(self).__name__}: steps_per_execution={steps} is above "
+                f"period={short[0]}. Keras runs callbacks only every {steps} "
+                f"steps, so reallocations run every {steps} steps (the effective "
+                f"period), not every {short[0]}: fewer than `period` asks for. "
+                f"Compile with steps_per_execution <= {short[0]}, or set period "
+                f">= {steps}.",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def _check_optimizer(self):
         # Find the optimizer's slots now, so that an optimizer whose slots

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tf_dsr.callbacks.base import ReparamCallback
 from tf_dsr.callbacks.base import Update
+from tf_dsr.callbacks.base import check_prune_target
 from tf_dsr.core import set as set_core
 from tf_dsr.core.reallocation import count_active
 
@@ -29,7 +30,8 @@ class SET(ReparamCallback):
             `round(zeta * active)` weights. Give this or `prune_target`.
         prune_target: int >= 1, N_prune: the total per update, shared out
             across layers in proportion to their active weights (the DSR
-            paper's equal-N_prune comparison).
+            paper's equal-N_prune comparison); below the model's number of
+            active weights (checked when training starts).
         period: int steps between updates, or a schedule `{epoch: steps}`
             with key 0.
         stop_epoch: int or None, no update from this epoch on. Defaults to
@@ -82,6 +84,9 @@ class SET(ReparamCallback):
             prune_target = int(prune_target)
         self.prune_fraction = prune_fraction
         self.prune_target = prune_target
+
+    def _check_model(self, model, num_active):
+        check_prune_target(self, num_active)
 
     def _update(self, kernels, masks, step, num_active):
         num_active = tf.stack([count_active(m) for m in masks])
