@@ -2,6 +2,7 @@
 
 from typing import NamedTuple
 
+import keras
 import numpy as np
 
 from tf_dsr.callbacks.base import find_sparse_layers
@@ -67,6 +68,11 @@ def sparsity_summary(model):
 
     >>> print(tf_dsr.sparsity_summary(model))
     """
+    if not isinstance(model, keras.layers.Layer):
+        raise TypeError(
+            "`tf_dsr.sparsity_summary` expects a Keras model or layer. Received: "
+            f"{model!r} of type {type(model).__name__}."
+        )
     rows = []
     for layer in find_sparse_layers(model):
         mask = np.asarray(layer.mask.numpy())

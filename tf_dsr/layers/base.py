@@ -28,13 +28,22 @@ def validate_sparsity(sparsity, name="sparsity"):
     return float(sparsity)
 
 
+MAX_SEED = 2**63 - 1
+
+
 def validate_seed(seed):
+    """Returns `seed` as an int (or None) if it can seed TF's int64 streams."""
     if seed is not None and (
         isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
     ):
         raise TypeError(
             f"`seed` must be an int or None. Received: seed={seed!r} of type "
             f"{type(seed).__name__}."
+        )
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise ValueError(
+            f"`seed` must be in [0, 2**63 - 1] (it seeds TensorFlow's int64 "
+            f"random streams). Received: seed={seed}. Use e.g. seed % 2**32."
         )
     return None if seed is None else int(seed)
 
@@ -48,6 +57,12 @@ class SparseLayer(keras.layers.Layer):
     use `masked_kernel` in `call`. The mask is a non-trainable variable, so
     it is saved with the weights and mirrored by distribution strategies;
     gradients of the masked product vanish wherever the mask is 0.
+
+    The product does not hide a NaN or Inf in the kernel: `nan * 0` is
+    NaN, so a non-finite value at an inactive position (written there by
+    hand, by `set_weights`, or by a load) reaches the output like one at an
+    active position. Training keeps inactive kernel entries at 0; a
+    reallocation skips, with a warning, while a kernel holds one.
 
     Args:
         sparsity: float in [0, 1), fraction of the kernel that is zero at
@@ -154,7 +169,10 @@ class SparseLayer(keras.layers.Layer):
 
     @property
     def masked_kernel(self):
-        """The kernel the layer computes with: `kernel * mask`."""
+        """The kernel the layer computes with: `kernel * mask`.
+
+        A NaN or Inf in `kernel` stays NaN where the mask is 0 (`nan * 0`).
+        """
         return self.kernel * keras.ops.cast(self.mask, self.kernel.dtype)
 
     def get_config(self):

@@ -1,22 +1,24 @@
 """SparseConv2D: `keras.layers.Conv2D` with a 0/1 mask on its kernel."""
 
+import numbers
+
 import keras
 
 from tf_dsr.layers.base import SparseLayer
 
 
 def _pair(value, name):
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         value = (value, value)
     value = tuple(value)
     if len(value) != 2 or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in value
     ):
         raise ValueError(
             f"`{name}` must be a positive int or a pair of positive ints. "
             f"Received: {name}={value!r}."
         )
-    return value
+    return tuple(int(v) for v in value)
 
 
 def _output_length(length, kernel, stride, dilation, padding):
@@ -84,7 +86,7 @@ class SparseConv2D(SparseLayer):
     ):
         super().__init__(sparsity=sparsity, seed=seed, **kwargs)
         for name, value in (("filters", filters), ("groups", groups)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
                 raise ValueError(
                     f"`{name}` must be a positive int. Received: {name}={value!r}."
                 )
@@ -93,8 +95,8 @@ class SparseConv2D(SparseLayer):
                 "`filters` must be divisible by `groups`. Received: "
                 f"filters={filters}, groups={groups}."
             )
-        self.filters = filters
-        self.groups = groups
+        self.filters = int(filters)
+        self.groups = int(groups)
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.strides = _pair(strides, "strides")
         self.dilation_rate = _pair(dilation_rate, "dilation_rate")

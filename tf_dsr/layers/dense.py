@@ -1,5 +1,7 @@
 """SparseDense: `keras.layers.Dense` with a 0/1 mask on its kernel."""
 
+import numbers
+
 import keras
 
 from tf_dsr.layers.base import SparseLayer
@@ -40,11 +42,11 @@ class SparseDense(SparseLayer):
 
     def __init__(self, units, sparsity=0.9, seed=None, **kwargs):
         super().__init__(sparsity=sparsity, seed=seed, **kwargs)
-        if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+        if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units <= 0:
             raise ValueError(
                 f"`units` must be a positive int. Received: units={units!r}."
             )
-        self.units = units
+        self.units = int(units)
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
         self.supports_masking = True
 
