@@ -283,3 +283,23 @@ def test_wrn_28_2_counts_and_weight_decay():
     assert len(model.losses) == len(model.trainable_variables)
     coefficients = {float(v.regularizer.l2) for v in model.trainable_variables}
     assert len(coefficients) == 1 and coefficients.pop() == pytest.approx(2.5e-4)
+
+
+def test_backup_dir_keeps_two_backups(tmp_path, monkeypatch):
+    # A kill during the end-of-epoch save truncates the latest backup; with
+    # double_checkpoint Keras restores the previous one instead of failing
+    # (tests/callbacks/test_resume.py kills a worker to show it).
+    made = []
+
+    class Recording(keras.callbacks.BackupAndRestore):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(keras.callbacks, "BackupAndRestore", Recording)
+    backup = tmp_path / "backup"
+    run_script(lenet300_mnist, tmp_path, "--method=static", "--epochs=1",
+               "--steps_per_epoch=2", "--batch_size=4", "--eval_steps=1",
+               f"--backup_dir={backup}", "--run_eagerly")
+    assert len(made) == 1
+    assert made[0].backup_dir == str(backup) and made[0].double_checkpoint is True
