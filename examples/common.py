@@ -131,8 +131,9 @@ def define_flags(recipe, flag_values=flags.FLAGS):
     flags.DEFINE_float("sparsity", recipe.sparsity,
                        "Fraction of zeros in the sparse tensors (final, for gradual).",
                        flag_values=fv)
-    flags.DEFINE_integer("seed", 0, "Seeds masks, initialisation, shuffling and reallocation.",
-                         flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Seeds masks, initialisation, shuffling and reallocation "
+                         "(keras.utils.set_random_seed takes [0, 2**32 - 1]).",
+                         lower_bound=0, upper_bound=2**32 - 1, flag_values=fv)
     flags.DEFINE_integer("epochs", recipe.epochs, "Training epochs.", flag_values=fv)
     flags.DEFINE_integer("batch_size", recipe.batch_size, "Global batch size.", flag_values=fv)
     flags.DEFINE_string("lr_schedule", format_schedule(recipe.lr_schedule),

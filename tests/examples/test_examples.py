@@ -303,3 +303,9 @@ def test_backup_dir_keeps_two_backups(tmp_path, monkeypatch):
                f"--backup_dir={backup}", "--run_eagerly")
     assert len(made) == 1
     assert made[0].backup_dir == str(backup) and made[0].double_checkpoint is True
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_seed_out_of_range_is_a_flag_error(seed):
+    with pytest.raises(flags.IllegalFlagValueError, match="seed"):
+        parse(lenet300_mnist, f"--seed={seed}")
