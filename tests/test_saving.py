@@ -98,5 +98,7 @@ def test_nan_threshold_loads_as_a_method_without_threshold_and_dsr_refuses_it(tm
     path = _saved(tmp_path, float("nan"))
     loaded = tf_dsr.load_model(path)
     assert np.isnan(loaded._tf_dsr_state.threshold.numpy())
-    with pytest.raises(ValueError, match="threshold nan"):
+    with pytest.raises(ValueError, match=r"threshold nan.*_tf_dsr_state\.threshold\.assign"):
         tf_dsr.DynamicReparam(prune_target=3, period=2).set_model(loaded)
+    loaded._tf_dsr_state.threshold.assign(1e-3)  # what the message says to do
+    tf_dsr.DynamicReparam(prune_target=3, period=2).set_model(loaded)

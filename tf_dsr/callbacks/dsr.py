@@ -111,9 +111,9 @@ class DynamicReparam(ReparamCallback):
                 f"{threshold!r}, which cannot steer pruning (it must be a positive "
                 "normal float32 number). It was restored from a corrupt "
                 "checkpoint, or written by a method without a threshold (SET, "
-                "GradualPruning: nan). Set it with "
-                "`callback.state.threshold.assign(1e-3)` after `set_model`, or "
-                "start from a fresh model."
+                "GradualPruning: nan). Assign a usable one to the model's state "
+                "first (`model._tf_dsr_state.threshold.assign(1e-3)`), or start "
+                "from a fresh model."
             ) from None
 
     def num_prune_target(self, num_active):
