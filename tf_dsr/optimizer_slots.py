@@ -22,7 +22,7 @@ weight:
 | Lion | `_momentums` (0) |
 | Lamb | `_momentums`, `_velocities` (0) |
 | Muon | `momentums`, `adam_velocities` (0; Muon keeps no velocity for most kernels) |
-| ScheduleFreeAdamW | `_momentums` (the z sequence: 0, the regrown weight's value), `_velocities` (0) |
+| ScheduleFreeAdamW | `_momentums` (z: 0, the regrown weight's value), `_velocities` (0) |
 | Adafactor | none (see below) |
 
 `LossScaleOptimizer` is looked through (`inner_optimizer`), and

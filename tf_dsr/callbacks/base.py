@@ -137,8 +137,9 @@ class ReparamCallback(keras.callbacks.Callback):
             passed since the last one.
         stop_epoch: int or None. No reallocation from this epoch (0-based)
             on. Defaults to None (never stop).
-        seed: int or None. With the step and the layer's index it fixes all
-            randomness. None draws one from Python's `random`.
+        seed: int in [0, 2**63 - 1] or None. With the step and the layer's
+            index it fixes all randomness. None draws one from Python's
+            `random`.
         jit_compile: bool, compile the reallocation with XLA. Defaults to
             False (see BUILD_NOTES.md: faster without it on CPU).
     """

@@ -39,7 +39,8 @@ class DynamicReparam(ReparamCallback):
         initial_threshold: float > 0, H at the start: finite and at least
             float32's smallest normal number (1.18e-38). Defaults to 1e-3.
         tolerance: float in [0, 1), delta. Defaults to 0.1.
-        seed: int or None, fixes all randomness with step and layer.
+        seed: int in [0, 2**63 - 1] or None, fixes all randomness with step
+            and layer.
         jit_compile: bool, compile the reallocation with XLA. Defaults to
             False.
 

@@ -36,7 +36,8 @@ class SET(ReparamCallback):
             with key 0.
         stop_epoch: int or None, no update from this epoch on. Defaults to
             None.
-        seed: int or None, fixes all randomness with step and layer.
+        seed: int in [0, 2**63 - 1] or None, fixes all randomness with step
+            and layer.
         jit_compile: bool, compile the update with XLA. Defaults to False.
 
     Logs: `num_pruned` (at the last update), `sparsity` (global, constant)
