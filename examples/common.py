@@ -131,8 +131,9 @@ def define_flags(recipe, flag_values=flags.FLAGS):
     flags.DEFINE_float("sparsity", recipe.sparsity,
                        "Fraction of zeros in the sparse tensors (final, for gradual).",
                        flag_values=fv)
-    flags.DEFINE_integer("seed", 0, "Seeds masks, initialisation, shuffling and reallocation.",
-                         flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Seeds masks, initialisation, shuffling and reallocation "
+                         "(keras.utils.set_random_seed takes [0, 2**32 - 1]).",
+                         lower_bound=0, upper_bound=2**32 - 1, flag_values=fv)
     flags.DEFINE_integer("epochs", recipe.epochs, "Training epochs.", flag_values=fv)
     flags.DEFINE_integer("batch_size", recipe.batch_size, "Global batch size.", flag_values=fv)
     flags.DEFINE_string("lr_schedule", format_schedule(recipe.lr_schedule),
@@ -174,8 +175,9 @@ def define_flags(recipe, flag_values=flags.FLAGS):
     flags.DEFINE_enum("strategy", "default", ("default", "mirrored"),
                       "mirrored: tf.distribute.MirroredStrategy over all local GPUs.",
                       flag_values=fv)
-    flags.DEFINE_string("backup_dir", None, "If set, keras BackupAndRestore directory: "
-                        "an interrupted run resumes from its last epoch.", flag_values=fv)
+    flags.DEFINE_string("backup_dir", None, "If set, keras BackupAndRestore directory "
+                        "(double_checkpoint=True): an interrupted run resumes from its "
+                        "last epoch, even if killed while saving.", flag_values=fv)
     flags.DEFINE_integer("mock_data", 0,
                          "If > 0, replace the data set by this many random examples "
                          "per split (tensorflow_datasets.testing.mock_data): checks "
@@ -536,7 +538,10 @@ def run(recipe, flag_values, load_data, build_model, model_builder):
         callbacks = [c for c in (reparam, history) if c is not None]
         callbacks.append(keras.callbacks.TerminateOnNaN())
         if fv.backup_dir:
-            callbacks.append(keras.callbacks.BackupAndRestore(fv.backup_dir))
+            # Two copies: a kill during the end-of-epoch save leaves the
+            # latest one truncated, and Keras then restores the previous one.
+            callbacks.append(
+                keras.callbacks.BackupAndRestore(fv.backup_dir, double_checkpoint=True))
         logging.info("%s on %s, method %s, sparsity %s: %d epochs of %d steps",
                      recipe.model, recipe.dataset, fv.method, fv.sparsity, fv.epochs,
                      steps_per_epoch)

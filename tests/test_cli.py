@@ -1,14 +1,31 @@
 """The tf-dsr command line."""
 
+import os
 import re
+import time
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from tf_dsr import cli
+from tf_dsr import data
+
+LENET_KERNEL_WEIGHTS = 64 * 300 + 300 * 100 + 100 * 10  # 50,200
+
+
+def _tables(out):
+    """The initial and final sparsity tables: {layer: active} each."""
+    tables = []
+    for block in re.findall(r"^layer .*?\n-+\n(.*?)\n-+\n", out, re.M | re.S):
+        tables.append({
+            line.split()[0]: int(line.split()[3]) for line in block.splitlines()
+        })
+    return tables
 
 
 def test_train_prints_accuracy_nonzero_count_and_table(tmp_path, capsys):
-    export_dir = tmp_path / "saved"
+    export_dir = tmp_path / "new" / "saved"
     code = cli.main(["train", "--epochs", "3", "--period", "10", "--verbose", "0",
                      "--sparsity", "0.9", "--export", str(export_dir)])
     assert code == 0
@@ -20,8 +37,20 @@ def test_train_prints_accuracy_nonzero_count_and_table(tmp_path, capsys):
     # 10% of the 50,200 kernel weights, plus biases and BatchNorm.
     assert 5020 <= nonzero <= 5020 + 410 + 800 and total == 50200 + 410 + 800
     assert re.search(r"^total\s+50200\s+5020\s+0\.9000$", out, re.M)
-    assert "reallocations: " in out
-    assert (export_dir / "saved_model.pb").exists()
+    # 3 epochs of 29 steps, stopping at epoch round(0.9 * 3) = 3: steps 10..80.
+    assert re.search(r"^reallocations: 8, final threshold: ", out, re.M)
+    initial, final = _tables(out)
+    assert initial == {"dense_300": 1920, "dense_100": 3000, "logits": 100}
+    assert sum(final.values()) == 5020 and final != initial  # DSR moved weights
+
+    # The export is the trained model, masks folded in.
+    served = tf.saved_model.load(str(export_dir))
+    _, (x_test, y_test) = data.load_digits(seed=0)
+    logits = served.serve(tf.constant(x_test)).numpy()
+    assert abs(np.mean(logits.argmax(axis=1) == y_test) - accuracy) <= 1 / len(y_test)
+    kernels = [v.numpy() for v in served.variables if v.name.endswith("/kernel:0")]
+    assert sum(k.size for k in kernels) == LENET_KERNEL_WEIGHTS
+    assert sum(int(np.count_nonzero(k)) for k in kernels) <= 5020
 
 
 def test_train_stops_reallocating_after_the_stop_fraction(capsys):
@@ -33,9 +62,17 @@ def test_train_stops_reallocating_after_the_stop_fraction(capsys):
     assert re.search(r"^reallocations: 5,", capsys.readouterr().out, re.M)
 
 
-def test_conv_model_runs(capsys):
+def test_conv_model_trains_with_dsr(capsys):
     assert cli.main(["train", "--model", "conv", "--epochs", "1", "--verbose", "0"]) == 0
-    assert "test accuracy" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert re.search(r"^tf-dsr: small_convnet on digits", out, re.M)
+    initial, final = _tables(out)
+    assert list(initial) == ["conv1", "conv2", "dense", "logits"]
+    assert sum(initial.values()) == sum(final.values()) == 15107
+    assert final != initial
+    # 29 steps, period 25, stop at epoch round(0.9) = 1: one reallocation.
+    assert re.search(r"^reallocations: 1,", out, re.M)
+    assert 0.0 <= float(re.search(r"test accuracy: ([0-9.]+)", out).group(1)) <= 1.0
 
 
 @pytest.mark.parametrize("argv", [
@@ -45,6 +82,9 @@ def test_conv_model_runs(capsys):
     ["train", "--epochs", "0"],
     ["train", "--stop-fraction", "0"],
     ["train", "--model", "resnet"],
+    ["train", "--seed", "-1"],
+    ["train", "--seed", str(2**32)],
+    ["train", "--seed", "1.5"],
     [],
 ])
 def test_bad_arguments_exit_with_usage(argv, capsys):
@@ -52,3 +92,37 @@ def test_bad_arguments_exit_with_usage(argv, capsys):
         cli.main(argv)
     assert error.value.code == 2
     assert "usage: tf-dsr" in capsys.readouterr().err
+
+
+def test_unwritable_export_target_fails_before_training(capsys):
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as error:
+        cli.main(["train", "--export", "/proc/tf_dsr_forbidden/saved"])
+    assert error.value.code == 2
+    captured = capsys.readouterr()
+    assert "--export /proc/tf_dsr_forbidden/saved: cannot write" in captured.err
+    assert "Initial masks" not in captured.out  # no model was built
+    assert time.monotonic() - started < 10
+    assert not os.path.exists("/proc/tf_dsr_forbidden")
+
+
+def test_export_target_that_is_a_file_fails_and_keeps_the_file(tmp_path, capsys):
+    target = tmp_path / "model"
+    target.write_text("keep me")
+    with pytest.raises(SystemExit) as error:
+        cli.main(["train", "--export", str(target)])
+    assert error.value.code == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
+    assert target.read_text() == "keep me"
+
+
+def test_export_probe_leaves_nothing_behind(tmp_path):
+    target = tmp_path / "a" / "b" / "saved"
+    assert cli.check_export_target(str(target)) is None
+    assert list(tmp_path.iterdir()) == []
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    assert cli.check_export_target(str(existing)) is None
+    assert list(existing.iterdir()) == []
+    (tmp_path / "file").write_text("")
+    assert "is not a directory" in cli.check_export_target(str(tmp_path / "file" / "sub"))

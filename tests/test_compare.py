@@ -165,9 +165,18 @@ def test_json_counts_static_fixed_dsr_conserved_thin_matched(tiny_run):
     # DSR moves weights between layers but conserves the total.
     assert sum(dsr["num_active_final"].values()) == sum(dsr["num_active_initial"].values())
     assert dsr["num_kernel_active"] == static["num_kernel_active"]
+    assert dsr["num_active_initial"] == static["num_active_initial"]
+    assert dsr["num_active_final"] != dsr["num_active_initial"]
     history = dsr["sparsity_history"]
     assert history["step"][0] == 0 and history["step"][-1] == 12  # 300 / 50 * 2 epochs
     assert all(s == pytest.approx(SPARSITY, abs=1e-4) for s in history["sparsity"])
+    # Per layer, the history follows the moves: it starts at the initial
+    # counts, ends at the final ones, and changes in between.
+    for name, sparsities in history["layers"].items():
+        size = dsr["num_weights"][name]
+        assert sparsities[0] == pytest.approx(1 - dsr["num_active_initial"][name] / size)
+        assert sparsities[-1] == pytest.approx(1 - dsr["num_active_final"][name] / size)
+    assert any(len(set(s)) > 1 for s in history["layers"].values())
     # Thin dense: as many parameters as the sparse net's non-zero ones.
     assert thin["num_parameters"] == thin["num_nonzero_parameters"]
     assert abs(thin["num_parameters"] - static["num_nonzero_parameters"]) <= (

@@ -201,10 +201,21 @@ def test_sparsified_model_trains_and_keeps_zeros():
 
 def test_sequential_built_by_calling_it():
     model = keras.Sequential([keras.layers.Dense(5, name="a"), keras.layers.Dense(2, name="b")])
-    x = np.ones((2, 3), "float32")
+    x = np.random.RandomState(0).randn(2, 3).astype("float32")
     model(x)
-    sparse = tf_dsr.sparsify(model, 0.0, seed=0)
-    np.testing.assert_array_equal(sparse(x).numpy(), model(x).numpy())
+    dense = tf_dsr.sparsify(model, 0.0, seed=0)
+    assert [type(layer) for layer in dense.layers] == [tf_dsr.SparseDense] * 2
+    np.testing.assert_array_equal(dense(x).numpy(), model(x).numpy())
+
+    # At sparsity 0.5 the copy computes with the original kernels, masked.
+    sparse = tf_dsr.sparsify(model, 0.5, seed=0)
+    expected = x
+    for layer, original in zip(sparse.layers, model.layers):
+        mask = layer.mask.numpy()
+        assert int(mask.sum()) == round(0.5 * mask.size) < mask.size
+        expected = expected @ (original.kernel.numpy() * mask) + original.bias.numpy()
+    np.testing.assert_allclose(sparse(x).numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(sparse(x).numpy(), model(x).numpy())
 
 
 # ----- strip -------------------------------------------------------------
@@ -331,6 +342,17 @@ def test_nothing_to_sparsify_warns():
     with pytest.warns(UserWarning, match="without sparse layers"):
         sparse = tf_dsr.sparsify(mlp(), 0.5, keep_dense=lambda layer: True)
     assert not find_sparse_layers(sparse)
+
+
+def test_sparsifying_a_sparse_model_raises_and_says_to_strip_first():
+    sparse = tf_dsr.sparsify(mlp(), 0.5, seed=0)
+    masks = [layer.mask.numpy().copy() for layer in find_sparse_layers(sparse)]
+    with pytest.raises(ValueError, match=r"already has tf_dsr sparse layers.*tf_dsr\.strip"):
+        tf_dsr.sparsify(sparse, 0.9, seed=0)
+    for before, layer in zip(masks, find_sparse_layers(sparse)):
+        np.testing.assert_array_equal(layer.mask.numpy(), before)
+    again = tf_dsr.sparsify(tf_dsr.strip(sparse), 0.9, seed=0)
+    assert tf_dsr.sparsity_summary(again).sparsity == pytest.approx(0.9, abs=0.01)
 
 
 def test_too_high_sparsity_for_a_small_kernel_raises_value_error():

@@ -71,3 +71,51 @@ def test_files_saved_before_the_layer_family_load_unchanged():
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(model(np.ones((1, 6, 6, 2), "float32"))), expected)
     assert [row.num_active for row in tf_dsr.sparsity_summary(model).layers] == [27, 96]
+
+
+# ----- corrupt files and unusable state ----------------------------------------
+def _saved(tmp_path, threshold=None):
+    model, reparam, path = _trained(tmp_path)
+    if threshold is not None:
+        reparam.state.threshold.assign(threshold)
+        model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "text"])
+def test_corrupt_keras_file_is_reported_as_corrupt(tmp_path, damage):
+    path = _saved(tmp_path)
+    data = path.read_bytes()
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "flip":
+        data = bytearray(data)
+        middle = len(data) // 2
+        data[middle:middle + 64] = bytes(b ^ 0xFF for b in data[middle:middle + 64])
+        data = bytes(data)
+    else:
+        data = b"not a model"
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match="corrupt") as error:
+        tf_dsr.load_model(path)
+    assert "not found" not in str(error.value)
+    assert path.read_bytes() == data
+
+
+@pytest.mark.parametrize("threshold", [float("inf"), 0.0, -1.0, 1e-40])
+def test_unusable_saved_threshold_is_refused_before_building(tmp_path, threshold):
+    path = _saved(tmp_path, threshold)
+    with pytest.raises(ValueError, match="threshold"):
+        tf_dsr.load_model(path)
+
+
+def test_nan_threshold_loads_as_a_method_without_threshold_and_dsr_refuses_it(tmp_path):
+    # nan is what SET and GradualPruning save: load_model cannot tell, so it
+    # loads, and DynamicReparam refuses to start from it.
+    path = _saved(tmp_path, float("nan"))
+    loaded = tf_dsr.load_model(path)
+    assert np.isnan(loaded._tf_dsr_state.threshold.numpy())
+    with pytest.raises(ValueError, match=r"threshold nan.*_tf_dsr_state\.threshold\.assign"):
+        tf_dsr.DynamicReparam(prune_target=3, period=2).set_model(loaded)
+    loaded._tf_dsr_state.threshold.assign(1e-3)  # what the message says to do
+    tf_dsr.DynamicReparam(prune_target=3, period=2).set_model(loaded)

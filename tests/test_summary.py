@@ -84,3 +84,9 @@ def test_model_without_sparse_layers_gives_empty_summary():
     assert summary.layers == []
     assert summary.num_weights == 0
     assert summary.sparsity == 0.0
+
+
+@pytest.mark.parametrize("value", [3, "model", None, np.zeros(3)])
+def test_non_keras_argument_raises_type_error(value):
+    with pytest.raises(TypeError, match="expects a Keras model or layer"):
+        tf_dsr.sparsity_summary(value)

@@ -10,6 +10,7 @@ import json
 import os
 import shlex
 import sys
+import tempfile
 import time
 
 
@@ -52,6 +53,8 @@ QUICK = {"seeds": 1, "epochs": 3, "num_train": 300, "period": 4}
 _sparsity = _number(float, lambda v: 0.0 <= v < 1.0, "--sparsity must be in [0, 1)")
 _positive_int = _number(int, lambda v: v >= 1, "expected a positive int")
 _stop_fraction = _number(float, lambda v: 0.0 < v <= 1.0, "--stop-fraction must be in (0, 1]")
+# keras.utils.set_random_seed seeds numpy, which takes [0, 2**32 - 1].
+_seed = _number(int, lambda v: 0 <= v <= 2**32 - 1, "--seed must be an int in [0, 4294967295]")
 _prune_fraction = _number(
     float, lambda v: 0.0 < v < 1.0,
     "--prune-target must be a fraction of the active weights in (0, 1)",
@@ -83,7 +86,8 @@ def build_parser():
                        help="stop reallocating after this fraction of the epochs, as the "
                             "paper stops at epoch 90 of 100, so BatchNorm's statistics "
                             "settle on the final masks (default 0.9; 1 = never stop)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=_seed, default=0,
+                       help="seeds data split, model and DSR; an int in [0, 2**32 - 1] (default 0)")
     train.add_argument("--export", metavar="DIR", default=None,
                        help="also write a plain SavedModel (masks folded in) to DIR")
     train.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
@@ -150,8 +154,44 @@ def _add_compare_parser(commands):
                          help="where to write the table, JSON and plots (default compare_results)")
 
 
-def train(args):
+def check_export_target(path):
+    """Why a SavedModel cannot be written to `path`, or None if it can.
+
+    Probes by creating the directory (and a file in it) and removing what
+    it created, so that a run that would train for minutes and then fail to
+    export fails before training, leaving nothing behind.
+    """
+    path = os.path.abspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        return f"{path} exists and is not a directory"
+    missing = []
+    parent = path
+    while not os.path.exists(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"{parent} is not a directory"
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".tf_dsr_probe_")
+        probe.close()
+    except OSError as error:
+        return f"cannot write to {path} ({error.strerror or error})"
+    finally:
+        for directory in missing:
+            try:
+                os.rmdir(directory)
+            except OSError:
+                pass
+    return None
+
+
+def train(args, parser=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.export:
+        problem = check_export_target(args.export)
+        if problem:
+            (parser or build_parser()).error(f"--export {args.export}: {problem}")
     import keras
     import numpy as np
 
@@ -294,9 +334,10 @@ def compare(args, argv):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "train":
-        return train(args)
+        return train(args, parser)
     if args.command == "compare":
         return compare(args, argv)
     return 2

@@ -372,6 +372,13 @@ def sparsify(model, sparsity, keep_dense=None, seed=None):
     ...     tf_dsr.DynamicReparam(prune_target=0.05, period=30)])
     """
     check_graph_model(model, "sparsify")
+    if find_sparse_layers(model):
+        raise ValueError(
+            f"`tf_dsr.sparsify`: model '{model.name}' already has tf_dsr sparse "
+            "layers, and sparsify only converts plain Dense/Conv2D layers, so "
+            f"sparsity={sparsity!r} would not apply to them. To sparsify it "
+            "again, call `tf_dsr.sparsify(tf_dsr.strip(model), ...)`."
+        )
     sparsity = validate_sparsity(sparsity)
     seed = validate_seed(seed)
     candidates = _convertible(_graph_leaves(model))

@@ -2,6 +2,7 @@
 
 from typing import NamedTuple
 
+import keras
 import numpy as np
 
 from tf_dsr.layers.find import find_sparse_kernels
@@ -78,6 +79,11 @@ def sparsity_summary(model):
     ---------------------------------------------
     total                 50200    5020    0.9000
     """
+    if not isinstance(model, keras.layers.Layer):
+        raise TypeError(
+            "`tf_dsr.sparsity_summary` expects a Keras model or layer. Received: "
+            f"{model!r} of type {type(model).__name__}."
+        )
     rows = []
     for name, pair in find_sparse_kernels(model):
         mask = np.asarray(pair.mask.numpy())

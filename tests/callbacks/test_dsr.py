@@ -159,7 +159,7 @@ def reallocated(request, tmp_path_factory):
     dsr.set_model(model)
     masks_before = masks_of(model)
     slots_before = [
-        [s.numpy().copy() for s in kernel_slots(optimizer, layer.kernel_variable)]
+        [s.variable.numpy().copy() for s in kernel_slots(optimizer, layer.kernel_variable)]
         for layer in dsr.layers
     ]
 
@@ -175,7 +175,7 @@ def reallocated(request, tmp_path_factory):
         masks_after=masks_of(model),
         slots_before=slots_before,
         slots_after=[
-            [s.numpy().copy() for s in kernel_slots(optimizer, layer.kernel_variable)]
+            [s.variable.numpy().copy() for s in kernel_slots(optimizer, layer.kernel_variable)]
             for layer in dsr.layers
         ],
         threshold=float(dsr.state.threshold.numpy()),
@@ -236,7 +236,7 @@ def test_slots_reset_when_first_reallocation_precedes_optimizer_build():
     for layer in dsr.layers:
         slots = kernel_slots(optimizer, layer.kernel_variable)
         assert len(slots) == 1
-        assert np.all(slots[0].numpy()[layer.mask.numpy() == 0] == 0.0)
+        assert np.all(slots[0].variable.numpy()[layer.mask.numpy() == 0] == 0.0)
 
 
 def test_state_round_trips_through_save_and_load_weights(reallocated):
@@ -368,9 +368,18 @@ VALID = {"prune_target": 10, "period": 5}
         ({"stop_epoch": -1}, ValueError),
         ({"initial_threshold": 0}, ValueError),
         ({"initial_threshold": -1e-3}, ValueError),
+        ({"initial_threshold": float("inf")}, ValueError),
+        ({"initial_threshold": float("nan")}, ValueError),
+        ({"initial_threshold": 1e-45}, ValueError),  # 0 in float32
+        ({"initial_threshold": 1e-39}, ValueError),  # float32 denormal
+        ({"initial_threshold": 1e39}, ValueError),  # inf in float32
+        ({"initial_threshold": "1e-3"}, TypeError),
         ({"tolerance": 1.0}, ValueError),
         ({"tolerance": -0.1}, ValueError),
         ({"seed": "a"}, TypeError),
+        ({"seed": 2**70}, ValueError),
+        ({"seed": 2**63}, ValueError),
+        ({"seed": -1}, ValueError),
     ],
 )
 def test_bad_arguments_raise(kwargs, error):
@@ -415,3 +424,159 @@ def test_nan_kernel_skips_with_warning_and_changes_nothing():
     assert int(dsr.state.num_reallocations.numpy()) == 0
 
 
+
+
+def test_extreme_valid_arguments_are_accepted():
+    dsr = tf_dsr.DynamicReparam(**{**VALID, "initial_threshold": 1.2e-38,
+                                   "seed": np.int64(2**63 - 1)})
+    assert dsr.seed == 2**63 - 1 and type(dsr.seed) is int
+
+
+@pytest.mark.parametrize("make", [
+    lambda seed: tf_dsr.SET(prune_fraction=0.1, period=5, seed=seed),
+    lambda seed: tf_dsr.GradualPruning(0.9, 0, 100, seed=seed),
+])
+def test_every_method_validates_the_seed_range(make):
+    with pytest.raises(ValueError, match=r"seed.*2\*\*63"):
+        make(2**70)
+
+
+# ----------------------------------------------------------------------------
+# Settings that cannot work on the model: refused before anything changes
+# ----------------------------------------------------------------------------
+
+
+def _untouched(model):
+    return [v.numpy().copy() for v in model.variables]
+
+
+def _assert_untouched(model, before):
+    for a, b in zip(before, _untouched(model)):
+        np.testing.assert_array_equal(b, a)
+    assert getattr(model, "_tf_dsr_state", None) is None
+
+
+@pytest.mark.parametrize("prune_target", [96, 97, 600])
+def test_prune_target_count_at_or_above_active_weights_raises_at_train_start(prune_target):
+    # small_model: 64 + 32 = 96 active weights.
+    model = compile_small(small_model())
+    before = _untouched(model)
+    x, y = small_data(40)
+    dsr = tf_dsr.DynamicReparam(prune_target=prune_target, period=2, seed=0)
+
+    with pytest.raises(ValueError, match=rf"prune_target={prune_target} .* 96 active "
+                                         r"weights.*fraction.*prune_target=0\.05"):
+        model.fit(x, y, batch_size=10, verbose=0, callbacks=[dsr])
+
+    _assert_untouched(model, before)
+    assert int(model.optimizer.iterations.numpy()) == 0
+    with pytest.raises(ValueError, match="set_model"):
+        dsr.reallocate()  # the refused model is not bound
+
+
+def test_papers_prune_target_on_the_digits_lenet_at_099_is_refused():
+    model = tf_dsr.models.lenet_300_100((64,), 10, sparsity=0.99, seed=0)
+    with pytest.raises(ValueError, match="prune_target=600 .* 502 active weights"):
+        tf_dsr.DynamicReparam(prune_target=600, period=100).set_model(model)
+    # The fraction it suggests works.
+    tf_dsr.DynamicReparam(prune_target=0.05, period=100).set_model(model)
+
+
+def test_set_prune_target_count_at_or_above_active_weights_raises():
+    model = small_model()
+    before = _untouched(model)
+    with pytest.raises(ValueError, match="SET: prune_target=200 .* 96 active"):
+        tf_dsr.SET(prune_target=200, period=2).set_model(model)
+    _assert_untouched(model, before)
+    tf_dsr.SET(prune_target=95, period=2).set_model(model)
+
+
+def test_nan_threshold_in_the_models_state_is_refused():
+    model = compile_small(small_model())
+    tf_dsr.SET(prune_fraction=0.1, period=2, seed=0).set_model(model)  # state: nan
+    with pytest.raises(ValueError, match="threshold nan.*SET"):
+        tf_dsr.DynamicReparam(prune_target=5, period=2).set_model(model)
+
+
+def test_threshold_restored_as_nan_after_set_model_is_refused_at_train_start():
+    model = compile_small(small_model())
+    dsr = tf_dsr.DynamicReparam(prune_target=5, period=2, seed=0)
+    dsr.set_model(model)
+    dsr.state.threshold.assign(float("nan"))  # as a tf.train.Checkpoint restore could
+    before = _untouched(model)
+    x, y = small_data(40)
+    with pytest.raises(ValueError, match="threshold nan"):
+        model.fit(x, y, batch_size=10, verbose=0, callbacks=[dsr])
+    for a, b in zip(before, _untouched(model)):
+        np.testing.assert_array_equal(b, a)
+    assert int(model.optimizer.iterations.numpy()) == 0
+
+
+# ----------------------------------------------------------------------------
+# One callback, two models
+# ----------------------------------------------------------------------------
+
+
+class LogsAtBatchEnd(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.logs = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.logs.append(dict(logs))
+
+
+def test_reused_callback_reports_the_new_model_not_the_previous_one():
+    x, y = small_data(60)
+    first = compile_small(small_model())
+    dsr = tf_dsr.DynamicReparam(prune_target=1, period=5, initial_threshold=0.1, seed=0)
+    first.fit(x, y, batch_size=10, verbose=0, callbacks=[dsr])
+    assert dsr.last_report is not None and dsr.last_report.total_pruned > 0
+
+    second = compile_small(keras.Sequential([
+        keras.Input((8,)), tf_dsr.SparseDense(4, sparsity=0.75, seed=3),
+    ]))
+    recorder = LogsAtBatchEnd()
+    # 3 steps < period: no reallocation of the second model yet.
+    second.fit(x[:30], y[:30], batch_size=10, verbose=0, callbacks=[dsr, recorder])
+
+    assert dsr.last_report is None
+    assert len(recorder.logs) == 3
+    for logs in recorder.logs:
+        assert logs["num_pruned"] == 0.0
+        assert logs["sparsity"] == pytest.approx(0.75)
+    assert dsr.layers == tf_dsr.callbacks.find_sparse_layers(second)
+
+
+# ----------------------------------------------------------------------------
+# steps_per_execution above the period
+# ----------------------------------------------------------------------------
+
+
+def test_steps_per_execution_above_period_warns_with_the_effective_period():
+    # 56 steps, period 5: 11 reallocations asked; callbacks run every 7 steps,
+    # so one per execution, 8 in all.
+    model = compile_small(small_model(), steps_per_execution=7)
+    x, y = small_data(56)
+    dsr = CountingReparam(prune_target=5, period=5, seed=0)
+    with pytest.warns(UserWarning, match=r"steps_per_execution=7 is above period=5.*"
+                                         r"every 7 steps \(the effective period\)"):
+        model.fit(x, y, batch_size=1, epochs=1, verbose=0, callbacks=[dsr])
+    assert int(dsr.state.num_reallocations.numpy()) == 8
+
+
+@pytest.mark.parametrize("steps_per_execution, period", [(5, 5), (4, 10), (1, {0: 1, 1: 5})])
+def test_no_warning_when_the_period_can_be_kept(steps_per_execution, period, recwarn):
+    model = compile_small(small_model(), steps_per_execution=steps_per_execution)
+    x, y = small_data(20)
+    dsr = CountingReparam(prune_target=5, period=period, seed=0)
+    model.fit(x, y, batch_size=10, epochs=1, verbose=0, callbacks=[dsr])
+    assert not [w for w in recwarn if "steps_per_execution" in str(w.message)]
+
+
+def test_schedule_warns_about_its_shortest_period_below_steps_per_execution():
+    model = compile_small(small_model(), steps_per_execution=4)
+    x, y = small_data(20)
+    dsr = CountingReparam(prune_target=5, period={0: 10, 1: 3, 2: 2}, seed=0)
+    with pytest.warns(UserWarning, match="steps_per_execution=4 is above period=2"):
+        model.fit(x, y, batch_size=10, epochs=1, verbose=0, callbacks=[dsr])

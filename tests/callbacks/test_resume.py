@@ -1,5 +1,11 @@
 """Interrupted-and-resumed training equals uninterrupted training."""
 
+import os
+import signal
+import subprocess
+import sys
+
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -99,3 +105,69 @@ def test_state_survives_save_weights_and_checkpoint(tmp_path):
     fresh_reparam.state.threshold.assign(42.0)
     tf.train.Checkpoint(model=fresh, dsr=fresh_reparam.state).restore(path).expect_partial()
     assert fresh_reparam.state.threshold.numpy() == reparam.state.threshold.numpy()
+
+
+# ----------------------------------------------------------------------------
+# A worker process killed during a backup save resumes exactly
+# ----------------------------------------------------------------------------
+
+WORKER = os.path.join(os.path.dirname(__file__), "backup_worker.py")
+TIMEOUT_SECONDS = 300
+# (where the kill lands, its position): the 6th dataset of the weights
+# file, and the middle of copying the previous backup to `.bkp`.
+KILLS = {"weights": 5, "copy": 200_000}
+
+
+def _worker(tmp_path, name, runs, *options):
+    log = open(tmp_path / f"{name}.log", "w")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.Popen(
+        [sys.executable, WORKER, *[f"{d}:{o}" for d, o in runs], *options],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+
+
+def _wait(tmp_path, name, process):
+    try:
+        code = process.wait(timeout=TIMEOUT_SECONDS)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return code, (tmp_path / f"{name}.log").read_text()[-3000:]
+
+
+def test_worker_killed_during_backup_save_resumes_bit_identical(tmp_path):
+    backups = {where: tmp_path / f"backup_{where}" for where in KILLS}
+    killed = {
+        where: _worker(tmp_path, f"killed_{where}", [(backups[where], tmp_path / "unused.npz")],
+                       "--kill-in", where, "--kill-after", str(after))
+        for where, after in KILLS.items()
+    }
+    for where, process in killed.items():
+        code, log = _wait(tmp_path, f"killed_{where}", process)
+        assert code == -signal.SIGKILL, f"{where}: exit {code}\n{log}"
+
+    # The kills left what they should: a latest backup that cannot be
+    # opened, and a truncated `.bkp` next to an intact latest one.
+    latest = "latest.weights.h5"
+    with pytest.raises(OSError):
+        h5py.File(backups["weights"] / latest, "r")
+    assert (backups["weights"] / f"{latest}.bkp").exists()
+    h5py.File(backups["copy"] / latest, "r").close()
+    assert (backups["copy"] / f"{latest}.bkp").stat().st_size == KILLS["copy"]
+
+    # One process resumes both runs and trains the uninterrupted reference.
+    outputs = {where: tmp_path / f"resumed_{where}.npz" for where in KILLS}
+    reference = tmp_path / "reference.npz"
+    runs = [(backups[w], outputs[w]) for w in KILLS] + [(tmp_path / "fresh", reference)]
+    code, log = _wait(tmp_path, "resume", _worker(tmp_path, "resume", runs))
+    assert code == 0, log
+
+    expected = np.load(reference)
+    assert int(expected["num_reallocations"]) >= 4
+    for where, output in outputs.items():
+        got = np.load(output)
+        assert sorted(got.files) == sorted(expected.files)
+        for name in expected.files:
+            np.testing.assert_array_equal(got[name], expected[name], err_msg=f"{where}: {name}")

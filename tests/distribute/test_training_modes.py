@@ -39,7 +39,7 @@ def test_mixed_float16_training_conserves_count(mixed_float16):
         # Slots are found through the LossScaleOptimizer and reset.
         slots = optimizer_slots.kernel_slots(model.optimizer, layer.kernel_variable)
         assert len(slots) == 1
-        assert np.all(slots[0].numpy()[layer.mask.numpy() == 0] == 0)
+        assert np.all(slots[0].variable.numpy()[layer.mask.numpy() == 0] == 0)
 
 
 def _small_model_with_weights(seed):

@@ -242,9 +242,12 @@ def test_lenet_thin_dense_matches_the_sparse_non_zero_count(tmp_path):
 def test_wrn_dsr(tmp_path):
     # WRN-10-1, not 28-2: tracing the reallocation graph of WRN-28-2's 24
     # sparse convs takes ~40 s on a loaded 2-core CPU (6 convs: ~6 s).
+    # The paper's N_prune (20,000) is above WRN-10-1's 14,746 active weights,
+    # which DynamicReparam refuses.
     results = run_script(wrn_cifar10, tmp_path, "--depth=10", "--width=1", "--epochs=2",
                          "--steps_per_epoch=2", "--batch_size=4", "--period=2",
-                         "--eval_steps=1", "--sparsity=0.8", "--seed=3", "--run_eagerly")
+                         "--prune_target=700", "--eval_steps=1", "--sparsity=0.8",
+                         "--seed=3", "--run_eagerly")
     history = check_results(results, WRN_10_1, method="dsr", sparsity=0.8, epochs=2,
                             steps_per_epoch=2)
     assert (results["model"], results["dataset"], results["seed"]) == ("wrn_28_2", "cifar10", 3)
@@ -283,3 +286,29 @@ def test_wrn_28_2_counts_and_weight_decay():
     assert len(model.losses) == len(model.trainable_variables)
     coefficients = {float(v.regularizer.l2) for v in model.trainable_variables}
     assert len(coefficients) == 1 and coefficients.pop() == pytest.approx(2.5e-4)
+
+
+def test_backup_dir_keeps_two_backups(tmp_path, monkeypatch):
+    # A kill during the end-of-epoch save truncates the latest backup; with
+    # double_checkpoint Keras restores the previous one instead of failing
+    # (tests/callbacks/test_resume.py kills a worker to show it).
+    made = []
+
+    class Recording(keras.callbacks.BackupAndRestore):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(keras.callbacks, "BackupAndRestore", Recording)
+    backup = tmp_path / "backup"
+    run_script(lenet300_mnist, tmp_path, "--method=static", "--epochs=1",
+               "--steps_per_epoch=2", "--batch_size=4", "--eval_steps=1",
+               f"--backup_dir={backup}", "--run_eagerly")
+    assert len(made) == 1
+    assert made[0].backup_dir == str(backup) and made[0].double_checkpoint is True
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_seed_out_of_range_is_a_flag_error(seed):
+    with pytest.raises(flags.IllegalFlagValueError, match="seed"):
+        parse(lenet300_mnist, f"--seed={seed}")

@@ -1,5 +1,7 @@
 """SparseConv2D: same outputs as keras.layers.Conv2D at sparsity 0; bad args."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -109,3 +111,12 @@ def test_input_channels_not_divisible_by_groups_raise_at_build():
     layer = tf_dsr.SparseConv2D(4, 3, groups=4)
     with pytest.raises(ValueError, match="groups"):
         layer.build(INPUT_SHAPE)  # 6 channels, 4 groups
+
+
+def test_numpy_integer_arguments_are_accepted_and_saved_as_int():
+    layer = tf_dsr.SparseConv2D(np.int64(4), (np.int64(3), 3), strides=np.int32(1),
+                                groups=np.int64(2), sparsity=0.5, seed=0)
+    assert (layer.filters, layer.kernel_size, layer.groups) == (4, (3, 3), 2)
+    assert all(type(v) is int for v in (layer.filters, layer.groups, *layer.kernel_size))
+    layer.build((None, 5, 5, 2))
+    json.dumps(layer.get_config())

@@ -1,5 +1,7 @@
 """SparseDense: same outputs as keras.layers.Dense at sparsity 0; bad units."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -65,3 +67,17 @@ def test_non_positive_units_raise(units):
 def test_non_int_units_raise(units):
     with pytest.raises((ValueError, TypeError), match="units"):
         tf_dsr.SparseDense(units)
+
+
+def test_numpy_integer_units_are_accepted_and_saved_as_int():
+    layer = tf_dsr.SparseDense(np.int64(5), sparsity=np.float32(0.5), seed=np.int32(1))
+    assert layer.units == 5 and type(layer.units) is int
+    layer.build((None, 3))
+    assert tuple(layer.kernel.shape) == (3, 5)
+    json.dumps(layer.get_config())  # numpy scalars would not serialize
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, 2**70])
+def test_seed_out_of_range_raises(seed):
+    with pytest.raises(ValueError, match=r"seed.*\[0, 2\*\*63 - 1\]"):
+        tf_dsr.SparseDense(4, seed=seed)

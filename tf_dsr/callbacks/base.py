@@ -26,6 +26,7 @@ from tf_dsr.core.reallocation import count_active
 from tf_dsr.layers.base import SparseLayer
 from tf_dsr.layers.find import find_sparse_kernels
 from tf_dsr.layers.find import walk_layers
+from tf_dsr.layers.base import validate_seed
 
 
 class Update(NamedTuple):
@@ -63,6 +64,24 @@ class ReallocationReport(NamedTuple):
     @property
     def total_pruned(self):
         return sum(self.num_pruned.values())
+
+
+def check_prune_target(callback, num_active):
+    """Raises if `callback.prune_target` is a count of at least `num_active`.
+
+    Pruning every active weight at each update leaves nothing to learn:
+    DSR's threshold keeps doubling and SET empties every layer.
+    """
+    target = callback.prune_target
+    if isinstance(target, numbers.Integral) and target >= num_active:
+        name = type(callback).__name__
+        raise ValueError(
+            f"{name}: prune_target={target} weights per update is at or above "
+            f"the model's {num_active} active weights, so every update would "
+            f"prune (nearly) all of them. Pass a count below {num_active}, or a "
+            f"fraction of the active weights, e.g. prune_target=0.05 "
+            f"({max(1, round(0.05 * num_active))} weights here)."
+        )
 
 
 def _validate_period(period):
@@ -108,8 +127,9 @@ class ReparamCallback(keras.callbacks.Callback):
             passed since the last one.
         stop_epoch: int or None. No reallocation from this epoch (0-based)
             on. Defaults to None (never stop).
-        seed: int or None. With the step and the layer's index it fixes all
-            randomness. None draws one from Python's `random`.
+        seed: int in [0, 2**63 - 1] or None. With the step and the layer's
+            index it fixes all randomness. None draws one from Python's
+            `random`.
         jit_compile: bool, compile the reallocation with XLA. Defaults to
             False (see BUILD_NOTES.md: faster without it on CPU).
     """
@@ -126,11 +146,8 @@ class ReparamCallback(keras.callbacks.Callback):
                 f"`stop_epoch` must be None or an int >= 0. Received: {stop_epoch!r}."
             )
         self.stop_epoch = stop_epoch
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
-        ):
-            raise TypeError(f"`seed` must be an int or None. Received: {seed!r}.")
-        self.seed = int(seed) if seed is not None else random.randint(0, 2**31 - 1)
+        seed = validate_seed(seed)
+        self.seed = seed if seed is not None else random.randint(0, 2**31 - 1)
         self.jit_compile = bool(jit_compile)
         self.kernels = []
         self.kernel_names = []
@@ -147,11 +164,19 @@ class ReparamCallback(keras.callbacks.Callback):
         """Returns an `Update` for the given kernels and masks (pure TF)."""
         raise NotImplementedError
 
+    def _check_model(self, model, num_active):
+        """Raises if the method cannot work on `model` (before anything is
+        attached to it); `num_active` counts its active weights."""
+
     # ----- wiring into the model --------------------------------------
     def set_model(self, model):
         super().set_model(model)
         if model is self._bound_model:
             return
+        # A new model: report nothing of the previous one, and stay unbound
+        # if this model is refused.
+        self._bound_model = None
+        self.last_report = None
         unbuilt = [
             layer.name for layer in walk_layers(model)
             if isinstance(layer, SparseLayer) and not layer.built
@@ -172,9 +197,10 @@ class ReparamCallback(keras.callbacks.Callback):
             )
         self.kernel_names = [name for name, _ in found]
         self.kernels = [pair for _, pair in found]
+        self._num_active = self._count_active_weights()
+        self._check_model(model, self._num_active)
         self.state = attach_state(model, self._initial_threshold())
         self._bound_model = model
-        self._num_active = self._count_active_weights()
         self._num_weights = sum(pair.size for pair in self.kernels)
         self._step_fn = None
         self._step_fn_slots = None
@@ -211,7 +237,7 @@ class ReparamCallback(keras.callbacks.Callback):
         # appear when the optimizer builds and change on recompile: retrace
         # whenever they differ from the ones captured.
         slots = self._slots()
-        key = [[id(s) for s in layer_slots] for layer_slots in slots]
+        key = [[id(s.variable) for s in layer_slots] for layer_slots in slots]
         if self._step_fn is None or key != self._step_fn_slots:
             # No autograph: the graph's control flow is explicit (tf.cond,
             # tf.while_loop) and Python loops run over layers, so conversion
@@ -234,7 +260,7 @@ class ReparamCallback(keras.callbacks.Callback):
             pair.kernel.assign(kernel)
             pair.mask.assign(mask)
             for slot in layer_slots:
-                slot.assign(slot * tf.cast(mask, slot.dtype))
+                slot.reset_inactive(mask)
         self.state.threshold.assign(update.threshold)
         self.state.last_step.assign(tf.cast(step, tf.int64))
         self.state.num_reallocations.assign_add(tf.cast(update.is_finite, tf.int64))
@@ -299,6 +325,38 @@ class ReparamCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._refresh_mirrors()
+        self._check_optimizer()
+        self._warn_if_steps_per_execution_exceeds_period()
+
+    def _warn_if_steps_per_execution_exceeds_period(self):
+        # Keras runs batch-end callbacks once per execution, so at most one
+        # reallocation per `steps_per_execution` steps can run; running
+        # several back to back, with no training between, would change
+        # nothing but the random draws.
+        steps = int(getattr(self.model, "steps_per_execution", 1) or 1)
+        short = sorted(p for p in set(self.period.values()) if p < steps)
+        if short:
+            warnings.warn(
+                f"{type(self).__name__}: steps_per_execution={steps} is above "
+                f"period={short[0]}. Keras runs callbacks only every {steps} "
+                f"steps, so reallocations run every {steps} steps (the effective "
+                f"period), not every {short[0]}: fewer than `period` asks for. "
+                f"Compile with steps_per_execution <= {short[0]}, or set period "
+                f">= {steps}.",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    def _check_optimizer(self):
+        # Find the optimizer's slots now, so that an optimizer whose slots
+        # cannot be found raises (and an unsupported one warns) before the
+        # first step, not at the first reallocation. Keras builds the
+        # optimizer at the first step; building it here, on the same
+        # variables, is what `BackupAndRestore` does too.
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        self._slots()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch

@@ -6,6 +6,9 @@ import tensorflow as tf
 
 from tf_dsr.callbacks.base import ReparamCallback
 from tf_dsr.callbacks.base import Update
+from tf_dsr.callbacks.base import check_prune_target
+from tf_dsr.callbacks.state import existing_state
+from tf_dsr.callbacks.state import validate_threshold
 from tf_dsr.core import reallocation
 
 
@@ -23,8 +26,9 @@ class DynamicReparam(ReparamCallback):
     ICML 2019, Algorithm 1.
 
     Args:
-        prune_target: N_prune. An int (weights per reallocation) or a float
-            in (0, 1) (that fraction of the model's active weights).
+        prune_target: N_prune. An int (weights per reallocation), below the
+            model's number of active weights (checked when training starts),
+            or a float in (0, 1) (that fraction of the active weights).
         period: int steps between reallocations, or a schedule
             `{epoch: steps}` with key 0, as in the paper.
         stop_epoch: int or None, no reallocation from this epoch on
@@ -32,9 +36,11 @@ class DynamicReparam(ReparamCallback):
             Set it when the model has BatchNorm: a weight regrown in the
             last steps feeds units whose moving statistics never saw an
             input, which can wreck inference accuracy at high sparsity.
-        initial_threshold: float > 0, H at the start. Defaults to 1e-3.
+        initial_threshold: float > 0, H at the start: finite and at least
+            float32's smallest normal number (1.18e-38). Defaults to 1e-3.
         tolerance: float in [0, 1), delta. Defaults to 0.1.
-        seed: int or None, fixes all randomness with step and layer.
+        seed: int in [0, 2**63 - 1] or None, fixes all randomness with step
+            and layer.
         jit_compile: bool, compile the reallocation with XLA. Defaults to
             False.
 
@@ -80,25 +86,42 @@ class DynamicReparam(ReparamCallback):
                 f"for an absolute count. Received: {prune_target}."
             )
         if (
-            isinstance(initial_threshold, bool)
-            or not isinstance(initial_threshold, numbers.Real)
-            or not initial_threshold > 0.0
-        ):
-            raise ValueError(
-                f"`initial_threshold` must be a float > 0. Received: {initial_threshold!r}."
-            )
-        if (
             isinstance(tolerance, bool)
             or not isinstance(tolerance, numbers.Real)
             or not 0.0 <= tolerance < 1.0
         ):
             raise ValueError(f"`tolerance` must be a float in [0, 1). Received: {tolerance!r}.")
         self.prune_target = prune_target
-        self.initial_threshold = float(initial_threshold)
+        self.initial_threshold = validate_threshold(initial_threshold)
         self.tolerance = float(tolerance)
 
     def _initial_threshold(self):
         return self.initial_threshold
+
+    def _check_model(self, model, num_active):
+        check_prune_target(self, num_active)
+        state = existing_state(model)
+        if state is not None:
+            self._check_threshold(float(state.threshold.numpy()))
+
+    def on_train_begin(self, logs=None):
+        # The state may have been restored since `set_model` (a checkpoint).
+        self._check_threshold(float(self.state.threshold.numpy()))
+        super().on_train_begin(logs)
+
+    def _check_threshold(self, threshold):
+        try:
+            validate_threshold(threshold, "threshold")
+        except ValueError:
+            raise ValueError(
+                f"DynamicReparam: the model's tf_dsr state holds threshold "
+                f"{threshold!r}, which cannot steer pruning (it must be a positive "
+                "normal float32 number). It was restored from a corrupt "
+                "checkpoint, or written by a method without a threshold (SET, "
+                "GradualPruning: nan). Assign a usable one to the model's state "
+                "first (`model._tf_dsr_state.threshold.assign(1e-3)`), or start "
+                "from a fresh model."
+            ) from None
 
     def num_prune_target(self, num_active):
         """N_prune as a count for a model with `num_active` active weights."""

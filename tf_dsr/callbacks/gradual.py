@@ -34,7 +34,8 @@ class GradualPruning(ReparamCallback):
             `{epoch: steps}` with key 0. Defaults to 100.
         scope: "layer" (every layer to s_t) or "global" (one magnitude cut
             across layers). Defaults to "layer".
-        seed: int or None, breaks ties between equal magnitudes.
+        seed: int in [0, 2**63 - 1] or None, breaks ties between equal
+            magnitudes.
         jit_compile: bool, compile the update with XLA. Defaults to False.
 
     Logs: `num_pruned` (at the last update), `sparsity` (global, current)

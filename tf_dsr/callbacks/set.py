@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tf_dsr.callbacks.base import ReparamCallback
 from tf_dsr.callbacks.base import Update
+from tf_dsr.callbacks.base import check_prune_target
 from tf_dsr.core import set as set_core
 from tf_dsr.core.reallocation import count_active
 
@@ -29,12 +30,14 @@ class SET(ReparamCallback):
             `round(zeta * active)` weights. Give this or `prune_target`.
         prune_target: int >= 1, N_prune: the total per update, shared out
             across layers in proportion to their active weights (the DSR
-            paper's equal-N_prune comparison).
+            paper's equal-N_prune comparison); below the model's number of
+            active weights (checked when training starts).
         period: int steps between updates, or a schedule `{epoch: steps}`
             with key 0.
         stop_epoch: int or None, no update from this epoch on. Defaults to
             None.
-        seed: int or None, fixes all randomness with step and layer.
+        seed: int in [0, 2**63 - 1] or None, fixes all randomness with step
+            and layer.
         jit_compile: bool, compile the update with XLA. Defaults to False.
 
     Logs: `num_pruned` (at the last update), `sparsity` (global, constant)
@@ -87,6 +90,9 @@ class SET(ReparamCallback):
             prune_target = int(prune_target)
         self.prune_fraction = prune_fraction
         self.prune_target = prune_target
+
+    def _check_model(self, model, num_active):
+        check_prune_target(self, num_active)
 
     def _update(self, kernels, masks, step, num_active):
         num_active = tf.stack([count_active(m) for m in masks])

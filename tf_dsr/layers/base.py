@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from tf_dsr.core.selection import random_subset
 
-_MAX_SEED = 2**63 - 1
+MAX_SEED = 2**63 - 1
 # Instance-dict key of masked kernels computed once for a whole call (see
 # `tf_dsr.layers.rnn`); the kernel descriptors return them while it is set.
 CACHE = "_tf_dsr_masked_cache"
@@ -57,6 +57,7 @@ def validate_sparsity(sparsity, name="sparsity"):
 
 
 def validate_seed(seed):
+    """Returns `seed` as an int (or None) if it can seed TF's int64 streams."""
     if seed is not None and (
         isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
     ):
@@ -64,15 +65,22 @@ def validate_seed(seed):
             f"`seed` must be an int or None. Received: seed={seed!r} of type "
             f"{type(seed).__name__}."
         )
-    if seed is not None and not 0 <= int(seed) <= _MAX_SEED:
+    if seed is not None and not 0 <= seed <= MAX_SEED:
         raise ValueError(
-            f"`seed` must be in [0, 2**63 - 1]. Received: seed={seed}."
+            f"`seed` must be in [0, 2**63 - 1] (it seeds TensorFlow's int64 "
+            f"random streams). Received: seed={seed}. Use e.g. seed % 2**32."
         )
     return None if seed is None else int(seed)
 
 
 def masked_value(kernel, mask):
     """`kernel * mask`: the kernel a sparse layer computes with.
+
+    The product does not hide a NaN or Inf in the kernel: `nan * 0` is
+    NaN, so a non-finite value at an inactive position (written there by
+    hand, by `set_weights`, or by a load) reaches the output like one at an
+    active position. Training keeps inactive kernel entries at 0; a
+    reallocation skips, with a warning, while a kernel holds one.
 
     Args:
         kernel: a variable or tensor (read in the current autocast scope,
