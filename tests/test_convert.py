@@ -412,3 +412,18 @@ def test_layers_inside_wrappers_are_converted_and_stripped():
     assert not find_sparse_layers(plain)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(plain(x)),
                                keras.ops.convert_to_numpy(sparse(x)), atol=1e-6)
+
+
+def test_same_named_layers_in_one_wrapper_are_converted_alike_or_refused():
+    inputs = keras.Input((5, 3))
+    rnn = keras.layers.RNN(keras.layers.LSTMCell(4), return_sequences=True)
+    outputs = keras.layers.Bidirectional(rnn, name="bi")(inputs)
+    model = keras.Model(inputs, outputs)
+    bi = model.get_layer("bi")
+    cells = [bi.forward_layer.cell, bi.backward_layer.cell]
+    assert cells[0].name == cells[1].name  # Keras copies the forward config
+
+    sparse = tf_dsr.sparsify(model, 0.5, keep_dense=[], seed=0)
+    assert [type(l).__name__ for l in find_sparse_layers(sparse)] == ["SparseLSTMCell"] * 2
+    with pytest.raises(ValueError, match="cannot be told apart"):
+        tf_dsr.sparsify(model, 0.5, keep_dense=lambda layer: layer is cells[0])

@@ -92,7 +92,7 @@ def test_slots_are_found_and_reset_to_a_fresh_weights_state(name, loss_scale):
     inner = optimizer.inner_optimizer if loss_scale else optimizer
     rng = np.random.default_rng(0)
     for layer in model.layers:
-        kernel, mask = layer.kernel, layer.mask.numpy()
+        kernel, mask = layer.kernel_variable, layer.mask.numpy()
         named = _named_slots(inner, kernel)
         fresh = {suffix: named[suffix].numpy().copy() for suffix in suffixes}
 
@@ -115,7 +115,7 @@ def test_slots_are_found_and_reset_to_a_fresh_weights_state(name, loss_scale):
 def test_accumulators_restart_from_their_initial_value_not_zero():
     for name, initial in (("Adagrad", 0.3), ("Ftrl", 0.2)):
         model, optimizer, _ = _built(name, loss_scale=False)
-        kernel = model.layers[0].kernel
+        kernel = model.layers[0].kernel_variable
         accumulator = _named_slots(optimizer, kernel)["accumulator"]
         accumulator.assign(tf.fill(kernel.shape, 5.0))
         for slot in optimizer_slots.kernel_slots(optimizer, kernel):
@@ -126,7 +126,7 @@ def test_accumulators_restart_from_their_initial_value_not_zero():
 
 def test_reset_replaces_nan_state():
     model, optimizer, _ = _built("Adam", loss_scale=False)
-    kernel, mask = model.layers[0].kernel, model.layers[0].mask.numpy()
+    kernel, mask = model.layers[0].kernel_variable, model.layers[0].mask.numpy()
     momentum = _named_slots(optimizer, kernel)["momentum"]
     momentum.assign(tf.fill(kernel.shape, float("nan")))
     for slot in optimizer_slots.kernel_slots(optimizer, kernel):

@@ -96,21 +96,25 @@ def _graph_leaves(model):
     return found
 
 
+def _owned_cells(layers):
+    """Ids of the cells that recurrent layers among `layers` own: such a
+    layer is converted (or stripped) as a whole, its cell with it."""
+    return {id(layer.cell) for layer in layers if isinstance(layer, _RECURRENT)}
+
+
 def _convertible(leaves):
     """Layers `sparsify` can convert, at any depth inside `leaves`.
 
-    A recurrent layer (LSTM, GRU, SimpleRNN) is converted as a whole, its
-    cell with it; a bare cell counts where a generic `keras.layers.RNN`
-    holds it.
+    A bare cell counts where a generic `keras.layers.RNN` holds it.
     """
     found, seen = [], set()
     for leaf in leaves:
-        for layer in walk_layers(leaf):
-            if id(layer) in seen:
+        layers = walk_layers(leaf)
+        owned = _owned_cells(layers)
+        for layer in layers:
+            if id(layer) in seen or id(layer) in owned:
                 continue
             seen.add(id(layer))
-            if isinstance(layer, _RECURRENT):
-                seen.add(id(layer.cell))
             if type(layer) in SPARSE_CLASSES:
                 found.append(layer)
     return found
@@ -192,12 +196,27 @@ def _rebuilt(layer, make):
     """
     if id(layer) in make:
         return make[id(layer)](layer.get_config())
-    replacements = {
-        inner.name: (lambda config, fn=make[id(inner)]:
-                     keras.saving.serialize_keras_object(fn(config)))
-        for inner in walk_layers(layer)[1:]
-        if id(inner) in make
-    }
+    # A wrapper's config names its inner layers; configs carry no identity.
+    # Inner layers that share a name (the two cells of a
+    # `Bidirectional(RNN(cell))`, copies of one config) must therefore be
+    # treated alike; the first one's function serves all.
+    replacements, kept = {}, set()
+    for inner in walk_layers(layer)[1:]:
+        if id(inner) in make:
+            replacements.setdefault(
+                inner.name,
+                lambda config, fn=make[id(inner)]:
+                    keras.saving.serialize_keras_object(fn(config)),
+            )
+        else:
+            kept.add(inner.name)
+    clash = sorted(kept & set(replacements))
+    if clash:
+        raise ValueError(
+            f"Layer '{layer.name}' holds several layers named {clash}, and "
+            "only some of them are to be converted; their configs cannot be "
+            "told apart. Select all or none of them (`keep_dense`)."
+        )
     config = _replace_in_config(layer.get_config(), replacements)
     return layer.__class__.from_config(config)
 
@@ -444,11 +463,7 @@ def strip(model):
     make = {}
     for leaf in _graph_leaves(model):
         layers = walk_layers(leaf)
-        # A sparse recurrent layer rebuilds its cell itself.
-        owned = {
-            id(layer.cell) for layer in layers
-            if isinstance(layer, SparseLayer) and isinstance(layer, keras.layers.RNN)
-        }
+        owned = _owned_cells(layers)
         for layer in layers:
             if isinstance(layer, SparseLayer) and id(layer) not in owned:
                 make[id(layer)] = _to_plain(layer)

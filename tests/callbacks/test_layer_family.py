@@ -149,7 +149,7 @@ def test_optimizer_slots_are_reset_for_every_kernel(dsr_run):
         slots = tf_dsr.optimizer_slots.kernel_slots(model.optimizer, pair.kernel)
         assert len(slots) == 2, name  # Adam's two moments
         for slot in slots:
-            assert np.all(slot.numpy()[pair.mask.numpy() == 0] == 0.0), name
+            assert np.all(slot.variable.numpy()[pair.mask.numpy() == 0] == 0.0), name
 
 
 def test_summary_and_history_list_every_kernel(dsr_run):

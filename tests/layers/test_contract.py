@@ -307,6 +307,7 @@ def test_keras_file_round_trip_restores_masks(case, tmp_path):
     model.save(path)
     loaded = keras.models.load_model(path)
 
+    assert len(kernels(loaded)) == len(kernels(model)) == len(case.sizes)
     for pair, loaded_pair in zip(kernels(model), kernels(loaded)):
         assert type(loaded_pair.layer) is type(pair.layer)
         np.testing.assert_array_equal(loaded_pair.mask.numpy(), pair.mask.numpy())
@@ -382,3 +383,31 @@ def test_several_kernels_name_their_masks_after_their_kernels():
     assert cell.recurrent_kernel_mask is cell.sparse_kernels()[1].mask
     with pytest.raises(AttributeError, match="2 sparse kernels"):
         cell.masked_kernel
+
+
+def test_a_subclassed_model_builds_its_sparse_layers_on_first_call():
+    class Model(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.recurrent = tf_dsr.SparseLSTM(4, sparsity=0.5, seed=0)
+            self.dense = tf_dsr.SparseDense(3, sparsity=0.5, seed=1)
+
+        def call(self, x):
+            return self.dense(self.recurrent(x))
+
+    x = np.ones((2, 5, 3), "float32")
+    eager = Model()
+    eager(x)
+    symbolic = Model()
+    symbolic(keras.Input((5, 3)))
+
+    for model in (eager, symbolic):
+        counts = [int(p.mask.numpy().sum()) for _, p in find_sparse_kernels(model)]
+        assert counts == [24, 32, 6]  # half of 3x16, 4x16 and 4x3
+
+
+def test_weights_argument_and_quantized_policies_are_refused():
+    with pytest.raises(ValueError, match="`weights`"):
+        tf_dsr.SparseEmbedding(5, 2, weights=[np.ones((5, 2))])
+    with pytest.raises(ValueError, match="quantized dtype policy"):
+        tf_dsr.SparseDense(3, dtype="int8_from_float32")

@@ -1,8 +1,11 @@
 """Sparse recurrent layers in the settings Keras users run them in."""
 
+import concurrent.futures
+
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import tf_dsr
 
@@ -35,14 +38,21 @@ def test_inside_bidirectional_equals_its_stripped_keras_twin(recurrent):
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(model(tokens)), keras.ops.convert_to_numpy(plain(tokens)),
         atol=1e-6)
-    # Both directions are sparse, each with its own masks.
+    # Both directions are sparse. Keras builds the backward layer from the
+    # forward layer's config, seed included: with a seed the two start from
+    # the same masks (documented), without one each draws its own.
     layer = model.get_layer("bi")
     forward = layer.forward_layer.cell.sparse_kernels()
     backward = layer.backward_layer.cell.sparse_kernels()
     assert len(forward) == len(backward) == 2
     for f, b in zip(forward, backward):
-        assert f.mask is not b.mask
         assert int(f.mask.numpy().sum()) == int(b.mask.numpy().sum()) == round(0.5 * f.size)
+        np.testing.assert_array_equal(f.mask.numpy(), b.mask.numpy())
+    unseeded = keras.layers.Bidirectional(recurrent(5, sparsity=0.5))
+    unseeded(np.ones((1, 4, 3), "float32"))
+    assert not np.array_equal(
+        unseeded.forward_layer.cell.sparse_kernels()[1].mask.numpy(),
+        unseeded.backward_layer.cell.sparse_kernels()[1].mask.numpy())
 
 
 def test_padded_steps_are_masked(recurrent):
@@ -63,21 +73,42 @@ def test_padded_steps_are_masked(recurrent):
 
 def test_return_state_go_backwards_and_stateful(recurrent):
     x = np.random.default_rng(0).normal(size=(2, 4, 3)).astype("float32")
-    layer = recurrent(5, sparsity=0.5, seed=1, return_state=True, go_backwards=True)
-    outputs = layer(x)
-    twin = tf_dsr.strip(keras.Sequential([keras.Input((4, 3)), recurrent(
-        5, sparsity=0.5, seed=1, go_backwards=True, name="r")]))
+    inputs = keras.Input((4, 3), batch_size=2)
+    model = keras.Model(inputs, recurrent(
+        5, sparsity=0.5, seed=1, return_state=True, go_backwards=True, name="r")(inputs))
+    plain = tf_dsr.strip(model)
 
+    outputs, twin_outputs = model(x), plain(x)
     assert isinstance(outputs, (list, tuple)) and len(outputs) >= 2
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(outputs[1]).shape, (2, 5))
+    assert plain.get_layer("r").go_backwards and plain.get_layer("r").return_state
+    for a, b in zip(outputs, twin_outputs):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(a),
+                                   keras.ops.convert_to_numpy(b), atol=1e-6)
 
-    stateful = recurrent(5, sparsity=0.5, seed=1, stateful=True)
+    stateful = keras.Sequential([inputs, recurrent(5, sparsity=0.5, seed=1, stateful=True,
+                                                   name="s")])
+    stateful_plain = tf_dsr.strip(stateful)
+    for _ in range(2):  # the state carries over between calls, in both
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(stateful(x)),
+                                   keras.ops.convert_to_numpy(stateful_plain(x)), atol=1e-6)
     first = keras.ops.convert_to_numpy(stateful(x))
-    second = keras.ops.convert_to_numpy(stateful(x))
-    assert not np.allclose(first, second)  # the state carried over
-    stateful.reset_state()
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(stateful(x)), first, atol=1e-6)
-    assert twin.get_layer("r").go_backwards
+    assert not np.allclose(keras.ops.convert_to_numpy(stateful(x)), first)
+    stateful.get_layer("s").reset_state()
+    stateful_plain.get_layer("s").reset_state()
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(stateful(x)),
+                               keras.ops.convert_to_numpy(stateful_plain(x)), atol=1e-6)
+
+
+def test_concurrent_calls_from_threads():
+    """Masked kernels computed once per call are per thread."""
+    layer = tf_dsr.SparseLSTM(4, sparsity=0.5, seed=0)
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
+    expected = keras.ops.convert_to_numpy(layer(x))
+    fn = tf.function(layer)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: fn(tf.constant(x)).numpy(), range(8)))
+    for result in results:
+        np.testing.assert_allclose(result, expected, atol=1e-6)
 
 
 def test_dropout_seed_is_the_mask_seed(recurrent):

@@ -151,6 +151,7 @@ class ReparamCallback(keras.callbacks.Callback):
         self.jit_compile = bool(jit_compile)
         self.kernels = []
         self.kernel_names = []
+        self.layers = []
         self.state = None
         self.last_report = None
         self._epoch = 0
@@ -197,6 +198,8 @@ class ReparamCallback(keras.callbacks.Callback):
             )
         self.kernel_names = [name for name, _ in found]
         self.kernels = [pair for _, pair in found]
+        # The sparse layers updated, each once (a layer may own two kernels).
+        self.layers = list({id(pair.layer): pair.layer for pair in self.kernels}.values())
         self._num_active = self._count_active_weights()
         self._check_model(model, self._num_active)
         self.state = attach_state(model, self._initial_threshold())
@@ -205,15 +208,6 @@ class ReparamCallback(keras.callbacks.Callback):
         self._step_fn = None
         self._step_fn_slots = None
         self._refresh_mirrors()
-
-    @property
-    def layers(self):
-        """The sparse layers the callback updates, each once."""
-        layers = []
-        for pair in self.kernels:
-            if not any(layer is pair.layer for layer in layers):
-                layers.append(pair.layer)
-        return layers
 
     def _count_active_weights(self):
         return int(sum(int(tf.reduce_sum(pair.mask.value)) for pair in self.kernels))

@@ -21,9 +21,11 @@ LoRA hooks change a kernel in one place for many layer types:
 `strip`, export and reporting all go through it.
 """
 
+import contextlib
 import inspect
 import numbers
 import random
+import threading
 from typing import NamedTuple
 
 import keras
@@ -32,9 +34,9 @@ import tensorflow as tf
 from tf_dsr.core.selection import random_subset
 
 MAX_SEED = 2**63 - 1
-# Instance-dict key of masked kernels computed once for a whole call (see
-# `tf_dsr.layers.rnn`); the kernel descriptors return them while it is set.
-CACHE = "_tf_dsr_masked_cache"
+# Masked kernels computed once for a whole call (`masked_once`), per thread:
+# two threads may trace the same layer at once.
+_ONCE = threading.local()
 
 
 def num_active_at_init(size, sparsity):
@@ -73,6 +75,18 @@ def validate_seed(seed):
     return None if seed is None else int(seed)
 
 
+def _plain_integers(value):
+    """`value` with numpy integers (in tuples, lists, dicts) made `int`:
+    Keras refuses `strides=np.int32(1)`, and configs must stay JSON."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, int)):
+        return int(value)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_plain_integers(v) for v in value)
+    if isinstance(value, dict):
+        return {key: _plain_integers(v) for key, v in value.items()}
+    return value
+
+
 def masked_value(kernel, mask):
     """`kernel * mask`: the kernel a sparse layer computes with.
 
@@ -93,6 +107,22 @@ def masked_value(kernel, mask):
     """
     kernel = keras.ops.convert_to_tensor(kernel)
     return kernel * keras.ops.cast(mask, kernel.dtype)
+
+
+@contextlib.contextmanager
+def masked_once(layer):
+    """Within this context, `layer`'s kernel attributes return `kernel * mask`
+    computed once on entry, however often the layer reads them (a recurrent
+    cell reads its kernels at every time step). Per thread; nests."""
+    values = getattr(_ONCE, "values", {})
+    _ONCE.values = {
+        **values,
+        **{(id(layer), pair.attribute): pair.masked for pair in layer.sparse_kernels()},
+    }
+    try:
+        yield
+    finally:
+        _ONCE.values = values
 
 
 class SparseKernel(NamedTuple):
@@ -154,9 +184,9 @@ class _MaskedAttribute:
     def __get__(self, layer, owner=None):
         if layer is None:
             return self
-        cached = layer.__dict__.get(CACHE)
-        if cached is not None and self.attribute in cached:
-            return cached[self.attribute]
+        cached = getattr(_ONCE, "values", {}).get((id(layer), self.attribute))
+        if cached is not None:
+            return cached
         value = self.raw(layer)
         mask = layer.__dict__.get("_tf_dsr_masks", {}).get(self.attribute)
         return value if mask is None else masked_value(value, mask)
@@ -247,9 +277,24 @@ class SparseLayer(keras.layers.Layer):
                     "Train sparse, then `tf_dsr.strip` the model and apply "
                     "it to the plain Keras layers."
                 )
+        if kwargs.get("weights") is not None:
+            raise ValueError(
+                f"`weights` is not supported by tf_dsr's sparse layers: they "
+                "need masks next to the values. Build the layer, then assign "
+                "each kernel and its mask (`layer.sparse_kernels()`), or "
+                "`tf_dsr.sparsify` a Keras model holding those weights."
+            )
         if self._keras_takes_seed:
             kwargs["seed"] = seed
+        args, kwargs = _plain_integers(args), _plain_integers(kwargs)
         super().__init__(*args, **kwargs)
+        if self.quantization_mode is not None:
+            raise ValueError(
+                f"Layer '{self.name}' has the quantized dtype policy "
+                f"{self.dtype_policy.name!r}; sparse layers hold float "
+                "kernels. Use a float policy and quantize the plain model "
+                "from `tf_dsr.strip(model)`."
+            )
         self.sparsity = sparsity
         self.seed = seed
         self._mask_seed = None
@@ -291,11 +336,14 @@ class SparseLayer(keras.layers.Layer):
             self._mask_seed = (
                 self.seed if self.seed is not None else random.randint(0, 2**31 - 1)
             )
-        index = list(self.sparse_kernel_names).index(name)
-        seed = tf.constant([self._mask_seed, index], tf.int64)
+        seed = (self._mask_seed, list(self.sparse_kernel_names).index(name))
 
         def mask_initializer(shape, dtype=None):
-            chosen = random_subset(tf.ones(shape, tf.bool), num_active, seed)
+            # Tensors are made here, when the initializer runs: a subclassed
+            # model builds its layers in a scratch graph that is gone by then.
+            chosen = random_subset(
+                tf.ones(shape, tf.bool), num_active, tf.constant(seed, tf.int64)
+            )
             return tf.cast(chosen, dtype or "float32")
 
         if "_tf_dsr_masks" not in self.__dict__:

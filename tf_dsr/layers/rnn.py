@@ -11,8 +11,8 @@ input and recurrent kernels as between any two layers.
 
 import keras
 
-from tf_dsr.layers.base import CACHE
 from tf_dsr.layers.base import SparseLayer
+from tf_dsr.layers.base import masked_once
 
 _KERNELS = ("kernel", "recurrent_kernel")
 
@@ -78,15 +78,11 @@ class _SparseRecurrent(SparseLayer):
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         # Keras' cell reads its kernels at every time step: compute each
-        # `kernel * mask` once per call and let the cell read that.
-        cell = self.cell
-        cell.__dict__[CACHE] = {pair.attribute: pair.masked for pair in cell.sparse_kernels()}
-        try:
+        # `kernel * mask` once per call.
+        with masked_once(self.cell):
             return super().call(
                 sequences, initial_state=initial_state, mask=mask, training=training
             )
-        finally:
-            del cell.__dict__[CACHE]
 
 
 _LAYER_DOC = """`keras.layers.{keras}` whose cell is a `tf_dsr.Sparse{keras}Cell`.
