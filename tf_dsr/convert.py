@@ -25,6 +25,7 @@ from tf_dsr.layers import SPARSE_CLASSES
 from tf_dsr.layers.base import SparseLayer
 from tf_dsr.layers.base import validate_seed
 from tf_dsr.layers.base import validate_sparsity
+from tf_dsr.layers.find import check_masks
 from tf_dsr.layers.find import find_sparse_kernels
 from tf_dsr.layers.find import find_sparse_layers
 from tf_dsr.layers.find import walk_layers
@@ -460,6 +461,7 @@ def strip(model):
     >>> plain.save("plain.keras")  # loads with keras.models.load_model, no tf_dsr
     """
     check_graph_model(model, "strip")
+    check_masks(find_sparse_kernels(model), "`tf_dsr.strip`")
     make = {}
     for leaf in _graph_leaves(model):
         layers = walk_layers(leaf)

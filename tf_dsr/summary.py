@@ -5,6 +5,7 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
+from tf_dsr.layers.find import check_masks
 from tf_dsr.layers.find import find_sparse_kernels
 
 
@@ -84,8 +85,10 @@ def sparsity_summary(model):
             "`tf_dsr.sparsity_summary` expects a Keras model or layer. Received: "
             f"{model!r} of type {type(model).__name__}."
         )
+    found = find_sparse_kernels(model)
+    check_masks(found, "`tf_dsr.sparsity_summary`")
     rows = []
-    for name, pair in find_sparse_kernels(model):
+    for name, pair in found:
         mask = np.asarray(pair.mask.numpy())
         rows.append(LayerSparsity(name, tuple(mask.shape), int(mask.size),
                                   int(np.count_nonzero(mask))))

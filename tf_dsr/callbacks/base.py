@@ -24,6 +24,7 @@ from tf_dsr.callbacks.logs import ThresholdLog
 from tf_dsr.callbacks.state import attach_state
 from tf_dsr.core.reallocation import count_active
 from tf_dsr.layers.base import SparseLayer
+from tf_dsr.layers.find import check_masks
 from tf_dsr.layers.find import find_sparse_kernels
 from tf_dsr.layers.find import walk_layers
 from tf_dsr.layers.base import validate_seed
@@ -207,6 +208,7 @@ class ReparamCallback(keras.callbacks.Callback):
         self._num_weights = sum(pair.size for pair in self.kernels)
         self._step_fn = None
         self._step_fn_slots = None
+        self._binary_fn = None
         self._refresh_mirrors()
 
     def _count_active_weights(self):
@@ -285,6 +287,7 @@ class ReparamCallback(keras.callbacks.Callback):
             step = self._optimizer_step()
             if step is None:
                 step = int(self.state.last_step.numpy()) + 1
+        self._check_masks_binary()
         num_pruned, num_grown, threshold, is_finite, num_active = self._step_function()(
             tf.constant(step, tf.int64)
         )
@@ -309,6 +312,25 @@ class ReparamCallback(keras.callbacks.Callback):
         self._last_step_seen = int(step)
         self._threshold_seen = report.threshold
         return report
+
+    def _check_masks_binary(self):
+        """Raises before anything changes if a mask holds a value not 0/1."""
+        if self._binary_fn is None:
+            self._binary_fn = tf.function(
+                lambda: tf.stack([
+                    tf.reduce_all((pair.mask.value == 0) | (pair.mask.value == 1))
+                    for pair in self.kernels
+                ]),
+                autograph=False,
+            )
+        binary = self._binary_fn().numpy()
+        if not binary.all():
+            bad = [name for name, ok in zip(self.kernel_names, binary) if not ok]
+            check_masks(
+                [(name, pair) for name, pair in zip(self.kernel_names, self.kernels)
+                 if name in bad],
+                f"{type(self).__name__}.reallocate",
+            )
 
     def _optimizer_step(self):
         optimizer = getattr(self.model, "optimizer", None)

@@ -8,6 +8,7 @@ and custom layers alike, each once however often it is shared.
 """
 
 import keras
+import numpy as np
 
 from tf_dsr.layers.base import SparseLayer
 
@@ -89,3 +90,30 @@ def find_sparse_kernels(model):
             name = path if len(pairs) == 1 else f"{path}/{pair.attribute}"
             found.append((name, pair))
     return found
+
+
+def check_masks(found, where):
+    """Raises unless every mask in `found` holds only 0 and 1.
+
+    A mask of 0.5, 2 or -1 (assigned by hand or loaded from a bad file)
+    would be baked into exported weights or moved by a method as if it
+    were binary.
+
+    Args:
+        found: `(name, SparseKernel)` pairs, as `find_sparse_kernels` gives.
+        where: what is about to use them, for the message.
+
+    Raises:
+        ValueError: naming the first kernel whose mask is not 0/1.
+    """
+    for name, pair in found:
+        mask = np.asarray(keras.ops.convert_to_numpy(pair.mask))
+        bad = mask[(mask != 0) & (mask != 1)]
+        if bad.size:
+            raise ValueError(
+                f"{where}: the mask of '{name}' (layer '{pair.layer.name}') "
+                f"holds {bad.size} values other than 0 and 1, e.g. "
+                f"{sorted(set(bad.ravel().tolist()))[:3]}. Masks must be 0/1; "
+                "assign `mask.assign(tf.cast(mask != 0, mask.dtype))` to "
+                "binarize it, or reload a good file."
+            )
