@@ -2,6 +2,7 @@
 
 import math
 
+import keras
 import numpy as np
 import pytest
 
@@ -93,3 +94,23 @@ def test_total_active_matches_target_within_rounding(seed, sparsity):
 def test_rejects_bad_arguments(shapes, sparsity, error):
     with pytest.raises(error):
         erk_sparsities(shapes, sparsity)
+
+
+def test_erk_takes_the_kernel_shapes_of_every_sparse_layer_type():
+    """Kernels of rank 2 to 5 from the layer family, as `sparse_kernels()` gives them."""
+    inputs = keras.Input((6, 6, 6, 2))
+    h = tf_dsr.SparseConv3D(4, 3)(inputs)                      # (3, 3, 3, 2, 4)
+    h = keras.layers.Reshape((16, 4 * 4))(h)
+    h = tf_dsr.SparseSeparableConv1D(8, 3)(h)                  # (3, 16, 1), (1, 16, 8)
+    h = tf_dsr.SparseLSTM(5)(h)                                # (8, 20), (5, 20)
+    model = keras.Model(inputs, tf_dsr.SparseEinsumDense("ab,bcd->acd", (2, 3))(h))
+    shapes = [tuple(pair.kernel.shape) for _, pair in tf_dsr.layers.find_sparse_kernels(model)]
+    assert shapes == [(3, 3, 3, 2, 4), (3, 16, 1), (1, 16, 8), (8, 20), (5, 20), (5, 2, 3)]
+
+    sparsities = tf_dsr.erk_sparsities(shapes, 0.8)
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    active = sum(num_active_at_init(size, s) for size, s in zip(sizes, sparsities))
+    assert abs(active - 0.2 * sum(sizes)) <= len(shapes)
+    # Smaller tensors (relative to the sum of their dimensions) are denser.
+    density = [1 - s for s in sparsities]
+    assert density[2] > density[0] and density[1] > density[3]
