@@ -348,6 +348,29 @@ def test_strip_gives_the_keras_layer_with_identical_outputs(case):
         keras.ops.convert_to_numpy(plain(x)), keras.ops.convert_to_numpy(model(x)))
 
 
+class Holder(keras.Model):
+    """A subclassed model: Keras builds its layer inside a scratch graph."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.inner = layer
+
+    def call(self, x):
+        return self.inner(x)
+
+
+def test_builds_inside_a_subclassed_models_first_call(case):
+    model = Holder(case.make(0.5, 3))
+    model(inputs_for(case))
+    alone = built(case, sparsity=0.5, seed=3)
+
+    assert len(kernels(model)) == len(case.sizes)
+    for pair, alone_pair in zip(kernels(model), kernels(alone)):
+        mask = pair.mask.numpy()
+        np.testing.assert_array_equal(mask, alone_pair.mask.numpy())
+        assert np.all(pair.kernel.numpy()[mask == 0] == 0.0)
+
+
 @pytest.mark.parametrize(
     "sparsity, error",
     [(1.0, ValueError), (-0.1, ValueError), (True, TypeError), ("0.9", TypeError)],

@@ -283,11 +283,14 @@ class SparseLayer(keras.layers.Layer):
             self._mask_seed = (
                 self.seed if self.seed is not None else random.randint(0, 2**31 - 1)
             )
-        index = list(self.sparse_kernel_names).index(name)
-        seed = tf.constant([self._mask_seed, index], tf.int64)
+        seed = (self._mask_seed, list(self.sparse_kernel_names).index(name))
 
         def mask_initializer(shape, dtype=None):
-            chosen = random_subset(tf.ones(shape, tf.bool), num_active, seed)
+            # The seed tensor is made here, where the initializer runs (out
+            # of any function graph), not in `build`: a subclassed model
+            # builds its layers inside a scratch graph on its first call.
+            seed_tensor = tf.constant(seed, tf.int64)
+            chosen = random_subset(tf.ones(shape, tf.bool), num_active, seed_tensor)
             return tf.cast(chosen, dtype or "float32")
 
         if "_tf_dsr_masks" not in self.__dict__:
