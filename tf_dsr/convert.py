@@ -605,10 +605,12 @@ def strip(model):
     if left:
         raise TypeError(
             f"`tf_dsr.strip` cannot reach sparse layers "
-            f"{[layer.name for layer in left]}: they sit inside a layer or "
-            "subclassed model that is neither Sequential nor Functional. "
-            "Build that part as a Functional model, or give the custom "
-            "layer plain Keras sublayers holding each sparse kernel's "
-            "masked value (`layer.sparse_kernels()`)."
+            f"{[layer.name for layer in left]} of model '{model.name}': they "
+            "sit inside a custom layer or subclassed model, which strip cannot "
+            "rebuild from its config. To ship the model without tf_dsr, export "
+            "it directly (no stripping needed):\n"
+            "    tf_dsr.export(model, \"artifact/\")         # SavedModel: plain variables, no masks\n"
+            "    tf_dsr.to_tflite(model, \"model.tflite\")\n"
+            "Or build that part as a Functional model and strip that."
         )
     return plain

@@ -21,6 +21,7 @@ LoRA hooks change a kernel in one place for many layer types:
 `strip`, export and reporting all go through it.
 """
 
+import contextlib
 import inspect
 import numbers
 import random
@@ -32,8 +33,10 @@ import tensorflow as tf
 from tf_dsr.core.selection import random_subset
 
 _MAX_SEED = 2**63 - 1
-# Instance-dict key of masked kernels computed once for a whole call (see
-# `tf_dsr.layers.rnn`); the kernel descriptors return them while it is set.
+# Instance-dict key of the kernels a layer computes with while
+# `kernels_read_from` is active (a recurrent layer's masked kernels,
+# computed once per call; export's plain variables): the kernel
+# descriptors return them instead of `kernel * mask`.
 CACHE = "_tf_dsr_masked_cache"
 
 
@@ -85,6 +88,42 @@ def masked_value(kernel, mask):
     """
     kernel = keras.ops.convert_to_tensor(kernel)
     return kernel * keras.ops.cast(mask, kernel.dtype)
+
+
+@contextlib.contextmanager
+def kernels_read_from(values):
+    """While active, sparse layers compute with the given kernels.
+
+    Reading a kernel attribute (`layer.kernel`, as Keras' `call` does)
+    returns the given value instead of `kernel * mask`. Recurrent layers
+    use it to compute each masked kernel once per call; `tf_dsr.export`
+    uses it to trace a model whose kernels are plain variables holding
+    `kernel * mask`, so that neither masks nor raw kernels are captured.
+    Previous values are restored on exit.
+
+    Args:
+        values: iterable of `(SparseKernel, value)` pairs; `value` is a
+            tensor or variable of the kernel's shape.
+    """
+    caches = {}
+    for pair, value in values:
+        caches.setdefault(id(pair.layer), (pair.layer, {}))[1][pair.attribute] = value
+    saved = [(layer, layer.__dict__.get(CACHE)) for layer, _ in caches.values()]
+    for layer, cache in caches.values():
+        layer.__dict__[CACHE] = cache
+    try:
+        yield
+    finally:
+        for layer, previous in saved:
+            if previous is None:
+                layer.__dict__.pop(CACHE, None)
+            else:
+                layer.__dict__[CACHE] = previous
+
+
+def reads_given_kernels(layer):
+    """True while `kernels_read_from` gives `layer` its kernels."""
+    return CACHE in layer.__dict__
 
 
 class SparseKernel(NamedTuple):
