@@ -388,13 +388,14 @@ def _layers_to_keep_dense(candidates, keep_dense, include, unreachable):
         }
     if include is not None:
         included = _selected(candidates, include, "include", unreachable)
-        both = [layer.name for layer in candidates
-                if id(layer) in included and keep_dense is not None and id(layer) in kept]
-        if both:
-            raise ValueError(
-                f"Layers {both} are selected by both `keep_dense` (stay dense) and "
-                "`include` (become sparse). Remove them from one of the two."
-            )
+        if keep_dense is not None:
+            both = [layer.name for layer in candidates
+                    if id(layer) in included and id(layer) in kept]
+            if both:
+                raise ValueError(
+                    f"Layers {both} are selected by both `keep_dense` (stay dense) "
+                    "and `include` (become sparse). Remove them from one of the two."
+                )
         for i in included:
             kept.pop(i, None)
     return kept
@@ -435,9 +436,10 @@ def _dense_report(model, sparse_model, kept, original_paths):
             path = path_of[id(layer)]
             kind = type(layer).__name__
             why = f"unsupported layer type: tf_dsr has no sparse layer for {kind}"
-            if isinstance(layer, tuple(SPARSE_CLASSES)):
-                why += (f" (a subclass of {layer.__class__.__mro__[1].__name__}: "
-                        "it may use its kernel differently, so it is left alone)")
+            base = next((c for c in SPARSE_CLASSES if isinstance(layer, c)), None)
+            if base is not None:
+                why += (f" (a subclass of {base.__name__}: it may use its kernel "
+                        "differently, so it is left alone)")
         entry = entries.setdefault(path, [type(layer_at[path]).__name__, 0, why])
         entry[1] += counting.num_weights(variable)
     has_sparse = bool(find_sparse_kernels(sparse_model))
