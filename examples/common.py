@@ -373,32 +373,28 @@ def parameter_counts(model):
         writes to inactive weights), `non_trainable` (BatchNorm statistics,
         masks, ...).
     """
+    counts = tf_dsr.counting.parameter_counts(model)
     pairs = [pair for _, pair in tf_dsr.layers.find_sparse_kernels(model)]
     sparse_ids = {id(pair.kernel) for pair in pairs}
-    sparse_weights = active = nonzero = inactive_nonzero = 0
+    # Non-zero values (what the weights hold), next to the active counts
+    # (what the masks allow) from tf_dsr.counting.
+    nonzero = inactive_nonzero = 0
     for pair in pairs:
         mask = np.asarray(keras.ops.convert_to_numpy(pair.mask))
         kernel = np.asarray(keras.ops.convert_to_numpy(pair.kernel))
-        sparse_weights += mask.size
-        active += int(np.count_nonzero(mask))
         nonzero += int(np.count_nonzero(kernel[mask != 0]))
         inactive_nonzero += int(np.count_nonzero(kernel[mask == 0]))
-    dense = 0
     for variable in model.trainable_variables:
-        if id(variable) in sparse_ids:
-            continue
-        values = np.asarray(keras.ops.convert_to_numpy(variable))
-        dense += values.size
-        nonzero += int(np.count_nonzero(values))
-    non_trainable = sum(int(np.prod(v.shape)) for v in model.non_trainable_variables)
+        if id(variable) not in sparse_ids:
+            nonzero += int(np.count_nonzero(keras.ops.convert_to_numpy(variable)))
     return {
-        "sparse_weights": sparse_weights,
-        "active_sparse": active,
-        "dense_trainable": dense,
-        "num_params": active + dense,
+        "sparse_weights": counts.num_sparse_weights,
+        "active_sparse": counts.num_active,
+        "dense_trainable": counts.num_dense_trainable,
+        "num_params": counts.num_params,
         "nonzero_trainable": nonzero,
         "inactive_nonzero": inactive_nonzero,
-        "non_trainable": non_trainable,
+        "non_trainable": counts.num_non_trainable,
     }
 
 

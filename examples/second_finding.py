@@ -221,10 +221,11 @@ def run_seed(seed, data, sparsity, epochs, static_epochs=None, batch_size=50,
     result["dsr"]["num_reallocations"] = int(reparam.state.num_reallocations.numpy())
     final_masks = masks_of(dsr_model)
     arrays["dsr_final_masks"] = final_masks
-    num_final = sum(int(m.sum()) for m in final_masks.values())
-    kept = sum(int((final_masks[n] * initial_masks[n]).sum()) for n in final_masks)
-    result["num_active_initial"] = {n: int(m.sum()) for n, m in initial_masks.items()}
-    result["num_active_final"] = {n: int(m.sum()) for n, m in final_masks.items()}
+    num_active = tf_dsr.counting.num_active
+    num_final = sum(num_active(m) for m in final_masks.values())
+    kept = sum(num_active(final_masks[n] * initial_masks[n]) for n in final_masks)
+    result["num_active_initial"] = {n: num_active(m) for n, m in initial_masks.items()}
+    result["num_active_final"] = {n: num_active(m) for n, m in final_masks.items()}
     result["final_mask_overlap_with_initial"] = kept / num_final
 
     starts = {

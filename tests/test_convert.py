@@ -1,6 +1,7 @@
 """Tests for tf_dsr/convert.py: sparsify and strip."""
 
 import json
+import warnings
 
 import keras
 import numpy as np
@@ -218,6 +219,129 @@ def test_sequential_built_by_calling_it():
     assert not np.allclose(sparse(x).numpy(), model(x).numpy())
 
 
+# ----- what stays dense: sparsify's report --------------------------------
+
+
+def sparsify_report(*args, **kwargs):
+    """Runs sparsify; returns the model, the report's headline and its
+    entries `{path: line}` (one line per layer that stays dense)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sparse = tf_dsr.sparsify(*args, **kwargs)
+    reports = [w for w in caught if "tf_dsr.sparsify" in str(w.message)]
+    assert len(reports) == 1, [str(w.message) for w in caught]
+    assert reports[0].category is UserWarning
+    head, *lines = str(reports[0].message).splitlines()
+    entries = {line.split(" (")[0].strip(): line for line in lines}
+    assert len(entries) == len(lines)
+    return sparse, head, entries
+
+
+class Position(keras.layers.Layer):
+    """A user's layer with a kernel of its own (a learned position table)."""
+
+    def build(self, input_shape):
+        self.table = self.add_weight(shape=tuple(input_shape[1:]), name="table")
+
+    def call(self, x):
+        return x + self.table
+
+
+def transformer_like():
+    tokens = keras.Input((6,), dtype="int32", name="tokens")
+    h = keras.layers.Embedding(50, 16, name="emb")(tokens)
+    h = Position(name="position")(h)
+    a = keras.layers.MultiHeadAttention(2, 8, name="mha")(h, h)
+    h = keras.layers.LayerNormalization(name="ln")(h + a)
+    f = keras.layers.Dense(32, activation="relu", name="ffn1")(h)
+    h = h + keras.layers.Dense(16, name="ffn2")(f)
+    h = keras.layers.GlobalAveragePooling1D()(h)
+    return keras.Model(tokens, keras.layers.Dense(3, name="logits")(h))
+
+
+def test_report_lists_exactly_what_stays_dense_in_a_conv_net():
+    sparse, head, entries = sparsify_report(resnet_like(), 0.5, seed=0)
+
+    assert set(entries) == {"stem", "head"}
+    assert "stem (Conv2D, 216 weights): paper's rule: the first convolution" in entries["stem"]
+    assert "head (Dense, 24 weights): paper's rule: the last Dense" in entries["head"]
+    assert "include=['stem']" in entries["stem"]
+    summary = tf_dsr.sparsity_summary(sparse)
+    assert f"{summary.sparse_share:.1%} of its {summary.num_trainable:,} trainable" in head
+    assert f"{summary.num_dense_trainable:,} are dense" in head
+
+
+def test_report_lists_exactly_what_stays_dense_in_a_transformer():
+    sparse, head, entries = sparsify_report(transformer_like(), 0.5, seed=0)
+
+    assert set(entries) == {
+        "emb", "position", "mha/query", "mha/key", "mha/value", "mha/attention_output"}
+    assert "emb (Embedding, 800 weights): default: embedding tables" in entries["emb"]
+    assert "position (Position, 96 weights): unsupported layer type" in entries["position"]
+    assert "mha/query (EinsumDense, 272 weights): unsupported: MultiHeadAttention 'mha'" in (
+        entries["mha/query"])
+    assert [l.name for l in find_sparse_layers(sparse)] == ["ffn1", "ffn2", "logits"]
+    assert "6 weight layer(s)" in head
+    # The layers holding dense kernels (MHA's biases have rank 2 too).
+    holders = {layer.name for _, layer, _ in tf_dsr.layers.find_dense_kernels(sparse)}
+    assert holders == {entry.split("/")[-1] for entry in entries}
+
+
+def test_include_converts_what_the_paper_keeps_dense():
+    sparse, _, entries = sparsify_report(resnet_like(), 0.5, include=["stem"], seed=0)
+    assert set(entries) == {"head"}
+    assert layer_types(sparse)["stem"] == "SparseConv2D"
+
+    sparse, _, entries = sparsify_report(
+        transformer_like(), 0.5, include=lambda layer: layer.name == "emb", seed=0)
+    assert "emb" not in entries
+    assert isinstance(sparse.get_layer("emb"), tf_dsr.SparseEmbedding)
+
+
+def test_a_layer_kept_dense_is_reported_once_with_all_its_kernels():
+    inputs = keras.Input((5, 3))
+    h = keras.layers.Bidirectional(keras.layers.LSTM(4), name="bi")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="logits")(h))
+    _, _, entries = sparsify_report(model, 0.5, keep_dense=["forward_lstm"], seed=0)
+
+    # Kernel 3x16 and recurrent kernel 4x16 of the forward cell.
+    assert set(entries) == {"bi/forward_lstm"}
+    assert "bi/forward_lstm (LSTM, 112 weights): named by keep_dense" in (
+        entries["bi/forward_lstm"])
+
+
+def test_a_users_subclass_of_dense_is_reported_as_unsupported():
+    class Scaled(keras.layers.Dense):
+        pass
+
+    model = keras.Sequential(
+        [keras.Input((4,)), Scaled(3, name="scaled"), keras.layers.Dense(2, name="out")])
+    _, _, entries = sparsify_report(model, 0.5, seed=0)
+    assert set(entries) == {"scaled"}
+    assert "no sparse layer for Scaled (a subclass of Dense" in entries["scaled"]
+
+
+def test_nothing_reported_when_every_weight_layer_is_sparse():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sparse = tf_dsr.sparsify(mlp(), 0.5, seed=0)
+    assert tf_dsr.sparsity_summary(sparse).num_dense_trainable == 20 + 10 + 4
+
+
+def test_keep_dense_and_include_naming_one_layer_raises_value_error():
+    with pytest.raises(ValueError, match=r"\['fc2'\] are selected by both"):
+        tf_dsr.sparsify(mlp(), 0.5, keep_dense=["fc1", "fc2"], include=["fc2"])
+
+
+def test_include_of_an_unknown_or_unreachable_layer_raises_value_error():
+    with pytest.raises(ValueError, match=r"`include` names \['nope'\]"):
+        tf_dsr.sparsify(mlp(), 0.5, include=["nope"])
+    with pytest.raises(ValueError, match=r"\['query'\] sit inside .*\['mha'\]"):
+        tf_dsr.sparsify(transformer_like(), 0.5, include=["query"])
+    with pytest.raises(TypeError, match="`include` must be"):
+        tf_dsr.sparsify(mlp(), 0.5, include="fc1")
+
+
 # ----- strip -------------------------------------------------------------
 
 
@@ -293,16 +417,19 @@ def test_non_model_input_raises_type_error(function):
         function(keras.layers.Dense(3), *args)
 
 
-@pytest.mark.parametrize("function", [tf_dsr.sparsify, tf_dsr.strip])
-def test_subclassed_model_raises_type_error_saying_what_to_do(function):
+@pytest.mark.parametrize(
+    "function, recipe",
+    [(tf_dsr.sparsify, "self.dense = tf_dsr.SparseDense(128, sparsity=0.9)"),
+     (tf_dsr.strip, 'tf_dsr.export(model, "artifact/")')],
+)
+def test_subclassed_model_raises_type_error_showing_the_recipe(function, recipe):
     model = Subclassed()
-    # Build the sparse layer eagerly: building it inside the model's
-    # symbolic first call fails (reported to the lead, tf_dsr/layers/base.py).
-    model.dense.build((None, 4))
     model(np.ones((1, 4), "float32"))
     args = (0.5,) if function is tf_dsr.sparsify else ()
-    with pytest.raises(TypeError, match="Functional model"):
+    with pytest.raises(TypeError, match="Functional model") as error:
         function(model, *args)
+    assert "subclassed `Subclassed`" in str(error.value)
+    assert recipe in str(error.value)
 
 
 def test_unbuilt_model_raises_value_error():

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 import tf_dsr
 from tf_dsr.layers import find_sparse_layers
+from tf_dsr.layers.base import reads_given_kernels
 
 MAX_ABS_DIFF = 1e-5
 
@@ -43,11 +44,60 @@ def sparse_convnet():
     return keras.Model(image, logits, name="convnet")
 
 
+class Block(keras.layers.Layer):
+    """A user's layer holding a sparse layer and a weight of its own."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = tf_dsr.SparseDense(
+            units, sparsity=0.75, seed=4, activation="relu", name="inner")
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(input_shape[-1],), initializer="ones",
+                                     name="scale")
+
+    def call(self, x):
+        return self.inner(x * self.scale)
+
+
+class SubclassedNet(keras.Model):
+    """A subclassed model: a sparse conv, BatchNorm, a custom block, a head."""
+
+    example_shape, num_classes = (8, 8, 1), 5
+
+    def __init__(self):
+        super().__init__(name="subclassed_net")
+        self.conv = tf_dsr.SparseConv2D(4, 3, sparsity=0.5, seed=1, name="conv")
+        self.bn = keras.layers.BatchNormalization(name="bn")
+        self.block = Block(8, name="block")
+        self.head = tf_dsr.SparseDense(5, sparsity=0.7, seed=3, name="head")
+
+    def call(self, x, training=False):
+        h = keras.ops.relu(self.bn(self.conv(x), training=training))
+        return self.head(self.block(keras.ops.mean(h, axis=(1, 2))))
+
+
+def subclassed_net():
+    model = SubclassedNet()
+    model(np.zeros((1,) + model.example_shape, "float32"))
+    return model
+
+
+def functional_with_block():
+    """A Functional model with a custom layer holding a sparse layer,
+    which `strip` cannot rebuild."""
+    inputs = keras.Input((6,), name="features")
+    h = tf_dsr.SparseDense(8, sparsity=0.5, seed=1, name="fc")(inputs)
+    h = Block(8, name="block")(h)
+    return keras.Model(inputs, tf_dsr.SparseDense(3, sparsity=0.5, seed=2, name="logits")(h))
+
+
 def data(model, n, seed):
     rng = np.random.RandomState(seed)
-    shape = (n,) + tuple(model.inputs[0].shape[1:])
-    x = rng.randn(*shape).astype("float32")
-    y = rng.randint(0, model.outputs[0].shape[-1], size=n)
+    shape = getattr(model, "example_shape", None) or tuple(model.inputs[0].shape[1:])
+    x = rng.randn(n, *shape).astype("float32")
+    num_classes = getattr(model, "num_classes", None) or model.outputs[0].shape[-1]
+    y = rng.randint(0, num_classes, size=n)
     return x, y
 
 
@@ -105,9 +155,10 @@ for name in sys.argv[2:]:
     signature = loaded.signatures["serving_default"]
     (signature_output,) = signature(tf.constant(x)).values()
     np.save(f"{root}/{name}_signature.npy", signature_output.numpy())
-    result["models"][name] = {
-        v.name.split(":")[0]: int(np.sum(v.numpy() == 0)) for v in loaded.variables
-    }
+    result["models"][name] = [
+        [v.name.split(":")[0], list(v.shape), int(np.sum(v.numpy() == 0))]
+        for v in loaded.variables
+    ]
 result["tf_dsr_modules"] = sorted(
     m for m, module in sys.modules.items() if m.startswith("tf_dsr") and module is not None
 )
@@ -115,14 +166,32 @@ print(json.dumps(result))
 """
 
 
+BUILDERS = {
+    "mlp": sparse_mlp,
+    "convnet": sparse_convnet,
+    "subclassed": subclassed_net,
+    "custom_layer": functional_with_block,
+}
+
+
+def inference_weight_shapes(model):
+    """Shapes of what inference reads: every weight but masks and tf_dsr's state."""
+    masks = {id(pair.mask) for _, pair in tf_dsr.layers.find_sparse_kernels(model)}
+    state = getattr(model, "_tf_dsr_state", None)
+    state = {id(w) for w in state.weights} if state is not None else set()
+    return sorted(list(w.shape) for w in model.weights if id(w) not in masks | state)
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """Trains both nets, exports them, loads them in a process without tf_dsr."""
+    """Trains every net (the subclassed one with DSR), exports them, loads
+    them in a process without tf_dsr."""
     root = tmp_path_factory.mktemp("exported")
     models, expected = {}, {}
-    for name, build in (("mlp", sparse_mlp), ("convnet", sparse_convnet)):
+    for name, build in BUILDERS.items():
         model = build()
-        train(model)
+        train(model, tf_dsr.DynamicReparam(prune_target=4, period=2, seed=0)
+              if name == "subclassed" else None)
         fill_masked_positions(model)
         x, _ = data(model, 7, seed=1)
         np.save(root / f"{name}_x.npy", x)
@@ -148,7 +217,7 @@ def test_loader_process_could_not_import_tf_dsr(exported):
     assert result["tf_dsr_modules"] == []
 
 
-@pytest.mark.parametrize("name", ["mlp", "convnet"])
+@pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_served_outputs_equal_training_model_outputs(exported, name):
     root, _, expected, _ = exported
     for endpoint in ("served", "signature"):
@@ -159,32 +228,45 @@ def test_served_outputs_equal_training_model_outputs(exported, name):
         assert diff <= MAX_ABS_DIFF, f"{name} {endpoint}: max abs diff {diff}"
 
 
-@pytest.mark.parametrize("name", ["mlp", "convnet"])
+@pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_exported_kernel_zeros_equal_mask_zeros(exported, name):
     _, models, _, result = exported
-    zeros = result["models"][name]
+    saved = result["models"][name]
     masks = kernel_zeros(models[name])
     assert len(masks) == 3
     for path, num_zeros in masks.items():
+        # Kernels are saved under their paths in the training model.
+        (zeros,) = [zeros for saved_name, _, zeros in saved if saved_name == path]
         assert num_zeros > 0
-        assert zeros[path] == num_zeros, path
-    assert not any("mask" in path for path in zeros)
+        assert zeros == num_zeros, path
+    assert not any("mask" in saved_name for saved_name, _, _ in saved)
 
 
-def test_export_does_not_change_the_training_model(tmp_path):
-    model = sparse_mlp()
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_exported_variables_are_exactly_what_inference_reads(exported, name):
+    # No mask, no raw kernel, no optimizer variable, no tf_dsr state.
+    _, models, _, result = exported
+    saved_shapes = sorted(shape for _, shape, _ in result["models"][name])
+    assert saved_shapes == inference_weight_shapes(models[name])
+
+
+@pytest.mark.parametrize("name", ["mlp", "subclassed"])
+def test_export_does_not_change_the_training_model(tmp_path, name):
+    model = BUILDERS[name]()
     callback = tf_dsr.DynamicReparam(prune_target=8, period=2, seed=0)
     train(model, callback)
     fill_masked_positions(model)
     before = [w.numpy().copy() for w in model.weights]
     iterations = int(model.optimizer.iterations.numpy())
     state = [v.numpy() for v in callback.state.weights]
+    x, _ = data(model, 3, seed=2)
+    outputs = model(x, training=False).numpy()
 
     tf_dsr.export(model, tmp_path / "saved", verbose=False)
 
-    assert [type(l).__name__ for l in model.layers] == [
-        "SparseDense", "BatchNormalization", "SparseDense", "SparseDense"
-    ]
+    # The layers compute with their own masked kernels again.
+    assert not any(reads_given_kernels(layer) for layer in find_sparse_layers(model))
+    np.testing.assert_array_equal(model(x, training=False).numpy(), outputs)
     for old, new in zip(before, model.weights):
         np.testing.assert_array_equal(old, new.numpy())
     assert int(model.optimizer.iterations.numpy()) == iterations
@@ -192,11 +274,12 @@ def test_export_does_not_change_the_training_model(tmp_path):
 
     # Training continues: weights move, reallocations still happen and the
     # number of active weights stays what it was.
-    kernel = model.get_layer("fc1").kernel_variable.numpy().copy()
+    kernel = callback.kernels[0].kernel
+    before_training = kernel.numpy().copy()
     num_active = tf_dsr.sparsity_summary(model).num_active
     train(model, callback)
     assert int(model.optimizer.iterations.numpy()) == iterations + 4
-    assert not np.array_equal(model.get_layer("fc1").kernel_variable.numpy(), kernel)
+    assert not np.array_equal(kernel.numpy(), before_training)
     assert int(callback.state.num_reallocations.numpy()) > state[2]
     assert tf_dsr.sparsity_summary(model).num_active == num_active
 
@@ -228,22 +311,25 @@ def test_model_without_sparse_layers_exports_plainly(tmp_path, make_model):
     np.testing.assert_allclose(served, model(x).numpy(), atol=MAX_ABS_DIFF)
 
 
-class SparseSubclassed(keras.Model):
-    def __init__(self):
-        super().__init__()
-        self.dense = tf_dsr.SparseDense(2, sparsity=0.5, seed=0)
+def test_subclassed_model_exports_before_any_training(tmp_path):
+    model = subclassed_net()
+    x, _ = data(model, 3, seed=2)
+    tf_dsr.export(model, tmp_path / "sub", verbose=False)
+    served = serve(str(tmp_path / "sub"), x)
+    np.testing.assert_allclose(served, model(x).numpy(), atol=MAX_ABS_DIFF)
 
-    def call(self, x):
-        return self.dense(x)
+
+def test_strip_refuses_what_export_handles():
+    with pytest.raises(TypeError, match=r"tf_dsr\.export\(model"):
+        tf_dsr.strip(subclassed_net())
+    with pytest.raises(TypeError, match=r"(?s)\['inner'\].*tf_dsr\.export\(model"):
+        tf_dsr.strip(functional_with_block())
 
 
-def test_subclassed_model_with_sparse_layers_raises_type_error(tmp_path):
-    model = SparseSubclassed()
-    model.dense.build((None, 3))
-    model(np.ones((2, 3), "float32"))
-    with pytest.raises(TypeError, match="Functional model"):
-        tf_dsr.export(model, tmp_path / "sub", verbose=False)
-    assert not (tmp_path / "sub").exists()
+def test_export_needs_a_built_model(tmp_path):
+    with pytest.raises(ValueError, match="not built"):
+        tf_dsr.export(SubclassedNet(), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
 
 
 def test_existing_directory_is_written_into_as_keras_does(tmp_path):
@@ -293,7 +379,7 @@ def run_tflite(flatbuffer, x):
 
 
 @pytest.mark.parametrize("sparse_weights", [False, True])
-@pytest.mark.parametrize("name", ["mlp", "convnet"])
+@pytest.mark.parametrize("name", ["mlp", "convnet", "subclassed"])
 def test_tflite_outputs_equal_training_model_outputs(exported, name, sparse_weights):
     root, models, expected, _ = exported
     flatbuffer = tf_dsr.to_tflite(models[name], sparse_weights=sparse_weights)
@@ -336,3 +422,51 @@ def test_tflite_of_every_convolution_kind_einsum_and_recurrent_layer():
         model, input_signature=[tf.TensorSpec((1, 8, 8, 3), tf.float32)])
 
     np.testing.assert_allclose(_tflite_outputs(flatbuffer, x), model(x).numpy(), atol=1e-5)
+
+
+def lstm_model():
+    inputs = keras.Input((5, 3))
+    h = tf_dsr.SparseLSTM(4, sparsity=0.5, seed=0)(inputs)
+    return keras.Model(inputs, tf_dsr.SparseDense(2, sparsity=0.5, seed=1)(h))
+
+
+def test_tflite_of_an_lstm_with_a_free_batch_size_uses_select_tf_ops():
+    # A free batch size keeps the LSTM's tensor lists dynamic: TFLite's
+    # built-in ops cannot lower them, TensorFlow ops (Flex) run them. (The
+    # fixed-batch way, built-in ops only, is tested above with outputs.)
+    flatbuffer = tf_dsr.to_tflite(
+        lstm_model(),
+        supported_ops=[tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS],
+        converter_options={"_experimental_lower_tensor_list_ops": False},
+    )
+    assert b"FlexTensorList" in flatbuffer
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"supported_ops": "SELECT_TF_OPS"}, TypeError, "list of `tf.lite.OpsSet`"),
+        ({"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS, "x"]}, TypeError, r"\['x'\]"),
+        ({"converter_options": [("allow_custom_ops", True)]}, TypeError, "must be a dict"),
+        ({"converter_options": {"lower_tensor_lists": False}}, ValueError,
+         "'lower_tensor_lists', which `tf.lite.TFLiteConverter` does not have"),
+    ],
+)
+def test_bad_converter_options_raise(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        tf_dsr.to_tflite(sparse_mlp(), **kwargs)
+
+
+class ReadsItsMask(tf_dsr.SparseDense):
+    """A layer computing from its mask directly, not through `kernel`."""
+
+    def call(self, x):
+        pair = self.sparse_kernels()[0]
+        return keras.ops.matmul(x, pair.kernel * pair.mask)
+
+
+def test_export_refuses_to_save_a_mask_a_layer_reads_directly(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), ReadsItsMask(2, sparsity=0.5, seed=0)])
+    with pytest.raises(RuntimeError, match="would save masks or raw kernels"):
+        tf_dsr.export(model, tmp_path / "saved", verbose=False)
+    assert not (tmp_path / "saved").exists()

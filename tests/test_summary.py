@@ -74,7 +74,10 @@ def test_str_renders_header_layers_and_total(model):
     total = [line for line in lines if line.split()[:1] == ["total"]]
     assert len(total) == 1
     assert total[0].split()[1:] == ["56", "16", f"{1 - 16 / 56:.4f}"]
-    assert lines.index(total[0]) == len(lines) - 1
+    # The share line follows the total: 56 sparse of 56 + 139 (see below).
+    assert lines.index(total[0]) == len(lines) - 2
+    assert lines[-1] == (
+        "sparse kernels hold 28.7% of the 195 trainable parameters; 139 are dense")
 
 
 def test_model_without_sparse_layers_gives_empty_summary():
@@ -86,7 +89,32 @@ def test_model_without_sparse_layers_gives_empty_summary():
     assert summary.sparsity == 0.0
 
 
+def test_sparse_share_of_a_model_that_is_mostly_dense():
+    # Dense 100x50 + 50 and a sparse 50x4 + 4 at sparsity 0.5.
+    model = keras.Sequential([
+        keras.Input((100,)),
+        keras.layers.Dense(50, name="wide"),
+        tf_dsr.SparseDense(4, sparsity=0.5, seed=0, name="head"),
+    ])
+    summary = tf_dsr.sparsity_summary(model)
+
+    assert summary.sparsity == pytest.approx(0.5)
+    assert summary.num_dense_trainable == 5050 + 4
+    assert summary.num_trainable == 5054 + 200
+    assert summary.sparse_share == pytest.approx(200 / 5254)
+    assert "sparse kernels hold 3.8% of the 5,254 trainable parameters; 5,054 are dense" in str(
+        summary)
+
+
+def test_counts_of_the_fixture_by_hand(model):
+    summary = tf_dsr.sparsity_summary(model)
+    # Dense "plain": 32x4 kernel (4x4x2 flattened) + 4 bias; biases of
+    # "second" (2) and "first" (5).
+    assert summary.num_dense_trainable == 128 + 4 + 2 + 5
+    assert summary.sparse_share == pytest.approx(56 / (56 + 139))
+
+
 @pytest.mark.parametrize("value", [3, "model", None, np.zeros(3)])
-def test_non_keras_argument_raises_type_error(value):
+def test_non_keras_input_raises_type_error(value):
     with pytest.raises(TypeError, match="expects a Keras model or layer"):
         tf_dsr.sparsity_summary(value)

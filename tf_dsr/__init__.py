@@ -1,5 +1,6 @@
 """Dynamic Sparse Reparameterization (Mostafa & Wang, ICML 2019) for Keras 3."""
 
+from tf_dsr import counting
 from tf_dsr import models
 from tf_dsr.callbacks import SET
 from tf_dsr.callbacks import DynamicReparam
@@ -68,6 +69,7 @@ __all__ = [
     "SparseSimpleRNN",
     "SparseSimpleRNNCell",
     "SparsityHistory",
+    "counting",
     "erk_sparsities",
     "export",
     "load_model",

@@ -193,7 +193,6 @@ def train(args, parser=None):
         if problem:
             (parser or build_parser()).error(f"--export {args.export}: {problem}")
     import keras
-    import numpy as np
 
     import tf_dsr
     from tf_dsr import data
@@ -225,13 +224,12 @@ def train(args, parser=None):
     model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
               callbacks=[reparam], verbose=args.verbose)
     _, accuracy = model.evaluate(x_test, y_test, verbose=0)
-    num_nonzero = models.num_nonzero_params(model)
-    num_trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    counts = tf_dsr.counting.parameter_counts(model)
     print("\nFinal masks (after DSR moved weights between layers):")
     print(tf_dsr.sparsity_summary(model))
     print(f"\nreallocations: {int(reparam.state.num_reallocations.numpy())}, "
           f"final threshold: {float(reparam.state.threshold.numpy()):.3g}")
-    print(f"non-zero trainable parameters: {num_nonzero} of {num_trainable}")
+    print(f"non-zero trainable parameters: {counts.num_params} of {counts.num_trainable}")
     print(f"test accuracy: {accuracy:.4f}")
     if args.export:
         tf_dsr.export(model, args.export)

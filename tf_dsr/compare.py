@@ -106,28 +106,13 @@ def method_epochs(method, epochs, double_static_epochs=True):
 
 # ----- one configuration -------------------------------------------------
 def _kernel_counts(model):
-    """Per-layer `(num_active, num_weights)` of every kernel of `model`."""
-    import keras
+    """`(num_active, num_weights)` of every kernel of `model`, sparse or dense."""
+    from tf_dsr import counting
 
-    from tf_dsr.layers import SparseLayer
-
-    counts, seen = {}, set()
-
-    def visit(layer):
-        if id(layer) in seen:
-            return
-        seen.add(id(layer))
-        if isinstance(layer, SparseLayer):
-            mask = keras.ops.convert_to_numpy(layer.mask)
-            counts[layer.name] = (int(np.count_nonzero(mask)), int(mask.size))
-        elif getattr(layer, "kernel", None) is not None:
-            size = int(np.prod(layer.kernel.shape))
-            counts[layer.name] = (size, size)
-        for child in getattr(layer, "layers", None) or []:
-            visit(child)
-
-    visit(model)
-    return counts
+    return {
+        row.name: (row.num_active, row.num_weights)
+        for row in counting.kernel_counts(model, dense=True)
+    }
 
 
 def build_model(method, sparsity, seed, input_shape=(64,), num_classes=10, model="lenet300"):
@@ -264,7 +249,7 @@ def run_one(method, sparsity, seed, data, epochs, batch_size=50, learning_rate=0
     import keras
 
     import tf_dsr
-    from tf_dsr import models
+    from tf_dsr import counting
 
     validate_methods([method])
     if method == "dense":
@@ -292,6 +277,7 @@ def run_one(method, sparsity, seed, data, epochs, batch_size=50, learning_rate=0
                   callbacks=callbacks, verbose=0)
     test_loss, test_accuracy = net.evaluate(x_test, y_test, verbose=0)
     final = _kernel_counts(net)
+    counts = counting.parameter_counts(net)
     return {
         "method": method,
         "model": model,
@@ -306,8 +292,8 @@ def run_one(method, sparsity, seed, data, epochs, batch_size=50, learning_rate=0
         "num_active_initial": {name: a for name, (a, _) in initial.items()},
         "num_active_final": {name: a for name, (a, _) in final.items()},
         "num_kernel_active": sum(a for a, _ in final.values()),
-        "num_nonzero_parameters": int(models.num_nonzero_params(net)),
-        "num_parameters": int(sum(np.prod(v.shape) for v in net.trainable_weights)),
+        "num_nonzero_parameters": counts.num_params,
+        "num_parameters": counts.num_trainable,
         "num_mask_updates": sum(int(c.state.num_reallocations.numpy()) for c in updaters),
         "seconds": round(time.perf_counter() - start, 2),
         "sparsity_history": None if history is None else history.history,

@@ -21,14 +21,17 @@ import warnings
 
 import keras
 
+from tf_dsr import counting
 from tf_dsr.layers import SPARSE_CLASSES
 from tf_dsr.layers.base import SparseLayer
 from tf_dsr.layers.base import validate_seed
 from tf_dsr.layers.base import validate_sparsity
 from tf_dsr.layers.find import check_masks
+from tf_dsr.layers.find import find_dense_kernels
 from tf_dsr.layers.find import find_sparse_kernels
 from tf_dsr.layers.find import find_sparse_layers
 from tf_dsr.layers.find import walk_layers
+from tf_dsr.layers.find import walk_named_layers
 
 _RECURRENT = tuple(
     keras_class for keras_class in SPARSE_CLASSES
@@ -52,6 +55,25 @@ def is_graph_model(model):
     )
 
 
+_SUBCLASSED_RECIPES = {
+    "sparsify": (
+        "Create tf_dsr's sparse layers directly in your subclass, for example\n"
+        "    self.dense = tf_dsr.SparseDense(128, sparsity=0.9)   # not keras.layers.Dense(128)\n"
+        "    self.conv = tf_dsr.SparseConv2D(32, 3, sparsity=0.9)  # not keras.layers.Conv2D(32, 3)\n"
+        "then train with the tf_dsr callbacks and ship with `tf_dsr.export(model, path)`. "
+        "Or build the same network as a Functional model (`keras.Model(inputs, "
+        "outputs)`) and sparsify that."
+    ),
+    "strip": (
+        "To ship it without tf_dsr, export it directly (no stripping needed):\n"
+        "    tf_dsr.export(model, \"artifact/\")         # SavedModel: plain variables, no masks\n"
+        "    tf_dsr.to_tflite(model, \"model.tflite\")\n"
+        "Or build the same network as a Functional model (`keras.Model(inputs, "
+        "outputs)`) and strip that."
+    ),
+}
+
+
 def check_graph_model(model, function_name):
     """Raises early unless `model` is a built Sequential or Functional model."""
     if not isinstance(model, keras.Model):
@@ -61,14 +83,10 @@ def check_graph_model(model, function_name):
         )
     if not is_graph_model(model):
         raise TypeError(
-            f"`tf_dsr.{function_name}` supports Sequential and Functional "
+            f"`tf_dsr.{function_name}` rebuilds Sequential and Functional "
             f"models; model '{model.name}' is a subclassed "
-            f"`{type(model).__name__}` whose layer graph Keras cannot rebuild. "
-            "Either build the same network as a Functional model "
-            "(`keras.Model(inputs, outputs)`), or, in your subclass, create "
-            "`tf_dsr.SparseDense`/`tf_dsr.SparseConv2D` directly and, to "
-            "ship it, build a plain copy whose Dense/Conv2D kernels you set "
-            "to each sparse layer's `masked_kernel`."
+            f"`{type(model).__name__}`, whose layer graph Keras cannot rebuild. "
+            + _SUBCLASSED_RECIPES[function_name]
         )
     if not model.built:
         raise ValueError(
@@ -103,22 +121,54 @@ def _owned_cells(layers):
     return {id(layer.cell) for layer in layers if isinstance(layer, _RECURRENT)}
 
 
+def _nested_layer_names(config):
+    """Names of the layer configs nested in `config`: the layers inside a
+    wrapper that `_rebuilt` can swap (see `_replace_in_config`)."""
+    names = set()
+    if isinstance(config, dict):
+        inner = config.get("config")
+        if "class_name" in config and isinstance(inner, dict) and "name" in inner:
+            names.add(inner["name"])
+        for value in config.values():
+            names |= _nested_layer_names(value)
+    elif isinstance(config, (list, tuple)):
+        for value in config:
+            names |= _nested_layer_names(value)
+    return names
+
+
 def _convertible(leaves):
     """Layers `sparsify` can convert, at any depth inside `leaves`.
 
-    A bare cell counts where a generic `keras.layers.RNN` holds it.
+    A recurrent layer (LSTM, GRU, SimpleRNN) is converted as a whole, its
+    cell with it; a bare cell counts where a generic `keras.layers.RNN`
+    holds it. A layer inside a leaf counts only if the leaf's config holds
+    its config (`Bidirectional`, `TimeDistributed`, `RNN`): the leaf is
+    rebuilt from that config. `MultiHeadAttention` and most custom layers
+    create their sublayers in code, so those stay as they are (and
+    `sparsify`'s report says so).
+
+    Returns:
+        The convertible layers, and `{name: leaf name}` of the layers of a
+        convertible type that sit out of reach inside a leaf.
     """
-    found, seen = [], set()
+    found, unreachable, seen = [], {}, set()
     for leaf in leaves:
         layers = walk_layers(leaf)
-        owned = _owned_cells(layers)
+        reachable = _nested_layer_names(leaf.get_config()) if len(layers) > 1 else set()
         for layer in layers:
-            if id(layer) in seen or id(layer) in owned:
+            if id(layer) in seen:
                 continue
             seen.add(id(layer))
+            if layer is not leaf and layer.name not in reachable:
+                if type(layer) in SPARSE_CLASSES:
+                    unreachable.setdefault(layer.name, leaf.name)
+                continue
+            if isinstance(layer, _RECURRENT):
+                seen.add(id(layer.cell))
             if type(layer) in SPARSE_CLASSES:
                 found.append(layer)
-    return found
+    return found, unreachable
 
 
 def _input_name(model, tensor):
@@ -296,37 +346,149 @@ def _to_plain(layer):
     return make
 
 
-def _layers_to_keep_dense(candidates, keep_dense):
-    """Ids of the convertible layers `keep_dense` selects (see `sparsify`)."""
-    if keep_dense is None:
-        keep = {id(l) for l in candidates if isinstance(l, keras.layers.Embedding)}
-        convs = [l for l in candidates if isinstance(l, _CONVOLUTIONS)]
-        if not convs:
-            return keep
-        denses = [l for l in candidates if isinstance(l, _DENSE_OUTPUTS)]
-        return keep | {id(convs[0])} | ({id(denses[-1])} if denses else set())
-    if callable(keep_dense):
-        return {id(layer) for layer in candidates if keep_dense(layer)}
-    if isinstance(keep_dense, str) or not isinstance(
-        keep_dense, (list, tuple, set, frozenset)
+def _paper_default(candidates):
+    """`{id(layer): why}` for the layers the paper's rule keeps dense."""
+    def why(layer, rule):
+        return f"{rule} (include=['{layer.name}'] converts it)"
+
+    kept = {
+        id(layer): why(layer, "default: embedding tables stay dense")
+        for layer in candidates if isinstance(layer, keras.layers.Embedding)
+    }
+    convs = [layer for layer in candidates if isinstance(layer, _CONVOLUTIONS)]
+    if convs:
+        kept[id(convs[0])] = why(convs[0], "paper's rule: the first convolution stays dense")
+        denses = [layer for layer in candidates if isinstance(layer, _DENSE_OUTPUTS)]
+        if denses:
+            kept[id(denses[-1])] = why(
+                denses[-1], "paper's rule: the last Dense of a conv net stays dense")
+    return kept
+
+
+def _selected(candidates, selector, argument, unreachable):
+    """Ids of the candidates that `selector` (names or predicate) picks."""
+    if callable(selector):
+        return {id(layer) for layer in candidates if selector(layer)}
+    if isinstance(selector, str) or not isinstance(
+        selector, (list, tuple, set, frozenset)
     ):
-        hint = f" For one layer use ['{keep_dense}']." if isinstance(keep_dense, str) else ""
+        hint = f" For one layer use ['{selector}']." if isinstance(selector, str) else ""
         raise TypeError(
-            "`keep_dense` must be None, a list of layer names or a predicate "
-            f"`fn(layer) -> bool`. Received: {keep_dense!r} of type "
-            f"{type(keep_dense).__name__}.{hint}"
+            f"`{argument}` must be None, a list of layer names or a predicate "
+            f"`fn(layer) -> bool`. Received: {selector!r} of type "
+            f"{type(selector).__name__}.{hint}"
         )
     names = {layer.name: layer for layer in candidates}
-    unknown = [name for name in keep_dense if name not in names]
+    unknown = [name for name in selector if name not in names]
     if unknown:
-        raise ValueError(
-            f"`keep_dense` names {unknown} that are not convertible layers "
-            f"of the model. Convertible layers: {sorted(names)}."
+        inside = [name for name in unknown if name in unreachable]
+        why = (
+            f" {inside} sit inside layers that sparsify cannot rebuild "
+            f"({sorted(set(unreachable[n] for n in inside))}): their configs do "
+            "not hold their sublayers." if inside else ""
         )
-    return {id(names[name]) for name in keep_dense}
+        raise ValueError(
+            f"`{argument}` names {unknown} that are not convertible layers "
+            f"of the model.{why} Convertible layers: {sorted(names)}."
+        )
+    return {id(names[name]) for name in selector}
 
 
-def sparsify(model, sparsity, keep_dense=None, seed=None):
+def _layers_to_keep_dense(candidates, keep_dense, include, unreachable):
+    """`{id(layer): why}` for the convertible layers that stay dense.
+
+    `keep_dense` (names or predicate) replaces the paper's rule; `include`
+    converts layers the paper's rule keeps. A layer selected by both is
+    an error: neither silently wins.
+    """
+    if keep_dense is None:
+        kept = _paper_default(candidates)
+    else:
+        kept = {
+            i: "named by keep_dense"
+            for i in _selected(candidates, keep_dense, "keep_dense", unreachable)
+        }
+    if include is not None:
+        included = _selected(candidates, include, "include", unreachable)
+        if keep_dense is not None:
+            both = [layer.name for layer in candidates
+                    if id(layer) in included and id(layer) in kept]
+            if both:
+                raise ValueError(
+                    f"Layers {both} are selected by both `keep_dense` (stay dense) "
+                    "and `include` (become sparse). Remove them from one of the two."
+                )
+        for i in included:
+            kept.pop(i, None)
+    return kept
+
+
+def _dense_report(model, sparse_model, kept, original_paths):
+    """The text of `sparsify`'s warning, or None when nothing stays dense.
+
+    Lists every layer of `sparse_model` that holds dense kernels (trainable
+    weights of rank >= 2 without a mask, `find_dense_kernels`), why it is
+    dense, and the share of trainable parameters in sparse kernels.
+    """
+    kept_at = {original_paths[i]: why for i, why in kept.items() if i in original_paths}
+    named = walk_named_layers(sparse_model)
+    path_of = {id(layer): path or layer.name for path, layer in named}
+    layer_at = {path or layer.name: layer for path, layer in named}
+    entries = {}
+    for _, layer, variable in find_dense_kernels(sparse_model):
+        parts = path_of[id(layer)].split("/")
+        prefixes = ["/".join(parts[:i]) for i in range(len(parts), 0, -1)]
+        kept_prefix = next((p for p in prefixes if p in kept_at), None)
+        if kept_prefix is not None:
+            path, why = kept_prefix, kept_at[kept_prefix]
+        elif type(layer) in SPARSE_CLASSES:
+            # Climb to the outermost convertible layer (a cell's LSTM) and
+            # name the layer holding it, which sparsify does not rebuild.
+            i = len(parts)
+            while i > 1 and type(layer_at["/".join(parts[:i - 1])]) in SPARSE_CLASSES:
+                i -= 1
+            path = "/".join(parts[:i])
+            container = layer_at.get("/".join(parts[:i - 1]))
+            why = (
+                f"unsupported: {type(container).__name__} '{container.name}' creates "
+                "it in code, not from its config, so sparsify cannot make it sparse"
+                if container is not None else "unsupported: sparsify cannot reach it"
+            )
+        else:
+            path = path_of[id(layer)]
+            kind = type(layer).__name__
+            why = f"unsupported layer type: tf_dsr has no sparse layer for {kind}"
+            base = next((c for c in SPARSE_CLASSES if isinstance(layer, c)), None)
+            if base is not None:
+                why += (f" (a subclass of {base.__name__}: it may use its kernel "
+                        "differently, so it is left alone)")
+        entry = entries.setdefault(path, [type(layer_at[path]).__name__, 0, why])
+        entry[1] += counting.num_weights(variable)
+    has_sparse = bool(find_sparse_kernels(sparse_model))
+    if not entries and has_sparse:
+        return None
+    counts = counting.parameter_counts(sparse_model)
+    if has_sparse:
+        head = (
+            f"`tf_dsr.sparsify`: {len(entries)} weight layer(s) of model "
+            f"'{model.name}' stay dense. Sparse kernels now hold "
+            f"{counts.sparse_share:.1%} of its {counts.num_trainable:,} trainable "
+            f"parameters; {counts.num_dense_trainable:,} are dense."
+        )
+    else:
+        head = (
+            f"`tf_dsr.sparsify` left model '{model.name}' without sparse layers: "
+            f"{len(entries)} weight layer(s) stay dense, all "
+            f"{counts.num_trainable:,} trainable parameters are dense."
+        )
+    lines = [
+        f"  {path} ({kind}, {num:,} weights): {why}"
+        for path, (kind, num, why) in entries.items()
+    ]
+    return "\n".join([head] + lines)
+
+
+def sparsify(model, sparsity, keep_dense=None, include=None, seed=None):
     """Returns a copy of `model` whose weight layers are sparse.
 
     Every layer of a Sequential or Functional model that has a tf_dsr
@@ -348,22 +510,38 @@ def sparsify(model, sparsity, keep_dense=None, seed=None):
     convolutions, the first convolution (any rank or kind) and the last
     `Dense`/`EinsumDense` stay dense; in a network without convolutions
     (their LeNet-300-100), every `Dense` becomes sparse. Embedding tables
-    stay dense unless `keep_dense` says otherwise. "First" and "last"
-    follow `model.layers` order, nested models and wrappers expanded in
-    place. The paper's exact splits differ in details (it also keeps
-    WRN-28-2's 1x1 shortcut convs and ResNet-50's downsample convs dense,
-    and makes ResNet-50's final Dense kernel sparse):
-    `tf_dsr.models.wide_resnet` and `resnet50` build those, or pass
-    `keep_dense`.
+    stay dense. "First" and "last" follow `model.layers` order, nested
+    models and wrappers expanded in place. `include` converts some of
+    these anyway; `keep_dense` replaces the rule. The paper's exact splits
+    differ in details (it also keeps WRN-28-2's 1x1 shortcut convs and
+    ResNet-50's downsample convs dense, and makes ResNet-50's final Dense
+    kernel sparse): `tf_dsr.models.wide_resnet` and `resnet50` build those.
+
+    What stays dense is never silent: when any layer still holds a dense
+    kernel (a trainable weight of rank >= 2 without a mask), `sparsify`
+    issues one `UserWarning` listing each such layer with its number of
+    dense kernel weights and why it is dense (the paper's rule,
+    `keep_dense`, or a layer tf_dsr cannot make sparse: a type without a
+    sparse class, such as a custom layer with its own kernel, or a layer
+    inside one that is rebuilt from a config not holding it, such as the
+    projections inside `MultiHeadAttention`), and the share of the
+    trainable parameters now in sparse kernels
+    (`tf_dsr.sparsity_summary(model).sparse_share`).
 
     Args:
         model: a built `keras.Sequential` or Functional `keras.Model`.
-            Subclassed models raise a `TypeError`.
+            Subclassed models raise a `TypeError` showing how to create
+            sparse layers in the subclass instead.
         sparsity: float in [0, 1), fraction of zeros in each new kernel.
         keep_dense: None (the paper's choice above), a list of layer names,
             or a predicate `fn(layer) -> bool` called with each original
             convertible layer; selected layers stay dense, all others
             (embeddings included) become sparse. Defaults to None.
+        include: None, a list of layer names, or a predicate `fn(layer) ->
+            bool`; selected layers become sparse although the paper's rule
+            would keep them dense (an embedding, the first convolution).
+            A layer selected by both `keep_dense` and `include` raises a
+            `ValueError`. Defaults to None.
         seed: int or None. Layer i (in conversion order) draws its masks
             with `seed + i` (for recurrent layers, which take a `seed` of
             their own for dropout, that seed too); None draws seeds from
@@ -401,17 +579,9 @@ def sparsify(model, sparsity, keep_dense=None, seed=None):
         )
     sparsity = validate_sparsity(sparsity)
     seed = validate_seed(seed)
-    candidates = _convertible(_graph_leaves(model))
-    keep = _layers_to_keep_dense(candidates, keep_dense)
+    candidates, unreachable = _convertible(_graph_leaves(model))
+    keep = _layers_to_keep_dense(candidates, keep_dense, include, unreachable)
     to_convert = [layer for layer in candidates if id(layer) not in keep]
-    if not to_convert:
-        warnings.warn(
-            f"`tf_dsr.sparsify` left model '{model.name}' without sparse "
-            f"layers: it has {len(candidates)} convertible layers and "
-            f"`keep_dense` keeps {len(keep)} of them dense.",
-            UserWarning,
-            stacklevel=2,
-        )
     make = {
         id(layer): _to_sparse(layer, sparsity, None if seed is None else seed + i)
         for i, layer in enumerate(to_convert)
@@ -429,6 +599,10 @@ def sparsify(model, sparsity, keep_dense=None, seed=None):
             )
 
         _copy_weights(old, new, value)
+    paths = {id(layer): path for path, layer in walk_named_layers(model)}
+    report = _dense_report(model, sparse_model, keep, paths)
+    if report is not None:
+        warnings.warn(report, UserWarning, stacklevel=2)
     return sparse_model
 
 
@@ -477,10 +651,12 @@ def strip(model):
     if left:
         raise TypeError(
             f"`tf_dsr.strip` cannot reach sparse layers "
-            f"{[layer.name for layer in left]}: they sit inside a layer or "
-            "subclassed model that is neither Sequential nor Functional. "
-            "Build that part as a Functional model, or give the custom "
-            "layer plain Keras sublayers holding each sparse kernel's "
-            "masked value (`layer.sparse_kernels()`)."
+            f"{[layer.name for layer in left]} of model '{model.name}': they "
+            "sit inside a custom layer or subclassed model, which strip cannot "
+            "rebuild from its config. To ship the model without tf_dsr, export "
+            "it directly (no stripping needed):\n"
+            "    tf_dsr.export(model, \"artifact/\")         # SavedModel: plain variables, no masks\n"
+            "    tf_dsr.to_tflite(model, \"model.tflite\")\n"
+            "Or build that part as a Functional model and strip that."
         )
     return plain

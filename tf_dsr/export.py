@@ -1,62 +1,182 @@
 """Shipping sparse models: a SavedModel and a TFLite flatbuffer, no tf_dsr.
 
-Both artifacts are made from `tf_dsr.strip(model)`, a plain Keras copy
-whose kernels hold `masked_kernel` (exact zeros where the mask is 0), so
-they load with plain TensorFlow or the TFLite interpreter, and exporting
-never touches the variables of the model being trained.
+Any model the methods can train is exported the same way: Sequential,
+Functional and subclassed models, and custom layers holding sparse
+layers. The model's forward pass is traced in inference mode while every
+sparse kernel reads a plain variable holding `kernel * mask` (exact zeros
+where the mask is 0; `tf_dsr.layers.base.kernels_read_from`), and a
+`keras.export.ExportArchive` saves exactly the variables that trace
+reads. Masks, raw kernels, the optimizer and tf_dsr's state are never
+read, so they are not in the artifact, which loads with plain TensorFlow
+or the TFLite interpreter. Exporting never touches the variables of the
+model being trained.
 """
 
+import contextlib
+import numbers
 import os
 import tempfile
 
 import keras
 import tensorflow as tf
 
-from tf_dsr.layers.find import find_sparse_layers
 from tf_dsr.convert import is_graph_model
-from tf_dsr.convert import strip
+from tf_dsr.layers.base import kernels_read_from
+from tf_dsr.layers.find import check_masks
+from tf_dsr.layers.find import find_sparse_kernels
+
+_ENDPOINT = "serve"
 
 
-def _plain_model(model, function_name):
-    """The model to export: a stripped copy, or `model` if nothing is sparse."""
+def _check_model(model, function_name):
     if not isinstance(model, keras.Model):
         raise TypeError(
             f"`tf_dsr.{function_name}` expects a `keras.Model`. Received: "
             f"{model!r} of type {type(model).__name__}."
         )
-    if not find_sparse_layers(model) and not is_graph_model(model):
-        # A subclassed model without sparse layers is already plain Keras
-        # and cannot be cloned; export it as Keras would.
-        return model
-    return strip(model)
+    if not model.built:
+        raise ValueError(
+            f"`tf_dsr.{function_name}` needs a built model; model '{model.name}' "
+            "is not built. Call it once on data (or start it with "
+            "`keras.Input(...)`)."
+        )
+
+
+def _tensor_spec(tensor):
+    return tf.TensorSpec(
+        (None,) + tuple(tensor.shape[1:]), tensor.dtype, name=getattr(tensor, "name", None)
+    )
+
+
+def _input_signature(model):
+    """The `serve` endpoint's signature as `keras.Model.export` makes it.
+
+    Batch size left free. Graph models: from their inputs (names kept, so
+    that the serving signature's arguments are named as the model's
+    inputs). Subclassed models: from the shapes Keras recorded when the
+    model was first called (`_build_shapes_dict`, private; this is the
+    one place tf_dsr reads it).
+    """
+    if isinstance(model, keras.Sequential):
+        return [_tensor_spec(tensor) for tensor in model.inputs]
+    if is_graph_model(model):
+        return [keras.tree.map_structure(_tensor_spec, model.input)]
+    shapes = getattr(model, "_build_shapes_dict", None)
+    if not isinstance(shapes, dict) or not shapes:
+        raise ValueError(
+            f"Cannot tell the input shapes of subclassed model '{model.name}': "
+            "Keras records them when the model is first called on data, and "
+            "this Keras version or model did not. Pass them yourself, e.g. "
+            "`input_signature=[tf.TensorSpec((None, 28, 28, 1), tf.float32)]`."
+        )
+
+    def spec(structure):
+        if isinstance(structure, dict):
+            return {key: spec(value) for key, value in structure.items()}
+        if isinstance(structure, (list, tuple)) and all(
+            d is None or isinstance(d, numbers.Integral) for d in structure
+        ):
+            return tf.TensorSpec((None,) + tuple(structure[1:]), model.input_dtype)
+        return type(structure)(spec(value) for value in structure)
+
+    return [spec(value) for value in shapes.values()]
+
+
+@contextlib.contextmanager
+def _plain_kernels(model):
+    """Plain variables holding each sparse kernel's `kernel * mask`.
+
+    Yields `(variables, masked_out)`: the new variables, named like the
+    kernels they stand for, read by every sparse layer while the context
+    is active; and the ids of the variables an export must not contain
+    (masks and raw kernels).
+    """
+    found = find_sparse_kernels(model)
+    check_masks(found, "`tf_dsr.export`")
+    values = []
+    for _, pair in found:
+        *scopes, name = pair.kernel.path.split("/")
+        with contextlib.ExitStack() as stack:
+            for scope in scopes:
+                stack.enter_context(keras.name_scope(scope))
+            variable = keras.Variable(
+                keras.ops.convert_to_numpy(pair.masked),
+                dtype=pair.kernel.dtype,
+                trainable=pair.kernel.trainable,
+                name=name,
+            )
+        values.append((pair, variable))
+    masked_out = set()
+    for _, pair in found:
+        for variable in (pair.kernel, pair.mask):
+            masked_out.update({id(variable), id(variable.value)})
+    with kernels_read_from(values):
+        yield [variable for _, variable in values], masked_out
+
+
+def _write_saved_model(model, path, verbose, input_signature):
+    """Traces `model` with plain kernels and writes the SavedModel."""
+    if input_signature is None:
+        input_signature = _input_signature(model)
+    archive = keras.export.ExportArchive()
+    # Saving may trace the endpoint again: keep the plain kernels in place
+    # until the artifact is written.
+    with _plain_kernels(model) as (_, masked_out):
+
+        def serve(*inputs):
+            return model(*inputs, training=False)
+
+        endpoint = archive.add_endpoint(_ENDPOINT, serve, input_signature)
+        traced = endpoint.get_concrete_function()
+        leaked = [v.name for v in traced.variables if id(v) in masked_out]
+        if leaked:
+            raise RuntimeError(
+                f"Exporting model '{model.name}' would save masks or raw kernels "
+                f"{leaked}: a layer reads them directly instead of through its "
+                "kernel attribute. Please report this."
+            )
+        trainable_ids = {id(v) for v in traced.trainable_variables}
+        archive.add_variable_collection("variables", list(traced.variables))
+        archive.add_variable_collection(
+            "trainable_variables", list(traced.trainable_variables))
+        archive.add_variable_collection(
+            "non_trainable_variables",
+            [v for v in traced.variables if id(v) not in trainable_ids],
+        )
+        archive.write_out(path, verbose=True if verbose is None else verbose)
 
 
 def export(model, path, verbose=None, input_signature=None):
     """Writes a SavedModel of `model` for inference, without tf_dsr in it.
 
-    Exports `tf_dsr.strip(model)` with `keras.Model.export(path,
-    format="tf_saved_model")`: the artifact has a `serve` endpoint (also
-    the `serving_default` signature) running the model in inference mode,
-    and its kernel variables hold the masked kernels, with exact zeros
-    where the masks are 0. It loads with `tf.saved_model.load(path)` in a
-    process where tf_dsr is not installed, and serves with TF Serving.
+    Works for every model tf_dsr trains: Sequential, Functional and
+    subclassed models, and custom layers holding sparse layers at any
+    depth. The model's forward pass is traced in inference mode while
+    each sparse kernel reads a plain variable holding `kernel * mask`
+    (exact zeros where the mask is 0), and only the variables that trace
+    reads are saved: no masks, no raw kernels, no optimizer, no tf_dsr
+    state. The artifact has a `serve` endpoint (also the
+    `serving_default` signature), as `keras.Model.export` writes, loads
+    with `tf.saved_model.load(path)` in a process where tf_dsr is not
+    installed, and serves with TF Serving. Kernel variables are named
+    like the kernels of `model` (`"fc1/kernel"`).
 
-    The model being trained is not modified (export works on a copy), so
-    training can continue afterwards. A model without sparse layers is
-    exported as `keras.Model.export` would. As with `keras.Model.export`,
-    an existing directory at `path` is written into, its SavedModel files
-    replaced; a path naming an existing file raises a `ValueError`.
+    The model being trained is not modified, so training can continue
+    afterwards. As with `keras.Model.export`, an existing directory at
+    `path` is written into, its SavedModel files replaced; a path naming
+    an existing file raises a `ValueError`.
 
     Args:
-        model: a built `keras.Model`. Sequential and Functional models with
-            sparse layers are stripped; a subclassed model must have no
-            sparse layers (see `tf_dsr.strip`).
+        model: a built `keras.Model` (a subclassed model must have been
+            called on data, or pass `input_signature`).
         path: str or `os.PathLike`, the SavedModel directory.
         verbose: bool or None, print what was saved, as in
             `keras.Model.export`. Defaults to None (Keras' default: True).
-        input_signature: optional structure of `keras.InputSpec` or
-            `tf.TensorSpec` for the `serve` endpoint. Defaults to None
-            (taken from the model's inputs, batch size left free).
+        input_signature: optional list of `tf.TensorSpec` (or
+            `keras.InputSpec`), one per positional argument of the model's
+            `call`. Defaults to None: taken from the model's inputs (graph
+            models) or from the shapes of its first call (subclassed
+            models), batch size left free.
 
     Example:
 
@@ -68,33 +188,73 @@ def export(model, path, verbose=None, input_signature=None):
     >>> np.allclose(logits, model(x[:4]), atol=1e-5)
     True
     """
+    _check_model(model, "export")
     path = os.fspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(
             f"`path` must be a directory for the SavedModel; {path!r} is an "
             "existing file. Remove it or choose another path."
         )
-    plain = _plain_model(model, "export")
-    plain.export(
-        path,
-        format="tf_saved_model",
-        verbose=verbose,
-        input_signature=input_signature,
-    )
+    _write_saved_model(model, path, verbose, input_signature)
 
 
-def to_tflite(model, path=None, sparse_weights=False, input_signature=None):
+def _check_converter_options(supported_ops, converter_options):
+    if supported_ops is not None:
+        if isinstance(supported_ops, (str, tf.lite.OpsSet)) or not isinstance(
+            supported_ops, (list, tuple, set, frozenset)
+        ):
+            raise TypeError(
+                "`supported_ops` must be a list of `tf.lite.OpsSet`, e.g. "
+                "[tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]. "
+                f"Received: {supported_ops!r}."
+            )
+        wrong = [op for op in supported_ops if not isinstance(op, tf.lite.OpsSet)]
+        if wrong:
+            raise TypeError(
+                f"`supported_ops` must hold `tf.lite.OpsSet` values; received {wrong}."
+            )
+    if converter_options is not None and (
+        not isinstance(converter_options, dict)
+        or not all(isinstance(key, str) for key in converter_options)
+    ):
+        raise TypeError(
+            "`converter_options` must be a dict from `tf.lite.TFLiteConverter` "
+            "attribute names to values, e.g. "
+            "{'_experimental_lower_tensor_list_ops': False}. "
+            f"Received: {converter_options!r}."
+        )
+
+
+def to_tflite(
+    model,
+    path=None,
+    sparse_weights=False,
+    input_signature=None,
+    supported_ops=None,
+    converter_options=None,
+):
     """Converts `model` to a TFLite flatbuffer, without tf_dsr in it.
 
-    Exports `tf_dsr.strip(model)` as a SavedModel (see `tf_dsr.export`)
-    to a temporary directory and converts it with
-    `tf.lite.TFLiteConverter.from_saved_model`. The flatbuffer stores the
-    masked kernels, exact zeros included, as dense float tensors unless
-    `sparse_weights=True`, which sets `converter.optimizations =
+    Writes the SavedModel of `tf_dsr.export` (any model tf_dsr trains,
+    subclassed models included) to a temporary directory and converts it
+    with `tf.lite.TFLiteConverter.from_saved_model`. The flatbuffer stores
+    the masked kernels, exact zeros included, as dense float tensors
+    unless `sparse_weights=True`, which sets `converter.optimizations =
     [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]`: TFLite then stores
     sufficiently sparse constant tensors in its compressed sparse
     encoding (smaller files; outputs unchanged). See BUILD_NOTES.md for
     measured sizes.
+
+    Recurrent layers: with a fixed batch size in `input_signature`
+    (`tf.TensorSpec((1, steps, features))`), TFLite's built-in ops run
+    `LSTM`/`GRU`/`SimpleRNN` as they are. With a free batch size, the
+    converter needs TensorFlow ops too:
+    `supported_ops=[tf.lite.OpsSet.TFLITE_BUILTINS,
+    tf.lite.OpsSet.SELECT_TF_OPS]` and `converter_options=
+    {"_experimental_lower_tensor_list_ops": False}`; the interpreter then
+    needs TFLite's Flex delegate (the select-TF-ops runtime, e.g.
+    `tensorflow-lite-select-tf-ops` on Android; the `tf.lite.Interpreter`
+    of the `tensorflow` 2.21 pip package does not link it).
 
     Args:
         model: a built `keras.Model` (as for `tf_dsr.export`).
@@ -103,6 +263,14 @@ def to_tflite(model, path=None, sparse_weights=False, input_signature=None):
         sparse_weights: bool, use TFLite's sparse weight encoding.
             Defaults to False.
         input_signature: as in `tf_dsr.export`.
+        supported_ops: optional list of `tf.lite.OpsSet`, set as
+            `converter.target_spec.supported_ops`. Defaults to None
+            (TFLite's default, built-in ops only).
+        converter_options: optional dict of other `TFLiteConverter`
+            attributes to set before converting, e.g.
+            `{"_experimental_lower_tensor_list_ops": False}` or
+            `{"inference_input_type": tf.int8}`; an unknown attribute
+            raises a `ValueError`. Defaults to None.
 
     Returns:
         The TFLite flatbuffer, `bytes`.
@@ -116,18 +284,25 @@ def to_tflite(model, path=None, sparse_weights=False, input_signature=None):
     >>> [value.shape for value in outputs.values()]
     [(1, 10)]
     """
-    plain = _plain_model(model, "to_tflite")
+    _check_model(model, "to_tflite")
+    _check_converter_options(supported_ops, converter_options)
     with tempfile.TemporaryDirectory() as tmp:
         saved = os.path.join(tmp, "saved_model")
-        plain.export(
-            saved,
-            format="tf_saved_model",
-            verbose=False,
-            input_signature=input_signature,
-        )
+        _write_saved_model(model, saved, False, input_signature)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)
         if sparse_weights:
             converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+        if supported_ops is not None:
+            converter.target_spec.supported_ops = set(supported_ops)
+        for name, value in (converter_options or {}).items():
+            if not hasattr(converter, name):
+                raise ValueError(
+                    f"`converter_options` names {name!r}, which "
+                    "`tf.lite.TFLiteConverter` does not have. Check the spelling "
+                    "against the converter's attributes (e.g. "
+                    "'_experimental_lower_tensor_list_ops', 'allow_custom_ops')."
+                )
+            setattr(converter, name, value)
         flatbuffer = converter.convert()
     if path is not None:
         with open(os.fspath(path), "wb") as f:

@@ -349,6 +349,48 @@ def test_strip_gives_the_keras_layer_with_identical_outputs(case):
         keras.ops.convert_to_numpy(plain(x)), keras.ops.convert_to_numpy(model(x)))
 
 
+class Holder(keras.Model):
+    """A subclassed model: Keras builds its layer inside a scratch graph."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.inner = layer
+
+    def call(self, x):
+        return self.inner(x)
+
+
+def test_builds_inside_a_subclassed_models_first_call(case):
+    model = Holder(case.make(0.5, 3))
+    model(inputs_for(case))
+    alone = built(case, sparsity=0.5, seed=3)
+
+    assert len(kernels(model)) == len(case.sizes)
+    for pair, alone_pair in zip(kernels(model), kernels(alone)):
+        mask = pair.mask.numpy()
+        np.testing.assert_array_equal(mask, alone_pair.mask.numpy())
+        assert np.all(pair.kernel.numpy()[mask == 0] == 0.0)
+
+
+def test_export_of_a_subclassed_model_saves_masked_kernels_and_no_mask(case, tmp_path):
+    x = inputs_for(case)
+    model = Holder(case.make(0.5, 5))
+    model(x)
+    densify(model)  # inactive entries non-zero: only the mask removes them
+    signature = [tf.TensorSpec((None,) + x.shape[1:], x.dtype)]
+    tf_dsr.export(model, tmp_path / "saved", verbose=False, input_signature=signature)
+    loaded = tf.saved_model.load(str(tmp_path / "saved"))
+    saved = {v.name.split(":")[0]: v.numpy() for v in loaded.variables}
+
+    assert not any("mask" in name for name in saved)
+    assert len(loaded.variables) == len(unmasked_weights(model))
+    for pair in kernels(model):
+        np.testing.assert_array_equal(
+            saved[pair.kernel.path], pair.kernel.numpy() * pair.mask.numpy())
+    np.testing.assert_allclose(
+        loaded.serve(x).numpy(), keras.ops.convert_to_numpy(model(x)), rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "sparsity, error",
     [(1.0, ValueError), (-0.1, ValueError), (True, TypeError), ("0.9", TypeError)],

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
+from tf_dsr import counting
 from tf_dsr import optimizer_slots
 from tf_dsr.callbacks.logs import CountLog
 from tf_dsr.callbacks.logs import ThresholdLog
@@ -212,7 +213,7 @@ class ReparamCallback(keras.callbacks.Callback):
         self._refresh_mirrors()
 
     def _count_active_weights(self):
-        return int(sum(int(tf.reduce_sum(pair.mask.value)) for pair in self.kernels))
+        return sum(counting.num_active(pair.mask) for pair in self.kernels)
 
     def _refresh_mirrors(self):
         # Python copies of `state.last_step` and `state.threshold`, so that

@@ -3,8 +3,8 @@
 import numbers
 
 import keras
-import numpy as np
 
+from tf_dsr import counting
 from tf_dsr.layers.find import find_sparse_kernels
 
 
@@ -84,10 +84,9 @@ class SparsityHistory(keras.callbacks.Callback):
         num_weights = num_active = 0
         layers = self.history["layers"]
         for name, pair in self._kernels:
-            mask = np.asarray(keras.ops.convert_to_numpy(pair.mask))
-            active = int(np.count_nonzero(mask))
-            layers.setdefault(name, []).append(1.0 - active / mask.size)
-            num_weights += mask.size
+            active, size = counting.num_active(pair.mask), pair.size
+            layers.setdefault(name, []).append(1.0 - active / size)
+            num_weights += size
             num_active += active
         self.history["step"].append(step)
         self.history["epoch"].append(self._epoch)

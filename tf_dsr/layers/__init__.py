@@ -15,6 +15,7 @@ from tf_dsr.layers.conv import SparseSeparableConv2D
 from tf_dsr.layers.dense import SparseDense
 from tf_dsr.layers.dense import SparseEinsumDense
 from tf_dsr.layers.dense import SparseEmbedding
+from tf_dsr.layers.find import find_dense_kernels
 from tf_dsr.layers.find import find_sparse_kernels
 from tf_dsr.layers.find import find_sparse_layers
 from tf_dsr.layers.rnn import SparseGRU

@@ -34,9 +34,10 @@ import tensorflow as tf
 from tf_dsr.core.selection import random_subset
 
 MAX_SEED = 2**63 - 1
-# Masked kernels computed once for a whole call (`masked_once`), per thread:
-# two threads may trace the same layer at once.
-_ONCE = threading.local()
+# The kernels sparse layers compute with while `kernels_read_from` is
+# active, keyed by (id(layer), attribute). Per thread: two threads may
+# trace the same layer at once.
+_GIVEN = threading.local()
 
 
 def num_active_at_init(size, sparsity):
@@ -110,19 +111,34 @@ def masked_value(kernel, mask):
 
 
 @contextlib.contextmanager
-def masked_once(layer):
-    """Within this context, `layer`'s kernel attributes return `kernel * mask`
-    computed once on entry, however often the layer reads them (a recurrent
-    cell reads its kernels at every time step). Per thread; nests."""
-    values = getattr(_ONCE, "values", {})
-    _ONCE.values = {
-        **values,
-        **{(id(layer), pair.attribute): pair.masked for pair in layer.sparse_kernels()},
+def kernels_read_from(values):
+    """While active, sparse layers compute with the given kernels.
+
+    Reading a kernel attribute (`layer.kernel`, as Keras' `call` does)
+    returns the given value instead of `kernel * mask`. Recurrent layers
+    use it to compute each masked kernel once per call; `tf_dsr.export`
+    uses it to trace a model whose kernels are plain variables holding
+    `kernel * mask`, so that neither masks nor raw kernels are captured.
+    Per thread; nests; previous values are restored on exit.
+
+    Args:
+        values: iterable of `(SparseKernel, value)` pairs; `value` is a
+            tensor or variable of the kernel's shape.
+    """
+    previous = getattr(_GIVEN, "values", {})
+    _GIVEN.values = {
+        **previous,
+        **{(id(pair.layer), pair.attribute): value for pair, value in values},
     }
     try:
         yield
     finally:
-        _ONCE.values = values
+        _GIVEN.values = previous
+
+
+def reads_given_kernels(layer):
+    """True while `kernels_read_from` gives `layer` its kernels."""
+    return any(key[0] == id(layer) for key in getattr(_GIVEN, "values", {}))
 
 
 class SparseKernel(NamedTuple):
@@ -184,7 +200,7 @@ class _MaskedAttribute:
     def __get__(self, layer, owner=None):
         if layer is None:
             return self
-        cached = getattr(_ONCE, "values", {}).get((id(layer), self.attribute))
+        cached = getattr(_GIVEN, "values", {}).get((id(layer), self.attribute))
         if cached is not None:
             return cached
         value = self.raw(layer)

@@ -4,6 +4,7 @@ import keras
 
 from tf_dsr.layers.base import SparseLayer
 from tf_dsr.layers.base import masked_value
+from tf_dsr.layers.base import reads_given_kernels
 
 
 @keras.saving.register_keras_serializable(package="tf_dsr")
@@ -103,6 +104,10 @@ class SparseEmbedding(SparseLayer, keras.layers.Embedding):
     sparse_kernel_names = ("embeddings",)
 
     def call(self, inputs):
+        if reads_given_kernels(self):
+            # A whole table given from outside (`tf_dsr.export`): Keras'
+            # own call gathers its rows.
+            return super().call(inputs)
         # Rows of `embeddings * mask`, computed from the gathered rows of
         # each: the product over the whole table would cost a pass over
         # every row per step and make the table's gradient dense.

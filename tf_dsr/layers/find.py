@@ -29,11 +29,12 @@ def _children(layer):
             stack.extend(reversed(list(value.values())))
 
 
-def _walk(model):
+def walk_named_layers(model):
     """`(path, layer)` for every layer of `model`, depth first, each once.
 
     The path joins layer names from below `model` down to the layer
-    (`"inner/dense_1"`); `model` itself has the path `""`.
+    (`"inner/dense_1"`); `model` itself has the path `""`. A layer shared
+    between places is listed once, at the first place reached.
     """
     seen = set()
     order = []
@@ -52,7 +53,7 @@ def _walk(model):
 
 def walk_layers(model):
     """Every layer of `model` (itself included), depth first, each once."""
-    return [layer for _, layer in _walk(model)]
+    return [layer for _, layer in walk_named_layers(model)]
 
 
 def find_sparse_layers(model):
@@ -81,7 +82,7 @@ def find_sparse_kernels(model):
         the attribute is left out (`"dense_1"`, `"inner/conv"`).
     """
     found = []
-    for path, layer in _walk(model):
+    for path, layer in walk_named_layers(model):
         if not isinstance(layer, SparseLayer):
             continue
         pairs = layer.sparse_kernels()
@@ -89,6 +90,47 @@ def find_sparse_kernels(model):
         for pair in pairs:
             name = path if len(pairs) == 1 else f"{path}/{pair.attribute}"
             found.append((name, pair))
+    return found
+
+
+def find_dense_kernels(model):
+    """Every trainable weight of rank >= 2 without a mask: the dense kernels.
+
+    These are the weights a sparse method could move but does not: kernels
+    of plain Keras layers (`Dense`, `Conv2D`, the projections inside
+    `MultiHeadAttention`, ...), embedding tables, and the weights of a
+    user's own layers. Biases and normalization parameters (rank 1) are
+    not kernels; frozen weights are not trainable.
+
+    Args:
+        model: a Keras model or layer.
+
+    Returns:
+        A list of `(name, layer, variable)`, in the order of the layer walk
+        and, within a layer, of its weights. `layer` holds the variable
+        itself, not through a sublayer, and `name` follows `find_sparse_kernels`: the
+        layer's path, and for a layer with several kernels the variable's
+        name after it (`"lstm/lstm_cell/recurrent_kernel"`).
+    """
+    # Masked kernels, then each variable once (weights tied between layers).
+    skip = {id(pair.kernel) for _, pair in find_sparse_kernels(model)}
+    found = []
+    for path, layer in walk_named_layers(model):
+        # A layer's own weights are those none of its sublayers holds (a
+        # Sequential holds its layers twice: directly and in its inner
+        # Functional graph).
+        held = {id(v) for child in _children(layer) for v in child.trainable_weights}
+        own = [
+            variable for variable in layer.trainable_weights
+            if id(variable) not in held
+            and id(variable) not in skip
+            and len(variable.shape) >= 2
+        ]
+        skip.update(id(variable) for variable in own)
+        path = path or layer.name
+        for variable in own:
+            name = path if len(own) == 1 else f"{path}/{variable.name}"
+            found.append((name, layer, variable))
     return found
 
 

@@ -12,7 +12,8 @@ input and recurrent kernels as between any two layers.
 import keras
 
 from tf_dsr.layers.base import SparseLayer
-from tf_dsr.layers.base import masked_once
+from tf_dsr.layers.base import kernels_read_from
+from tf_dsr.layers.base import reads_given_kernels
 
 _KERNELS = ("kernel", "recurrent_kernel")
 
@@ -77,9 +78,15 @@ class _SparseRecurrent(SparseLayer):
         cell._mask_seed = None
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
-        # Keras' cell reads its kernels at every time step: compute each
-        # `kernel * mask` once per call.
-        with masked_once(self.cell):
+        cell = self.cell
+        if reads_given_kernels(cell):
+            # Kernels given from outside (`tf_dsr.export`): use them.
+            masked = ()
+        else:
+            # Keras' cell reads its kernels at every time step: compute each
+            # `kernel * mask` once per call and let the cell read that.
+            masked = [(pair, pair.masked) for pair in cell.sparse_kernels()]
+        with kernels_read_from(masked):
             return super().call(
                 sequences, initial_state=initial_state, mask=mask, training=training
             )

@@ -8,9 +8,7 @@ sparse network has non-zero ones.
 import math
 import numbers
 
-import numpy as np
-
-from tf_dsr.layers.find import find_sparse_kernels
+from tf_dsr import counting
 from tf_dsr.layers.base import validate_sparsity
 from tf_dsr.models import common
 
@@ -21,38 +19,8 @@ _BUILT_RESOLUTION = 1e-4
 _MIN_WIDTH_MULTIPLIER = 1e-6
 
 
-def num_nonzero_params(model):
-    """Trainable parameters of `model` that are not masked to zero.
-
-    Counts the active (mask 1) positions of every sparse kernel plus the
-    full size of every other trainable weight (dense kernels, biases,
-    BatchNorm gamma and beta), whatever their current values. For a dense
-    model it equals the trainable parameter count.
-
-    Args:
-        model: a built Keras model or layer.
-
-    Returns:
-        An int.
-
-    Example:
-
-    >>> tf_dsr.models.num_nonzero_params(tf_dsr.models.lenet_300_100())
-    27830
-    """
-    masks = {id(pair.kernel): pair.mask for _, pair in find_sparse_kernels(model)}
-    total = 0
-    for weight in model.trainable_weights:
-        mask = masks.get(id(weight))
-        if mask is None:
-            total += int(np.prod(weight.shape))
-        else:
-            total += int(np.count_nonzero(np.asarray(mask.numpy())))
-    return total
-
-
 def _num_trainable_params(model):
-    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    return counting.parameter_counts(model).num_trainable
 
 
 def thin_dense_width(builder, sparsity, tolerance=0.02, **builder_kwargs):
@@ -139,7 +107,7 @@ def thin_dense_width(builder, sparsity, tolerance=0.02, **builder_kwargs):
             return _num_trainable_params(
                 builder(sparsity=None, width_multiplier=w, **builder_kwargs))
 
-        target = num_nonzero_params(builder(sparsity=sparsity, **builder_kwargs))
+        target = counting.num_nonzero_params(builder(sparsity=sparsity, **builder_kwargs))
         resolution = _BUILT_RESOLUTION
 
     best = _closest_width(dense_count, target, resolution)
