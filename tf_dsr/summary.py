@@ -107,6 +107,7 @@ def sparsity_summary(model):
     logits     100x10      1000     100    0.9000
     ---------------------------------------------
     total                 50200    5020    0.9000
+    sparse kernels hold 97.6% of the 51,410 trainable parameters; 1,210 are dense
     """
     if not isinstance(model, keras.layers.Layer):
         raise TypeError(
