@@ -274,17 +274,16 @@ def test_report_lists_exactly_what_stays_dense_in_a_conv_net():
 def test_report_lists_exactly_what_stays_dense_in_a_transformer():
     sparse, head, entries = sparsify_report(transformer_like(), 0.5, seed=0)
 
-    assert set(entries) == {
-        "emb", "position", "mha/query", "mha/key", "mha/value", "mha/attention_output"}
+    assert set(entries) == {"emb", "position"}
     assert "emb (Embedding, 800 weights): default: embedding tables" in entries["emb"]
     assert "position (Position, 96 weights): unsupported layer type" in entries["position"]
-    assert "mha/query (EinsumDense, 272 weights): unsupported: MultiHeadAttention 'mha'" in (
-        entries["mha/query"])
-    assert [l.name for l in find_sparse_layers(sparse)] == ["ffn1", "ffn2", "logits"]
-    assert "6 weight layer(s)" in head
-    # The layers holding dense kernels (MHA's biases have rank 2 too).
+    # Attention becomes SparseMultiHeadAttention: its four projections are sparse.
+    assert type(sparse.get_layer("mha")) is tf_dsr.SparseMultiHeadAttention
+    assert [l.name for l in find_sparse_layers(sparse)] == [
+        "query", "key", "value", "attention_output", "ffn1", "ffn2", "logits"]
+    assert "2 weight layer(s)" in head
     holders = {layer.name for _, layer, _ in tf_dsr.layers.find_dense_kernels(sparse)}
-    assert holders == {entry.split("/")[-1] for entry in entries}
+    assert holders == set(entries)
 
 
 def test_include_converts_what_the_paper_keeps_dense():
@@ -336,7 +335,8 @@ def test_keep_dense_and_include_naming_one_layer_raises_value_error():
 def test_include_of_an_unknown_or_unreachable_layer_raises_value_error():
     with pytest.raises(ValueError, match=r"`include` names \['nope'\]"):
         tf_dsr.sparsify(mlp(), 0.5, include=["nope"])
-    with pytest.raises(ValueError, match=r"\['query'\] sit inside .*\['mha'\]"):
+    # Attention's projections are converted with it, by its name.
+    with pytest.raises(ValueError, match=r"\['query'\] that are not convertible.*'mha'"):
         tf_dsr.sparsify(transformer_like(), 0.5, include=["query"])
     with pytest.raises(TypeError, match="`include` must be"):
         tf_dsr.sparsify(mlp(), 0.5, include="fc1")

@@ -31,6 +31,7 @@ from tf_dsr.layers import SparseKernel
 from tf_dsr.layers import SparseLSTM
 from tf_dsr.layers import SparseLSTMCell
 from tf_dsr.layers import SparseLayer
+from tf_dsr.layers import SparseMultiHeadAttention
 from tf_dsr.layers import SparseSeparableConv1D
 from tf_dsr.layers import SparseSeparableConv2D
 from tf_dsr.layers import SparseSimpleRNN
@@ -64,6 +65,7 @@ __all__ = [
     "SparseLSTM",
     "SparseLSTMCell",
     "SparseLayer",
+    "SparseMultiHeadAttention",
     "SparseSeparableConv1D",
     "SparseSeparableConv2D",
     "SparseSimpleRNN",

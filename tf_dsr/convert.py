@@ -115,10 +115,18 @@ def _graph_leaves(model):
     return found
 
 
-def _owned_cells(layers):
-    """Ids of the cells that recurrent layers among `layers` own: such a
-    layer is converted (or stripped) as a whole, its cell with it."""
-    return {id(layer.cell) for layer in layers if isinstance(layer, _RECURRENT)}
+def _owned_sublayers(layers):
+    """Ids of the sublayers that layers among `layers` create in their own
+    code from their own arguments: a recurrent layer's cell, attention's
+    projections. Such a layer is converted (or stripped) as a whole, its
+    sublayers with it."""
+    owned = set()
+    for layer in layers:
+        if isinstance(layer, _RECURRENT):
+            owned.add(id(layer.cell))
+        elif isinstance(layer, keras.layers.MultiHeadAttention):
+            owned.update(id(sub) for sub in walk_layers(layer)[1:])
+    return owned
 
 
 def _nested_layer_names(config):
@@ -144,9 +152,9 @@ def _convertible(leaves):
     cell with it; a bare cell counts where a generic `keras.layers.RNN`
     holds it. A layer inside a leaf counts only if the leaf's config holds
     its config (`Bidirectional`, `TimeDistributed`, `RNN`): the leaf is
-    rebuilt from that config. `MultiHeadAttention` and most custom layers
-    create their sublayers in code, so those stay as they are (and
-    `sparsify`'s report says so).
+    rebuilt from that config. `MultiHeadAttention` is converted as a whole
+    (its projections with it); most custom layers create their sublayers
+    in code, so those stay as they are (and `sparsify`'s report says so).
 
     Returns:
         The convertible layers, and `{name: leaf name}` of the layers of a
@@ -156,16 +164,15 @@ def _convertible(leaves):
     for leaf in leaves:
         layers = walk_layers(leaf)
         reachable = _nested_layer_names(leaf.get_config()) if len(layers) > 1 else set()
+        owned = _owned_sublayers(layers)
         for layer in layers:
-            if id(layer) in seen:
+            if id(layer) in seen or id(layer) in owned:
                 continue
             seen.add(id(layer))
             if layer is not leaf and layer.name not in reachable:
                 if type(layer) in SPARSE_CLASSES:
                     unreachable.setdefault(layer.name, leaf.name)
                 continue
-            if isinstance(layer, _RECURRENT):
-                seen.add(id(layer.cell))
             if type(layer) in SPARSE_CLASSES:
                 found.append(layer)
     return found, unreachable
@@ -523,8 +530,8 @@ def sparsify(model, sparsity, keep_dense=None, include=None, seed=None):
     dense kernel weights and why it is dense (the paper's rule,
     `keep_dense`, or a layer tf_dsr cannot make sparse: a type without a
     sparse class, such as a custom layer with its own kernel, or a layer
-    inside one that is rebuilt from a config not holding it, such as the
-    projections inside `MultiHeadAttention`), and the share of the
+    inside one that is rebuilt from a config not holding it), and the
+    share of the
     trainable parameters now in sparse kernels
     (`tf_dsr.sparsity_summary(model).sparse_share`).
 
@@ -639,7 +646,7 @@ def strip(model):
     make = {}
     for leaf in _graph_leaves(model):
         layers = walk_layers(leaf)
-        owned = _owned_cells(layers)
+        owned = _owned_sublayers(layers)
         for layer in layers:
             if isinstance(layer, SparseLayer) and id(layer) not in owned:
                 make[id(layer)] = _to_plain(layer)

@@ -1,5 +1,6 @@
 """Keras layers whose kernels carry a 0/1 mask, and how to find them."""
 
+from tf_dsr.layers.attention import SparseMultiHeadAttention
 from tf_dsr.layers.base import SparseKernel
 from tf_dsr.layers.base import SparseLayer
 from tf_dsr.layers.conv import SparseConv1D
@@ -37,5 +38,6 @@ SPARSE_CLASSES = {
         SparseSeparableConv1D, SparseSeparableConv2D,
         SparseSimpleRNNCell, SparseGRUCell, SparseLSTMCell,
         SparseSimpleRNN, SparseGRU, SparseLSTM,
+        SparseMultiHeadAttention,
     )
 }

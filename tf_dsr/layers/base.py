@@ -437,6 +437,40 @@ class SparseLayer(keras.layers.Layer):
         return {**super().get_config(), "sparsity": self.sparsity, "seed": self.seed}
 
 
+def adopt(layer, sparse_class, sparsity, seed):
+    """Turns an unbuilt Keras `layer` into `sparse_class`, in place.
+
+    For sublayers a Keras layer creates in its own code (an LSTM's cell,
+    the projections of MultiHeadAttention): Keras made `layer` from every
+    argument, and the sparse class only adds masks at build, so changing
+    the instance's class keeps every argument without restating any.
+
+    Args:
+        layer: an unbuilt Keras layer of exactly `sparse_class.keras_class()`.
+        sparse_class: the tf_dsr class to turn it into.
+        sparsity: float in [0, 1), validated by the caller.
+        seed: int or None, the mask seed (ignored for layers whose Keras
+            class takes a `seed` of its own).
+
+    Raises:
+        TypeError: if `layer` is built or not exactly the Keras class
+            `sparse_class` masks (a Keras version tf_dsr does not know).
+    """
+    if layer.built or type(layer) is not sparse_class.keras_class():
+        raise TypeError(
+            f"tf_dsr expected Keras to create an unbuilt "
+            f"{sparse_class.keras_class().__name__}; got {type(layer).__name__} "
+            f"(built={layer.built}). This Keras version is not supported."
+        )
+    layer.__class__ = sparse_class
+    layer.sparsity = sparsity
+    if not sparse_class._keras_takes_seed:
+        # A layer with a seed of its own (a cell's dropout) keeps it: it
+        # seeds its masks too.
+        layer.seed = seed
+    layer._mask_seed = None
+
+
 def mask_attribute(kernel_attribute, kernel_names):
     """The attribute name of the mask of `kernel_attribute`.
 

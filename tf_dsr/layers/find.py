@@ -99,8 +99,9 @@ def find_dense_kernels(model):
     These are the weights a sparse method could move but does not: kernels
     of plain Keras layers (`Dense`, `Conv2D`, the projections inside
     `MultiHeadAttention`, ...), embedding tables, and the weights of a
-    user's own layers. Biases and normalization parameters (rank 1) are
-    not kernels; frozen weights are not trainable.
+    user's own layers. Biases (of any rank: EinsumDense's may span several
+    axes) and normalization parameters are not kernels; frozen weights are
+    not trainable.
 
     Args:
         model: a Keras model or layer.
@@ -125,6 +126,8 @@ def find_dense_kernels(model):
             if id(variable) not in held
             and id(variable) not in skip
             and len(variable.shape) >= 2
+            # EinsumDense's bias spans several output axes (`bias_axes="de"`).
+            and variable.name != "bias"
         ]
         skip.update(id(variable) for variable in own)
         path = path or layer.name

@@ -12,6 +12,7 @@ input and recurrent kernels as between any two layers.
 import keras
 
 from tf_dsr.layers.base import SparseLayer
+from tf_dsr.layers.base import adopt
 from tf_dsr.layers.base import kernels_read_from
 from tf_dsr.layers.base import reads_given_kernels
 
@@ -63,19 +64,9 @@ class _SparseRecurrent(SparseLayer):
 
     def __init__(self, *args, sparsity=0.9, seed=None, **kwargs):
         super().__init__(*args, sparsity=sparsity, seed=seed, **kwargs)
-        cell = self.cell
-        if cell.built or type(cell) is not self.cell_class.keras_class():
-            raise TypeError(
-                f"{type(self).__name__} expected Keras to create an unbuilt "
-                f"{self.cell_class.keras_class().__name__}; got "
-                f"{type(cell).__name__}. This Keras version is not supported."
-            )
-        # The Keras constructor made the cell from every argument; the
-        # sparse cell class only adds the masks, so turning this cell into
-        # it keeps every argument without restating any.
-        cell.__class__ = self.cell_class
-        cell.sparsity = self.sparsity
-        cell._mask_seed = None
+        # The cell took the layer's `seed` (dropout) from Keras; it seeds the
+        # cell's masks too.
+        adopt(self.cell, self.cell_class, self.sparsity, None)
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         cell = self.cell
