@@ -63,6 +63,21 @@ def test_find_dense_kernels_names_each_by_its_deepest_layer():
         "Dense", "Scale", "Dense", "LSTMCell", "LSTMCell"]
 
 
+def test_biases_of_rank_2_in_sparse_layers_are_not_dense_kernels():
+    # GRU's bias is (2, 3 * units); an EinsumDense bias can have rank 2.
+    # Before, both were reported as dense kernels of an "unsupported"
+    # SparseGRUCell / SparseEinsumDense.
+    inputs = keras.Input((5, 6))
+    h = tf_dsr.SparseGRU(4, sparsity=0.5, seed=0, name="gru")(inputs)
+    h = tf_dsr.SparseEinsumDense("ab,bcd->acd", (2, 3), bias_axes="cd", sparsity=0.5,
+                                 seed=1, name="einsum")(h)
+    model = keras.Model(inputs, h)
+    assert [tuple(model.get_layer("gru").cell.bias.shape),
+            tuple(model.get_layer("einsum").bias.shape)] == [(2, 12), (2, 3)]
+
+    assert find_dense_kernels(model) == []
+
+
 def test_parameter_counts_by_hand():
     counts = counting.parameter_counts(model_with_every_kind_of_weight())
     dense = 8 + 32 + 4 + 12 + 3 + 12 + 3 + 6 + 24 + 16 + 8

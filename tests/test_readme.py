@@ -23,14 +23,20 @@ EXCERPT = re.compile(r"<!-- excerpt: (\S+) -->\s*$")
 
 
 def _blocks():
-    """`(heading, excerpt path or None, code)` of every Python block."""
+    """`(heading, excerpt path or None, code)` of every Python block.
+
+    The second block under one heading is keyed `"<heading> (2)"`, and so on.
+    """
     text = open(README).read()
-    blocks = []
+    blocks, seen = [], {}
     for match in BLOCK.finditer(text):
         before = text[:match.start()].rstrip("\n").splitlines()
-        heading = next(line for line in reversed(before) if line.startswith("## "))
+        heading = next(line for line in reversed(before) if line.startswith("## "))[3:]
+        seen[heading] = seen.get(heading, 0) + 1
+        if seen[heading] > 1:
+            heading = f"{heading} ({seen[heading]})"
         excerpt = EXCERPT.search(before[-1]) if before else None
-        blocks.append((heading[3:], excerpt and excerpt.group(1), match.group(1)))
+        blocks.append((heading, excerpt and excerpt.group(1), match.group(1)))
     return blocks
 
 
@@ -67,6 +73,23 @@ def _check_ship(namespace, out):
     assert os.path.getsize("model.tflite") > 0
 
 
+def _check_transformer(namespace, out):
+    sparse = namespace["sparse"]
+    names = [layer.name for layer in find_sparse_layers(sparse)]
+    assert names == ["embedding", "ffn_1", "ffn_2", "logits"]
+    holders = {layer.name for _, layer, _ in tf_dsr.layers.find_dense_kernels(sparse)}
+    assert holders == {"query", "key", "value", "attention_output"}  # inside "attention"
+    summary = tf_dsr.sparsity_summary(sparse)
+    assert f"sparse kernels hold {summary.sparse_share:.1%}" in out
+    # "become sparse, 89.9% of the trainable parameters"
+    assert re.search(re.escape(f"{summary.sparse_share:.1%}") + r"\s+of\s+the\s+trainable",
+                     open(README).read())
+    assert summary.num_active == sum(
+        round(0.1 * row.num_weights) for row in summary.layers)  # conserved by DSR
+    assert sparse.optimizer.iterations.numpy() == 2 * 8
+    assert os.path.exists("transformer/saved_model.pb")
+
+
 def _check_layer_family(namespace, out):
     rows = tf_dsr.sparsity_summary(namespace["model"]).layers
     assert len(rows) == 5
@@ -88,6 +111,7 @@ CHECKS = {
     "Sparse layers: every weight-bearing Keras layer": _check_layer_family,
     "Baselines and models": _check_models,
     "Bring your own model, ship it without tf_dsr": _check_ship,
+    "Bring your own model, ship it without tf_dsr (2)": _check_transformer,
     "Distributed training": _check_distributed,
 }
 

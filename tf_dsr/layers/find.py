@@ -100,8 +100,9 @@ def find_dense_kernels(model):
     of plain Keras layers (`Dense`, `Conv2D`, the projections inside
     `MultiHeadAttention`, ...), embedding tables, and the weights of a
     user's own layers. Biases (of any rank: EinsumDense's may span several
-    axes) and normalization parameters are not kernels; frozen weights are
-    not trainable.
+    axes, a GRU's has shape (2, 3 * units)), normalization parameters and
+    the weights of a sparse layer other than its declared kernels are not
+    kernels; frozen weights are not trainable.
 
     Args:
         model: a Keras model or layer.
@@ -117,6 +118,10 @@ def find_dense_kernels(model):
     skip = {id(pair.kernel) for _, pair in find_sparse_kernels(model)}
     found = []
     for path, layer in walk_named_layers(model):
+        if isinstance(layer, SparseLayer):
+            # A sparse layer declares its kernels; its other weights are
+            # biases, whatever their rank (GRU's is (2, 3 * units)).
+            continue
         # A layer's own weights are those none of its sublayers holds (a
         # Sequential holds its layers twice: directly and in its inner
         # Functional graph).
