@@ -284,11 +284,10 @@ class Case(NamedTuple):
     sparse: Callable = None
 
 
-MHA = frozenset({"mha/query", "mha/key", "mha/value", "mha/attention_output"})
-
 FAST = {
-    # include: the embedding becomes sparse too; attention's projections cannot.
-    "transformer": Case(transformer_encoder, MHA, {"include": ["emb"]}),
+    # include: the embedding becomes sparse too; attention becomes
+    # SparseMultiHeadAttention, so nothing stays dense.
+    "transformer": Case(transformer_encoder, frozenset(), {"include": ["emb"]}),
     "einsum_ops": Case(einsum_feed_forward),
     "conv1d_text": Case(conv1d_text, frozenset({"emb", "conv1", "logits"})),
     "rnn_wrappers": Case(recurrent, frozenset({"emb"})),
