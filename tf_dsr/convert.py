@@ -580,7 +580,7 @@ def sparsify(model, sparsity, keep_dense=None, include=None, seed=None):
     if find_sparse_layers(model):
         raise ValueError(
             f"`tf_dsr.sparsify`: model '{model.name}' already has tf_dsr sparse "
-            "layers, and sparsify only converts plain Dense/Conv2D layers, so "
+            "layers, and sparsify only converts plain Keras layers, so "
             f"sparsity={sparsity!r} would not apply to them. To sparsify it "
             "again, call `tf_dsr.sparsify(tf_dsr.strip(model), ...)`."
         )

@@ -313,7 +313,6 @@ class SparseLayer(keras.layers.Layer):
             )
         self.sparsity = sparsity
         self.seed = seed
-        self._mask_seed = None
 
     # ----- the hook into Keras' build ----------------------------------
     def add_weight(self, *args, **kwargs):
@@ -348,6 +347,8 @@ class SparseLayer(keras.layers.Layer):
                 f"active weight in its {name} of shape {shape} ({size} "
                 f"weights). Use a sparsity below {1 - 0.5 / size:.6f}."
             )
+        # One seed for all kernels of the layer (kernel i draws with
+        # `(seed, i)`), drawn at the first kernel when `seed` is None.
         if getattr(self, "_mask_seed", None) is None:
             self._mask_seed = (
                 self.seed if self.seed is not None else random.randint(0, 2**31 - 1)
@@ -468,7 +469,6 @@ def adopt(layer, sparse_class, sparsity, seed):
         # A layer with a seed of its own (a cell's dropout) keeps it: it
         # seeds its masks too.
         layer.seed = seed
-    layer._mask_seed = None
 
 
 def mask_attribute(kernel_attribute, kernel_names):
