@@ -38,6 +38,7 @@ import tf_dsr
 from tf_dsr.counting import num_weights
 from tf_dsr.layers.find import find_dense_kernels
 from tf_dsr.layers.find import find_sparse_kernels
+from tf_dsr.layers.find import walk_layers
 from tf_dsr.layers.find import walk_named_layers
 
 SPARSITY = 0.8
@@ -432,6 +433,19 @@ def run_chain(name, case, root):
         tf_dsr.export(sparse, root / name, verbose=False)
         record["exported"] = True
 
+        begin("strip")
+        plain = tf_dsr.strip(sparse)
+        record["strip"] = {
+            "max_abs_diff": float(np.max(np.abs(outputs(plain, x) - expected))),
+            "sparse_layers": [layer.name for layer in walk_layers(plain)
+                              if type(layer).__module__.startswith("tf_dsr")],
+            "mask_variables": [w.path for w in plain.weights if "mask" in w.path],
+            "num_zeros": sum(int(np.sum(keras.ops.convert_to_numpy(w) == 0))
+                             for w in plain.weights),
+            "same_class": type(plain) is type(sparse),
+        }
+        del plain
+
         begin("keras_round_trip")
         sparse.save(root / f"{name}.keras")
         loaded = tf_dsr.load_model(root / f"{name}.keras")
@@ -590,6 +604,17 @@ def test_export_loads_without_tf_dsr_and_serves_the_same_outputs(request, name):
     assert names and not any("mask" in variable_name for variable_name in names)
     # The masked positions are exact zeros in the exported kernels.
     assert sum(zeros for _, zeros in loaded["variables"]) >= record["num_inactive"]
+
+
+@pytest.mark.parametrize("name", models_for("strip"))
+def test_strip_gives_a_plain_keras_model_computing_the_same(request, name):
+    record, _ = result_of(request, name, "strip")
+    stripped = record["strip"]
+    assert stripped["max_abs_diff"] <= 1e-5
+    assert stripped["sparse_layers"] == []
+    assert stripped["mask_variables"] == []
+    assert stripped["num_zeros"] >= record["num_inactive"]
+    assert stripped["same_class"]
 
 
 @pytest.mark.parametrize("name", models_for("keras_round_trip"))

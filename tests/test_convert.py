@@ -417,19 +417,96 @@ def test_non_model_input_raises_type_error(function):
         function(keras.layers.Dense(3), *args)
 
 
-@pytest.mark.parametrize(
-    "function, recipe",
-    [(tf_dsr.sparsify, "self.dense = tf_dsr.SparseDense(128, sparsity=0.9)"),
-     (tf_dsr.strip, 'tf_dsr.export(model, "artifact/")')],
-)
-def test_subclassed_model_raises_type_error_showing_the_recipe(function, recipe):
+def test_sparsify_refuses_a_subclassed_model_showing_the_recipe():
     model = Subclassed()
     model(np.ones((1, 4), "float32"))
-    args = (0.5,) if function is tf_dsr.sparsify else ()
     with pytest.raises(TypeError, match="Functional model") as error:
-        function(model, *args)
+        tf_dsr.sparsify(model, 0.5)
     assert "subclassed `Subclassed`" in str(error.value)
-    assert recipe in str(error.value)
+    assert "self.dense = tf_dsr.SparseDense(128, sparsity=0.9)" in str(error.value)
+
+
+class TwoWays(keras.Model):
+    """A subclassed model that builds plain or sparse layers, like a user's."""
+
+    def __init__(self, sparsity=None, **kwargs):
+        super().__init__(**kwargs)
+        self.sparsity = sparsity
+
+        def dense(units, name, **options):
+            if sparsity is None:
+                return keras.layers.Dense(units, name=name, **options)
+            return tf_dsr.SparseDense(units, sparsity=sparsity, seed=len(name),
+                                      name=name, **options)
+
+        self.hidden = dense(8, "hidden", activation="relu")
+        self.norm = keras.layers.BatchNormalization(name="norm")
+        self.out = dense(3, "out")
+
+    def call(self, x, training=False):
+        return self.out(self.norm(self.hidden(x), training=training))
+
+    def get_config(self):
+        return {**super().get_config(), "sparsity": self.sparsity}
+
+
+def test_strip_recreates_a_subclassed_model_with_plain_layers():
+    model = TwoWays(0.7)
+    x = np.random.default_rng(0).normal(size=(5, 6)).astype("float32")
+    model(x)
+    model.norm.moving_mean.assign(np.arange(8, dtype="float32"))
+    before = [w.numpy().copy() for w in model.weights]
+    plain = tf_dsr.strip(model)
+    assert type(plain) is TwoWays and plain is not model
+    assert [type(layer).__name__ for layer in (plain.hidden, plain.norm, plain.out)] == [
+        "Dense", "BatchNormalization", "Dense"]
+    np.testing.assert_allclose(plain(x), model(x), atol=1e-6)
+    np.testing.assert_array_equal(plain.norm.moving_mean, np.arange(8))
+    assert np.count_nonzero(plain.hidden.kernel) == np.count_nonzero(model.hidden.mask)
+    assert not any("mask" in w.path for w in plain.weights)
+    # The model given is untouched.
+    for old, weight in zip(before, model.weights):
+        np.testing.assert_array_equal(old, weight.numpy())
+
+
+def test_strip_of_a_subclassed_model_after_training_leaves_the_method_state_out():
+    model = TwoWays(0.7)
+    x = np.random.default_rng(0).normal(size=(16, 6)).astype("float32")
+    y = np.arange(16) % 3
+    model(x)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, verbose=0, batch_size=4,
+              callbacks=[tf_dsr.DynamicReparam(prune_target=2, period=1, seed=0)])
+    plain = tf_dsr.strip(model)
+    twin = TwoWays(None)
+    twin(x)
+    assert [(w.name, w.shape) for w in plain.weights] == [
+        (w.name, w.shape) for w in twin.weights]
+    np.testing.assert_allclose(plain(x), model(x), atol=1e-6)
+
+
+class Unconfigurable(keras.Model):
+    """Its constructor takes a layer, which Keras cannot put in a config."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def call(self, x):
+        return self.layer(x)
+
+
+def test_strip_refuses_a_model_without_config_and_shows_how_to_ship_it():
+    model = Unconfigurable(tf_dsr.SparseDense(3, sparsity=0.5))
+    model(np.ones((1, 4), "float32"))
+    with pytest.raises(TypeError, match="get_config") as error:
+        tf_dsr.strip(model)
+    assert 'tf_dsr.export(model, "artifact/")' in str(error.value)
+
+
+def test_strip_refuses_an_unbuilt_subclassed_model():
+    with pytest.raises(ValueError, match="not built"):
+        tf_dsr.strip(TwoWays(0.5))
 
 
 def test_unbuilt_model_raises_value_error():

@@ -85,7 +85,7 @@ def subclassed_net():
 
 def functional_with_block():
     """A Functional model with a custom layer holding a sparse layer,
-    which `strip` cannot rebuild."""
+    which `strip` re-creates from the custom layer's config."""
     inputs = keras.Input((6,), name="features")
     h = tf_dsr.SparseDense(8, sparsity=0.5, seed=1, name="fc")(inputs)
     h = Block(8, name="block")(h)
@@ -319,11 +319,25 @@ def test_subclassed_model_exports_before_any_training(tmp_path):
     np.testing.assert_allclose(served, model(x).numpy(), atol=MAX_ABS_DIFF)
 
 
-def test_strip_refuses_what_export_handles():
-    with pytest.raises(TypeError, match=r"tf_dsr\.export\(model"):
-        tf_dsr.strip(subclassed_net())
-    with pytest.raises(TypeError, match=r"(?s)\['inner'\].*tf_dsr\.export\(model"):
-        tf_dsr.strip(functional_with_block())
+def test_strip_refuses_a_model_it_cannot_recreate_and_points_to_export():
+    # SubclassedNet's constructor takes no arguments, so its config (Keras'
+    # default: name, trainable, dtype) cannot re-create it; export can ship it.
+    model = subclassed_net()
+    before = [w.numpy().copy() for w in model.weights]
+    with pytest.raises(TypeError, match=r"(?s)SubclassedNet.*tf_dsr\.export\(model"):
+        tf_dsr.strip(model)
+    for old, weight in zip(before, model.weights):
+        np.testing.assert_array_equal(old, weight.numpy())
+
+
+def test_strip_recreates_a_custom_layer_holding_a_sparse_layer():
+    model = functional_with_block()
+    x, _ = data(model, 4, seed=1)
+    plain = tf_dsr.strip(model)
+    block = plain.get_layer("block")
+    assert type(block) is Block and type(block.inner) is keras.layers.Dense
+    np.testing.assert_allclose(plain(x), model(x), atol=MAX_ABS_DIFF)
+    assert find_sparse_layers(plain) == []
 
 
 def test_export_needs_a_built_model(tmp_path):

@@ -9,9 +9,12 @@ really in the weights and nothing from tf_dsr left in the model.
 
 Both rebuild the model from its graph (`keras.models.clone_model` for
 Functional models, a new `keras.Sequential` for Sequential ones), so they
-work for nested models and shared layers, never modify their input, and
-need a model whose structure Keras knows: subclassed models are refused
-with a `TypeError` explaining what to do instead. A layer that wraps
+work for nested models and shared layers and never modify their input.
+`sparsify` needs a model whose structure Keras knows: subclassed models
+are refused with a `TypeError` explaining what to do instead. `strip`
+re-creates a subclassed model, or a custom layer holding sparse layers,
+from its config with every sparse constructor giving the Keras layer
+(`tf_dsr.layers.base.constructs_plain_layers`). A layer that wraps
 others (`Bidirectional`, `TimeDistributed`, a generic `RNN`) is rebuilt
 from its config with the configs of the wrapped layers swapped, and
 weights are copied in the order Keras creates them, masks left out.
@@ -24,6 +27,7 @@ import keras
 from tf_dsr import counting
 from tf_dsr.layers import SPARSE_CLASSES
 from tf_dsr.layers.base import SparseLayer
+from tf_dsr.layers.base import constructs_plain_layers
 from tf_dsr.layers.base import validate_seed
 from tf_dsr.layers.base import validate_sparsity
 from tf_dsr.layers.find import check_masks
@@ -55,23 +59,15 @@ def is_graph_model(model):
     )
 
 
-_SUBCLASSED_RECIPES = {
-    "sparsify": (
-        "Create tf_dsr's sparse layers directly in your subclass, for example\n"
-        "    self.dense = tf_dsr.SparseDense(128, sparsity=0.9)   # not keras.layers.Dense(128)\n"
-        "    self.conv = tf_dsr.SparseConv2D(32, 3, sparsity=0.9)  # not keras.layers.Conv2D(32, 3)\n"
-        "then train with the tf_dsr callbacks and ship with `tf_dsr.export(model, path)`. "
-        "Or build the same network as a Functional model (`keras.Model(inputs, "
-        "outputs)`) and sparsify that."
-    ),
-    "strip": (
-        "To ship it without tf_dsr, export it directly (no stripping needed):\n"
-        "    tf_dsr.export(model, \"artifact/\")         # SavedModel: plain variables, no masks\n"
-        "    tf_dsr.to_tflite(model, \"model.tflite\")\n"
-        "Or build the same network as a Functional model (`keras.Model(inputs, "
-        "outputs)`) and strip that."
-    ),
-}
+_SUBCLASSED_RECIPE = (
+    "Create tf_dsr's sparse layers directly in your subclass, for example\n"
+    "    self.dense = tf_dsr.SparseDense(128, sparsity=0.9)   # not keras.layers.Dense(128)\n"
+    "    self.conv = tf_dsr.SparseConv2D(32, 3, sparsity=0.9)  # not keras.layers.Conv2D(32, 3)\n"
+    "then train with the tf_dsr callbacks, and ship with `tf_dsr.strip(model)`, "
+    "`tf_dsr.export(model, path)` or `tf_dsr.to_tflite`. Or build the same "
+    "network as a Functional model (`keras.Model(inputs, outputs)`) and "
+    "sparsify that."
+)
 
 
 def check_graph_model(model, function_name):
@@ -86,7 +82,7 @@ def check_graph_model(model, function_name):
             f"`tf_dsr.{function_name}` rebuilds Sequential and Functional "
             f"models; model '{model.name}' is a subclassed "
             f"`{type(model).__name__}`, whose layer graph Keras cannot rebuild. "
-            + _SUBCLASSED_RECIPES[function_name]
+            + _SUBCLASSED_RECIPE
         )
     if not model.built:
         raise ValueError(
@@ -613,21 +609,128 @@ def sparsify(model, sparsity, keep_dense=None, include=None, seed=None):
     return sparse_model
 
 
+_SHIP_DIRECTLY = (
+    "    tf_dsr.export(model, \"artifact/\")         # SavedModel: plain variables, no masks\n"
+    "    tf_dsr.to_tflite(model, \"model.tflite\")"
+)
+
+
+def _recreated_plain(layer):
+    """`layer` (a subclassed model or custom layer) re-created from its
+    constructor arguments, every sparse layer its code constructs made the
+    Keras layer (`constructs_plain_layers`). Unbuilt, no weights copied."""
+    try:
+        config = layer.get_config()
+    except NotImplementedError as error:
+        raise TypeError(
+            f"`tf_dsr.strip` re-creates '{layer.name}' (a "
+            f"`{type(layer).__name__}`, whose layer graph Keras does not know) "
+            "from its constructor arguments, but it has no config: "
+            f"{error} Give `{type(layer).__name__}` a `get_config`, or ship "
+            "the model without stripping:\n" + _SHIP_DIRECTLY
+        ) from None
+    with constructs_plain_layers():
+        try:
+            plain = type(layer).from_config(config)
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"`tf_dsr.strip` re-creates '{layer.name}' (a "
+                f"`{type(layer).__name__}`, whose layer graph Keras does not "
+                "know) from its config, which failed: "
+                f"{str(error).splitlines()[0]} Make `get_config` return the "
+                f"arguments of `{type(layer).__name__}.__init__`, or ship the "
+                "model without stripping:\n" + _SHIP_DIRECTLY
+            ) from error
+    left = find_sparse_layers(plain)
+    if left:
+        raise TypeError(
+            f"`tf_dsr.strip`: re-creating '{layer.name}' from its config still "
+            f"gives sparse layers {[sub.name for sub in left]}: its code "
+            "creates them without calling their constructor (e.g. by "
+            "copying). Ship it with `tf_dsr.export` or `tf_dsr.to_tflite`."
+        )
+    return plain
+
+
+def _holds_unreachable_sparse_layers(leaf):
+    """True for a leaf (custom layer) whose config does not hold the
+    configs of the sparse layers inside it: they are created in code."""
+    layers = walk_layers(leaf)
+    owned = _owned_sublayers(layers)
+    inner = [
+        layer for layer in layers[1:]
+        if isinstance(layer, SparseLayer) and id(layer) not in owned
+    ]
+    if not inner:
+        return False
+    reachable = _nested_layer_names(leaf.get_config())
+    return any(layer.name not in reachable for layer in inner)
+
+
+def _without_method_state(model):
+    """`model`'s weights minus those of tf_dsr's method state, which the
+    callbacks attach to it and a re-created model does not have."""
+    state = {
+        id(weight)
+        for layer in walk_layers(model) if getattr(layer, "_tf_dsr_method_state", False)
+        for weight in layer.weights
+    }
+    return [weight for weight in model.weights if id(weight) not in state]
+
+
+def _strip_recreated(model):
+    """`strip` for a model whose graph Keras does not know (subclassed)."""
+    build_config = model.get_build_config()
+    if build_config is None:
+        raise ValueError(
+            f"`tf_dsr.strip` needs a built model; model '{model.name}' is not "
+            "built. Call it once on data, or call `model.build(input_shape)`."
+        )
+    plain = _recreated_plain(model)
+    plain.build_from_config(build_config)
+    masks = {id(pair.mask) for _, pair in find_sparse_kernels(model)}
+    masked = {id(pair.kernel): pair.masked for _, pair in find_sparse_kernels(model)}
+    old = [w for w in _without_method_state(model) if id(w) not in masks]
+    new = plain.weights
+    if [tuple(w.shape) for w in old] != [tuple(w.shape) for w in new]:
+        raise ValueError(
+            f"`tf_dsr.strip`: model '{model.name}' re-created from its config "
+            f"holds other weights than the model: {[tuple(w.shape) for w in new]} "
+            f"vs {[tuple(w.shape) for w in old]}. Its `get_config` must give "
+            "back the arguments that build the same layers. Or ship the model "
+            "with `tf_dsr.export` or `tf_dsr.to_tflite`, which need no copy."
+        )
+    for old_weight, new_weight in zip(old, new):
+        value = masked.get(id(old_weight), old_weight)
+        new_weight.assign(keras.ops.cast(value, new_weight.dtype))
+    return plain
+
+
 def strip(model):
     """Returns a plain Keras copy of `model` with every sparse layer made dense.
 
     Each tf_dsr sparse layer (at the top level, in nested models, inside
-    wrappers) becomes the Keras layer it masks, with the same
-    configuration and name, whose kernels are the sparse layer's masked
-    kernels: masked weights are exact zeros in the copy. Every other
-    layer, nested models, shared layers and the topology are kept;
+    wrappers and custom layers) becomes the Keras layer it masks, with the
+    same configuration and name, whose kernels are the sparse layer's
+    masked kernels: masked weights are exact zeros in the copy. Every
+    other layer, nested models, shared layers and the topology are kept;
     nothing from tf_dsr remains, so the copy saves, exports and converts
     to TFLite without tf_dsr installed. `strip(sparsify(m))` has the
     structure and config of `m`. `model` itself is not modified.
 
+    Sequential and Functional models are rebuilt from their graph. A
+    subclassed model, and a custom layer holding sparse layers, is
+    re-created from its config (its constructor arguments) with every
+    `tf_dsr.Sparse*` constructor giving the Keras layer instead
+    (`tf_dsr.SparseDense(64, sparsity=0.9)` gives `keras.layers.Dense(64)`),
+    then built and given the weights. That needs a `get_config` that
+    re-creates the same layers (Keras derives it from the constructor's
+    arguments when they are plain values); without one, strip raises a
+    `TypeError` and `tf_dsr.export` / `tf_dsr.to_tflite` ship the model
+    directly.
+
     Args:
-        model: a built `keras.Sequential` or Functional `keras.Model`.
-            Subclassed models raise a `TypeError` that says what to do.
+        model: a built `keras.Model`: Sequential, Functional or subclassed.
 
     Returns:
         A new model of the same class and structure as `model`.
@@ -641,10 +744,20 @@ def strip(model):
     1920
     >>> plain.save("plain.keras")  # loads with keras.models.load_model, no tf_dsr
     """
-    check_graph_model(model, "strip")
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            "`tf_dsr.strip` expects a `keras.Model`. Received: "
+            f"{model!r} of type {type(model).__name__}."
+        )
     check_masks(find_sparse_kernels(model), "`tf_dsr.strip`")
+    if not is_graph_model(model):
+        return _strip_recreated(model)
+    check_graph_model(model, "strip")
     make = {}
     for leaf in _graph_leaves(model):
+        if _holds_unreachable_sparse_layers(leaf):
+            make[id(leaf)] = lambda config, leaf=leaf: _recreated_plain(leaf)
+            continue
         layers = walk_layers(leaf)
         owned = _owned_sublayers(layers)
         for layer in layers:
@@ -658,12 +771,8 @@ def strip(model):
     if left:
         raise TypeError(
             f"`tf_dsr.strip` cannot reach sparse layers "
-            f"{[layer.name for layer in left]} of model '{model.name}': they "
-            "sit inside a custom layer or subclassed model, which strip cannot "
-            "rebuild from its config. To ship the model without tf_dsr, export "
-            "it directly (no stripping needed):\n"
-            "    tf_dsr.export(model, \"artifact/\")         # SavedModel: plain variables, no masks\n"
-            "    tf_dsr.to_tflite(model, \"model.tflite\")\n"
-            "Or build that part as a Functional model and strip that."
+            f"{[layer.name for layer in left]} of model '{model.name}'. Please "
+            "report this; to ship the model without tf_dsr meanwhile, export "
+            "it directly (no stripping needed):\n" + _SHIP_DIRECTLY
         )
     return plain

@@ -61,6 +61,10 @@ class ReparamState(keras.layers.Layer):
             a threshold. Defaults to 1e-3.
     """
 
+    # Marks the layer as tf_dsr's method state for code below the callbacks
+    # (`tf_dsr.strip` leaves it out of the plain copy).
+    _tf_dsr_method_state = True
+
     def __init__(self, initial_threshold=1e-3, **kwargs):
         super().__init__(trainable=False, **kwargs)
         self.initial_threshold = float(initial_threshold)

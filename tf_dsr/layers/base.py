@@ -38,6 +38,9 @@ MAX_SEED = 2**63 - 1
 # active, keyed by (id(layer), attribute). Per thread: two threads may
 # trace the same layer at once.
 _GIVEN = threading.local()
+# Set while `constructs_plain_layers` is active: sparse layer classes then
+# construct their plain Keras layer. Per thread.
+_PLAIN = threading.local()
 
 
 def num_active_at_init(size, sparsity):
@@ -134,6 +137,26 @@ def kernels_read_from(values):
         yield
     finally:
         _GIVEN.values = previous
+
+
+@contextlib.contextmanager
+def constructs_plain_layers():
+    """While active, constructing a sparse layer gives its Keras layer.
+
+    `tf_dsr.SparseDense(64, sparsity=0.9)` returns `keras.layers.Dense(64)`
+    (the sparse arguments dropped; `seed` kept where the Keras layer takes
+    one), and so for every sparse class, at any depth of the code that
+    runs: a subclassed model's or a custom layer's `__init__`, or
+    `from_config`. `tf_dsr.strip` uses it to re-create, from their
+    constructor arguments, models whose layer graph Keras does not know.
+    Per thread; nests.
+    """
+    previous = getattr(_PLAIN, "active", False)
+    _PLAIN.active = True
+    try:
+        yield
+    finally:
+        _PLAIN.active = previous
 
 
 def reads_given_kernels(layer):
@@ -270,6 +293,18 @@ class SparseLayer(keras.layers.Layer):
             cls._keras_takes_seed = (
                 "seed" in inspect.signature(keras_class.__init__).parameters
             )
+
+    def __new__(cls, *args, **kwargs):
+        if getattr(_PLAIN, "active", False):
+            # Not an instance of `cls`, so Python does not call `__init__`
+            # on it: the Keras constructor below is the whole construction.
+            kwargs = dict(kwargs)
+            kwargs.pop("sparsity", None)
+            seed = kwargs.pop("seed", None)
+            if cls._keras_takes_seed:
+                kwargs["seed"] = seed
+            return cls.keras_class()(*args, **kwargs)
+        return super().__new__(cls, *args, **kwargs)
 
     @classmethod
     def keras_class(cls):
