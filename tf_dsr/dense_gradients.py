@@ -163,6 +163,7 @@ class DenseGradients:
 
     Example:
 
+    >>> from tf_dsr.dense_gradients import DenseGradients
     >>> model = keras.Sequential([keras.Input((4,)), tf_dsr.SparseDense(3, sparsity=0.5)])
     >>> model.compile("sgd", "mse")
     >>> pairs = [p for _, p in tf_dsr.layers.find_sparse_kernels(model)]
