@@ -16,7 +16,10 @@ load from other processes hits all alike; printed are the median / min /
 max ms per step, the ratio of medians to `sparse` and the paired ratio
 (median over repeats of variant / sparse in the same repeat). The eager
 cost of one `request()` + `release()` pair (what a callback pays once per
-reallocation, outside the step) is timed at the end.
+reallocation, outside the step) is timed at the end. Timings on a shared
+machine are noisy, so each variant's train step is also traced and its
+graph ops counted (top-level graph plus function bodies: `tf.cond`
+branches live in the function library), a figure load cannot blur.
 
 Models: LeNet-300-100 (784-300-100-10, 3 sparse kernels, batch 100) and a
 small CNN (16x16x32 input, two SparseConv2D(64, 3), batch 100); both also
@@ -38,6 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 import tf_dsr  # noqa: E402
 from tf_dsr.dense_gradients import DenseGradients  # noqa: E402
@@ -86,6 +90,13 @@ def data(input_shape, steps, batch=100):
     return x, rng.integers(0, 10, steps * batch).astype("int32")
 
 
+def count_ops(model, x, y):
+    """Ops in the traced train step: its graph plus every function body."""
+    step = tf.function(lambda: model.train_step((x[:100], y[:100])))
+    graph_def = step.get_concrete_function().graph.as_graph_def()
+    return len(graph_def.node) + sum(len(f.node_def) for f in graph_def.library.function)
+
+
 def bench(name, jit_compile, repeats, steps):
     header(f"{name}, batch 100, jit_compile={jit_compile}, {steps} steps per "
            f"fit, {repeats} repeats (ms per step)")
@@ -103,6 +114,10 @@ def bench(name, jit_compile, repeats, steps):
         "cost between reallocations", times["sparse"])
     row("DenseGradients requested", times["requested"], ref,
         "cost of a capturing step", times["sparse"])
+    ops = {variant: count_ops(runs[variant][0], x, y) for variant in VARIANTS}
+    print(f"graph ops in the train step: sparse {ops['sparse']}, attached "
+          f"{ops['attached']} (+{ops['attached'] - ops['sparse']}); "
+          f"{len(runs['attached'][1].variables)} sparse kernels")
     capture = runs["requested"][1]
     assert bool(capture.captured.numpy()), "the requested variant captured nothing"
     assert not bool(runs["attached"][1].captured.numpy())
@@ -126,10 +141,11 @@ def main():
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--steps", type=int, default=20, help="steps per timed fit")
     parser.add_argument("--no-xla", action="store_true")
+    parser.add_argument("--only", choices=sorted(MODELS))
     args = parser.parse_args()
     repeats, steps = (3, 10) if args.quick else (args.repeats, args.steps)
     capture = None
-    for name in MODELS:
+    for name in [args.only] if args.only else MODELS:
         for jit_compile in (False,) if args.no_xla else (False, True):
             capture = bench(name, jit_compile, repeats, steps)
     time_request(capture)

@@ -256,6 +256,54 @@ def test_mirrored_strategy_sums_replicas_to_the_one_device_gradient():
                                    one.numpy(), rtol=1e-5, atol=1e-7)
 
 
+def _every_kind_model():
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((8,), dtype="int32")
+    h = tf_dsr.SparseEmbedding(40, 8, sparsity=0.5, seed=1)(inputs)
+    h = tf_dsr.SparseSeparableConv1D(8, 3, padding="same", sparsity=0.5, seed=2)(h)
+    h = tf_dsr.SparseLSTM(6, sparsity=0.5, seed=3)(h)
+    return keras.Model(inputs, tf_dsr.SparseDense(3, sparsity=0.5, seed=4)(h))
+
+
+def test_mirrored_strategy_every_layer_kind():
+    """Embedding rows, a separable convolution's two kernels, a recurrent
+    cell's two kernels and a Dense kernel: replica sums = one device."""
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, 40, size=(16, 8)).astype("int32")
+    labels = rng.integers(0, 3, size=16)
+    results = []
+    for strategy in (tf.distribute.OneDeviceStrategy("/cpu:0"), _mirrored(2)):
+        with strategy.scope():
+            model = _every_kind_model()
+            model.compile(keras.optimizers.Adam(0.01),
+                          keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        capture = DenseGradients(_pairs(model))
+        capture.request()
+        model.fit(tokens, labels, batch_size=16, epochs=1, shuffle=False, verbose=0)
+        results.append([v.numpy() for v in capture.variables])
+    assert len(results[0]) == 6
+    for one, two in zip(*results):
+        assert np.any(one)
+        np.testing.assert_allclose(two, one, rtol=1e-4, atol=1e-6)
+
+
+def test_inference_while_requested_writes_nothing():
+    model = _dense_model()
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    x, y = _data()
+    capture = DenseGradients(_pairs(model))
+    capture.request()
+    model.fit(x, y, batch_size=8, verbose=0)
+    held = [v.numpy().copy() for v in capture.variables]
+    capture.request()
+    model.predict(x, verbose=0)
+    model.evaluate(x[::-1], y, verbose=0)
+    model(x[:3])
+    assert not bool(capture.captured.numpy())
+    for h, variable in zip(held, capture.variables):
+        np.testing.assert_array_equal(h, variable.numpy())
+
+
 @pytest.fixture
 def mixed_float16():
     keras.mixed_precision.set_global_policy("mixed_float16")

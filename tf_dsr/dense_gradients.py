@@ -14,10 +14,11 @@ a float32 variable of the kernel's shape -- when, and only when, capture
 is requested. The user's model, `compile` and `fit` are unchanged: the
 hook lives in the layer and Keras' own `train_step` runs it.
 
-What it costs when not requested, per kernel and step: one `tf.cond` on a
-boolean variable in the backward pass, plus one counter increment per
-traced call of the model (BUILD_NOTES.md, "Dense gradient of a masked
-kernel", has the measured figures). When requested, the gradient is
+What it costs when not requested, per kernel and training step: one
+`tf.cond` on a boolean variable in the backward pass, plus one counter
+increment per training step; the forward pass and inference gain an
+identity op per kernel and nothing else (BUILD_NOTES.md, "Dense gradient
+of a masked kernel", has the measured figures). When requested, the gradient is
 cast to float32 and written.
 
 Semantics, settled once here:
@@ -30,7 +31,9 @@ Semantics, settled once here:
 - **Several uses in one step.** A layer called several times in one
   traced step (a shared layer) gets the sum of the gradients of its uses:
   the first gradient of a step is assigned, the following ones are added
-  (a per-step token, created once per traced graph, tells them apart).
+  (a per-step token, created once per traced graph and replica, tells
+  them apart). Eagerly (`run_eagerly=True`) every use gets its own token,
+  so a shared layer holds the gradient of one use only.
   Recurrent layers compute each masked kernel once per call, so the
   gradient is summed over time steps by TensorFlow itself.
 - **MirroredStrategy.** The variables are `ON_READ` with `SUM`
@@ -297,9 +300,7 @@ class DenseGradients:
         num_rows = int(self.kernels[index].mask.shape[0])
 
         def hook(value, indices=None):
-            token = self._step_token()
-
-            def write(gradient):
+            def write(gradient, token):
                 gradient = tf.cast(gradient, tf.float32)
                 if indices is not None:
                     # Rows gathered from a table: their gradients land on
@@ -325,9 +326,12 @@ class DenseGradients:
             @tf.custom_gradient
             def watched(x):
                 def backward(upstream):
+                    # Created in the backward pass, so inference never
+                    # increments the step counter.
+                    token = self._step_token()
                     done = tf.cond(
                         self._requested.read_value(),
-                        lambda: _as_flag(write(upstream)),
+                        lambda: _as_flag(write(upstream, token)),
                         lambda: tf.constant(False),
                     )
                     with tf.control_dependencies([done]):
