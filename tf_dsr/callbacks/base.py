@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from tf_dsr import counting
+from tf_dsr import dense_gradients
 from tf_dsr import optimizer_slots
 from tf_dsr.callbacks.logs import CountLog
 from tf_dsr.callbacks.state import attach_state
@@ -240,10 +241,24 @@ class ReparamCallback(keras.callbacks.Callback):
         self._step_fn = None
         self._step_fn_slots = None
         self._binary_fn = None
+        self._detach_capture()
+        self._refresh_mirrors()
+
+    def _detach_capture(self):
         if self._capture is not None:
             self._capture.detach()
             self._capture = None
-        self._refresh_mirrors()
+            self._step_fn = None  # it read the old capture's variables
+            self._retrace_train_function()
+
+    def _retrace_train_function(self):
+        # Keras traced `train_function` once; the gradient hooks live in
+        # the layers' `call`, so a function traced before they were
+        # attached (or after they were detached) must be traced again.
+        # Keras looks `model.train_function` up at every step.
+        model = self._bound_model or self.model
+        if model is not None and getattr(model, "optimizer", None) is not None:
+            model.make_train_function(force=True)
 
     def _count_active_weights(self):
         return sum(counting.num_active(pair.mask) for pair in self.kernels)
@@ -274,15 +289,8 @@ class ReparamCallback(keras.callbacks.Callback):
     def _gradient_capture(self):
         """The dense-gradient capture of this callback's kernels (created once)."""
         if self._capture is None:
-            try:
-                from tf_dsr import dense_gradients
-            except ImportError as error:  # pragma: no cover - until merged
-                raise ImportError(
-                    f"{type(self).__name__} grows where the dense gradient is "
-                    "largest, which needs tf_dsr.dense_gradients; this build of "
-                    "tf_dsr lacks it."
-                ) from error
             self._capture = dense_gradients.DenseGradients(self.kernels)
+            self._retrace_train_function()
         return self._capture
 
     def _step_function(self):
@@ -454,8 +462,8 @@ class ReparamCallback(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.model_state.release(self)
-        if self._capture is not None:
-            self._capture.release()
+        # The model goes back to normal: no hooks left in its layers.
+        self._detach_capture()
 
     def _warn_if_steps_per_execution_exceeds_period(self):
         # Keras runs batch-end callbacks once per execution, so at most one

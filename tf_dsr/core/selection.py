@@ -407,31 +407,6 @@ def random_subset(candidates, num_selected, seed, fallback=None,
 
 
 _SCORE_HIGH_BUCKETS = 1 << 15
-_LARGEST_KEY = (1 << 31) - 1
-
-
-def _select_by_score(score, candidates, num_selected, seed, largest):
-    candidates = tf.reshape(tf.convert_to_tensor(candidates, tf.bool), [-1])
-    magnitude = tf.abs(tf.reshape(tf.cast(score, tf.float32), [-1]))
-    # |x| >= 0 has a clear sign bit, so its bits as int32 lie in [0, 2^31)
-    # and order exactly like the magnitudes; subtracting from 2^31 - 1
-    # reverses the order and stays in that range.
-    keys = tf.bitcast(magnitude, tf.int32)
-    if largest:
-        keys = _LARGEST_KEY - keys
-    num_selected = tf.clip_by_value(
-        tf.cast(num_selected, tf.int64), 0, count_true(candidates)
-    )
-    below, at_cut, num_from_cut = select_smallest(
-        tf.bitwise.right_shift(keys, _LOW_BITS),
-        tf.bitwise.bitwise_and(keys, _NUM_LOW_BUCKETS - 1),
-        _SCORE_HIGH_BUCKETS,
-        candidates,
-        num_selected,
-    )
-    at_cut = candidates & at_cut
-    ties = random_subset(at_cut, num_from_cut, seed)
-    return tf.reshape(candidates & (below | ties), tf.shape(score))
 
 
 def smallest_magnitudes(score, candidates, num_selected, seed):
@@ -453,24 +428,21 @@ def smallest_magnitudes(score, candidates, num_selected, seed):
         `min(num_selected, count(candidates))` candidates, none of which has
         a larger magnitude than an unselected candidate.
     """
-    return _select_by_score(score, candidates, num_selected, seed, largest=False)
-
-
-def largest_magnitudes(score, candidates, num_selected, seed):
-    """Selects the `num_selected` candidates of largest `|score|`.
-
-    The mirror of `smallest_magnitudes` (same passes, same random
-    tie-breaking at the cut); gradient growth ranks `|dL/dW|` with it.
-
-    Args:
-        score: float tensor, any static shape (a dense gradient).
-        candidates: bool tensor shaped like `score`.
-        num_selected: int scalar; clipped to `[0, count(candidates)]`.
-        seed: int tensor `[2]`, stateless seed for breaking ties.
-
-    Returns:
-        bool tensor shaped like `score`, `True` at exactly
-        `min(num_selected, count(candidates))` candidates, none of which has
-        a smaller magnitude than an unselected candidate.
-    """
-    return _select_by_score(score, candidates, num_selected, seed, largest=True)
+    candidates = tf.reshape(tf.convert_to_tensor(candidates, tf.bool), [-1])
+    magnitude = tf.abs(tf.reshape(tf.cast(score, tf.float32), [-1]))
+    # |x| >= 0 has a clear sign bit, so its bits as int32 lie in [0, 2^31)
+    # and order exactly like the magnitudes.
+    keys = tf.bitcast(magnitude, tf.int32)
+    num_selected = tf.clip_by_value(
+        tf.cast(num_selected, tf.int64), 0, count_true(candidates)
+    )
+    below, at_cut, num_from_cut = select_smallest(
+        tf.bitwise.right_shift(keys, _LOW_BITS),
+        tf.bitwise.bitwise_and(keys, _NUM_LOW_BUCKETS - 1),
+        _SCORE_HIGH_BUCKETS,
+        candidates,
+        num_selected,
+    )
+    at_cut = candidates & at_cut
+    ties = random_subset(at_cut, num_from_cut, seed)
+    return tf.reshape(candidates & (below | ties), tf.shape(score))
