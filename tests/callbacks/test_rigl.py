@@ -56,7 +56,10 @@ def test_rigl_moves_masks_and_keeps_every_layers_count(digits_runs):
     assert sum(moved) > 100
     for before, after in zip(run["before"], run["after"]):
         assert after.sum() == before.sum()
-    # The capture is detached after fit: the model is back to normal.
+    # Disarmed after fit, hooks kept for the next fit; detaching removes them.
+    assert not bool(callback._capture._requested.numpy())
+    assert callback._capture.attached
+    callback.detach_gradients()
     assert callback._capture is None
 
 

@@ -102,3 +102,18 @@ def test_a_crashed_fit_does_not_block_the_next_method():
     with pytest.raises(RuntimeError):
         model.fit(X, Y, batch_size=10, verbose=0, callbacks=[dsr, Crash()])
     _fit(model, tf_dsr.SET(prune_fraction=0.2, period=5, seed=0))
+
+
+def test_gradient_methods_follow_one_another():
+    # Each callback growing by gradient hooks the kernels; the next one
+    # takes the hooks over instead of failing on them.
+    model = compile_small(small_model())
+    first = _fit(model, tf_dsr.RigL(period=5, seed=0))
+    second = _fit(model, tf_dsr.DynamicReparam(prune_target=5, period=5, seed=0,
+                                               growth="gradient"))
+    third = _fit(model, tf_dsr.RigL(period=5, seed=0))
+    assert first._capture is None and second._capture is None
+    assert int(second.state.num_reallocations.numpy()) == 4
+    # The third RigL continues the first's state: T_end counts from the
+    # first start (20 steps), so it is past its schedule and stays still.
+    assert int(third.state.num_reallocations.numpy()) == 3
