@@ -14,12 +14,12 @@ a float32 variable of the kernel's shape -- when, and only when, capture
 is requested. The user's model, `compile` and `fit` are unchanged: the
 hook lives in the layer and Keras' own `train_step` runs it.
 
-What it costs when not requested, per kernel and training step: one
-`tf.cond` on a boolean variable in the backward pass, plus one counter
-increment per training step; the forward pass and inference gain an
-identity op per kernel and nothing else (BUILD_NOTES.md, "Dense gradient
-of a masked kernel", has the measured figures). When requested, the gradient is
-cast to float32 and written.
+What it costs when not requested: per kernel, an identity in the forward
+pass and a `tf.cond` in the backward pass; per training step, one read of
+the request flag and one counter increment for all kernels. Inference
+runs the identities only. When requested, each kernel's gradient is cast
+to float32 and written. BUILD_NOTES.md ("Dense gradient of a masked
+kernel") has the measured figures.
 
 Semantics, settled once here:
 
