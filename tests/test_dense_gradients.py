@@ -182,10 +182,13 @@ def test_steps_per_execution_holds_the_last_step_of_the_execution(jit_compile):
         assert not np.allclose(variable.numpy(), other, rtol=1e-5, atol=1e-7)
 
 
-def test_jit_compiled_training():
-    model = _dense_model()
+@pytest.mark.parametrize("name", ["Dense", "Embedding", "LSTM", "Conv2D"])
+def test_jit_compiled_training(name):
+    keras.utils.set_random_seed(0)
+    model = MODELS[name][0]()
     model.compile(keras.optimizers.SGD(0.1), "mse", jit_compile=True)
-    x, y = _data()
+    x = _inputs_for(model)
+    y = np.random.default_rng(1).standard_normal((8, 3)).astype("float32")
     expected = _reference_gradients(model, x, y)
     capture = DenseGradients(_pairs(model))
     capture.request()
@@ -336,6 +339,18 @@ def test_mixed_precision_holds_the_loss_scaled_gradient(mixed_float16):
         got = variable.numpy()
         assert variable.dtype == tf.float32 and np.all(np.isfinite(got))
         np.testing.assert_allclose(got / scale, want, rtol=2e-2, atol=1e-3)
+
+
+def test_mirrored_strategy_with_mixed_precision(mixed_float16):
+    x, y = _data(n=8)
+    results = []
+    for strategy in (tf.distribute.OneDeviceStrategy("/cpu:0"), _mirrored(2)):
+        model, capture = _train_once_under(strategy, x, y)
+        scale = float(model.optimizer.dynamic_scale.numpy())
+        results.append([v.numpy() / scale for v in capture.variables])
+    for one, two in zip(*results):
+        assert np.all(np.isfinite(two)) and np.any(one)
+        np.testing.assert_allclose(two, one, rtol=1e-2, atol=1e-4)
 
 
 def test_attach_after_training_needs_a_new_train_function():
