@@ -256,9 +256,14 @@ def test_mirrored_strategy_sums_replicas_to_the_one_device_gradient():
         # Each replica holds the gradient of its half of the global batch.
         local = [v.numpy() for v in strategy.experimental_local_results(two)]
         assert len(local) == 2 and not np.allclose(local[0], local[1])
-        # Read inside a tf.function (as a callback's reallocation does).
-        np.testing.assert_allclose(tf.function(two.read_value)().numpy(),
-                                   one.numpy(), rtol=1e-5, atol=1e-7)
+        # Read inside a tf.function (as a callback's reallocation does),
+        # outside and inside the strategy's scope.
+        for read in (two.read_value, lambda: tf.convert_to_tensor(two)):
+            np.testing.assert_allclose(tf.function(read)().numpy(), one.numpy(),
+                                       rtol=1e-5, atol=1e-7)
+            with strategy.scope():
+                np.testing.assert_allclose(tf.function(read)().numpy(),
+                                           one.numpy(), rtol=1e-5, atol=1e-7)
 
 
 def _every_kind_model():
