@@ -78,10 +78,21 @@ def _attention_model():
     return keras.Model(inputs, L.Dense(3)(L.Flatten()(h)))
 
 
+def _wrapped_model(num_steps):
+    # TimeDistributed calls its layer once per time step when the number
+    # of steps is static (the uses add up), through tf.vectorized_map when
+    # it is not; Bidirectional holds two sparse GRUs.
+    inputs = keras.Input((num_steps, 4))
+    h = L.TimeDistributed(tf_dsr.SparseDense(3, sparsity=0.5, seed=1,
+                                             activation="tanh"))(inputs)
+    h = L.Bidirectional(tf_dsr.SparseGRU(3, sparsity=0.5, seed=2))(h)
+    return keras.Model(inputs, L.Dense(3)(h))
+
+
 def _inputs_for(model, n=8, seed=0):
     rng = np.random.default_rng(seed)
     spec = model.inputs[0]
-    shape = (n,) + tuple(spec.shape[1:])
+    shape = (n,) + tuple(5 if d is None else d for d in spec.shape[1:])
     if spec.dtype.startswith("int"):
         # Repeated ids: their row gradients must add up.
         return rng.integers(0, 12, size=shape).astype("int32")
@@ -95,6 +106,8 @@ MODELS = {
     "LSTM": (_lstm_model, 2),
     "EinsumDense": (_einsum_model, 1),
     "MultiHeadAttention": (_attention_model, 4),
+    "TimeDistributed-Bidirectional": (lambda: _wrapped_model(5), 5),
+    "TimeDistributed-Bidirectional, steps unknown": (lambda: _wrapped_model(None), 5),
 }
 
 
