@@ -532,23 +532,25 @@ class ReparamCallback(keras.callbacks.Callback):
         if step is not None:
             self._arm_if_next_update_due(step - self._start_step_seen)
 
-    def _stopped(self):
+    def _stopped(self, step):
+        """Whether updates are over at the method's step `step` (no host
+        read here: batch ends call it every step)."""
         return self.stop_epoch is not None and self._epoch >= self.stop_epoch
 
     def _arm_if_next_update_due(self, step):
         # Arm the capture between steps when the next batch end (Keras runs
         # `steps_per_execution` steps before it) is due for an update: no
         # batch-begin hook, which would cost a host sync on every step.
-        if not self.needs_gradients or self._stopped():
+        if not self.needs_gradients or self._stopped(step):
             return
         if step + self._steps_per_execution() - self._last_step_seen >= self.current_period():
             self._gradient_capture().request()
 
     def on_train_batch_end(self, batch, logs=None):
-        if self._stopped():
+        step = self._optimizer_step() - self._start_step_seen
+        if self._stopped(step):
             self._add_logs(logs)
             return
-        step = self._optimizer_step() - self._start_step_seen
         self._reallocate_if_due(step)
         self._arm_if_next_update_due(step)
         self._add_logs(logs)

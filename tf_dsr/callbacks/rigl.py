@@ -103,14 +103,10 @@ class RigL(ReparamCallback):
             raise ValueError("T_end is known once training starts; pass `end_step`.")
         return float(rigl.drop_fraction_at(step, self.drop_fraction, end).numpy())
 
-    def _stopped(self):
-        if super()._stopped():
-            return True
+    def _stopped(self, step):
+        # f(T_end) = 0: nothing moves from T_end on.
         end = self.t_end
-        if end is None:
-            return False
-        step = self._optimizer_step()
-        return step is not None and step - self._start_step_seen >= end
+        return super()._stopped(step) or (end is not None and step >= end)
 
     def _update(self, kernels, masks, step, gradients):
         end = self.t_end
