@@ -1,13 +1,16 @@
 """Dynamic Sparse Reparameterization (Mostafa & Wang, ICML 2019) for Keras 3."""
 
 from tf_dsr import counting
+from tf_dsr import methods
 from tf_dsr import models
 from tf_dsr.callbacks import SET
 from tf_dsr.callbacks import DynamicReparam
 from tf_dsr.callbacks import GradualPruning
 from tf_dsr.callbacks import ReallocationReport
 from tf_dsr.callbacks import ReparamCallback
-from tf_dsr.callbacks import ReparamState
+from tf_dsr.callbacks import MethodState
+from tf_dsr.callbacks import ModelState
+from tf_dsr.callbacks import RigL
 from tf_dsr.callbacks import SparsityHistory
 from tf_dsr.convert import sparsify
 from tf_dsr.convert import strip
@@ -46,7 +49,9 @@ __all__ = [
     "GradualPruning",
     "ReallocationReport",
     "ReparamCallback",
-    "ReparamState",
+    "MethodState",
+    "ModelState",
+    "RigL",
     "SET",
     "SparseConv1D",
     "SparseConv1DTranspose",
@@ -75,6 +80,7 @@ __all__ = [
     "erk_sparsities",
     "export",
     "load_model",
+    "methods",
     "models",
     "sparsify",
     "sparsity_summary",
