@@ -91,6 +91,22 @@ def test_a_crashed_fit_does_not_block_the_next_method():
     _fit(model, tf_dsr.SET(prune_fraction=0.2, period=5, seed=0))
 
 
+def test_a_fit_that_crashed_before_its_first_step_does_not_block_the_next_method():
+    # Same optimizer step (0) for both fits: only the fit tells them apart.
+    model = compile_small(small_model())
+
+    class CrashAtBegin(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            raise RuntimeError("crash before the first step")
+
+    dsr = tf_dsr.DynamicReparam(prune_target=5, period=5, seed=0)
+    with pytest.raises(RuntimeError):
+        model.fit(X, Y, batch_size=10, verbose=0, callbacks=[dsr, CrashAtBegin()])
+    assert int(model.optimizer.iterations.numpy()) == 0
+    set_ = _fit(model, tf_dsr.SET(prune_fraction=0.2, period=5, seed=0))
+    assert int(set_.state.num_reallocations.numpy()) == 4
+
+
 def test_gradient_methods_follow_one_another():
     # Each callback growing by gradient hooks the kernels; the next one
     # takes the hooks over instead of failing on them.

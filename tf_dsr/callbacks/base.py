@@ -459,7 +459,9 @@ class ReparamCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         step = self._optimizer_step() or 0
-        self.model_state.claim(self, step)
+        # Outside `fit` (a custom loop calling the hooks) there is no fit
+        # to share: a new object claims nothing another callback holds.
+        self.model_state.claim(self, self.params if self.params else object())
         if not self.state.started():
             # A method's steps count from here: after another method it
             # starts like on a fresh model.

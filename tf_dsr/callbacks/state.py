@@ -312,15 +312,24 @@ class ModelState(keras.layers.Layer):
             self._legacy = (method, values)
 
     # ----- one method at a time ----------------------------------------
-    def claim(self, callback, step):
-        """Marks `callback` as training the model from optimizer step `step`.
+    def claim(self, callback, fit):
+        """Marks `callback` as training the model in the fit `fit`.
+
+        Args:
+            fit: an object identifying one `fit` call: the `params` dict,
+                which Keras gives, as one object, to every callback of a
+                fit. A fit that crashed and a later one are told apart
+                even at the same optimizer step.
 
         Raises:
-            ValueError: another tf_dsr callback claimed the model at the
-                same step: two methods in one `fit`.
+            ValueError: another tf_dsr callback claimed the model in the
+                same fit: two methods in one `fit`.
         """
+        # The id, not the dict: Keras' attribute tracking would store a copy.
+        # The id stays unique while the claim holds: `callback.params` keeps
+        # the dict alive.
         running = self._running
-        if running is not None and running[0] is not callback and running[1] == step:
+        if running is not None and running[0] is not callback and running[1] == id(fit):
             other = running[0]
             raise ValueError(
                 f"Two tf_dsr methods on one model in the same fit: "
@@ -329,7 +338,7 @@ class ModelState(keras.layers.Layer):
                 "would undo each other's updates. Pass one of them to `fit`, and "
                 "run the other in a later `fit` if you want both."
             )
-        self._running = (callback, step)
+        self._running = (callback, id(fit))
 
     def release(self, callback):
         if self._running is not None and self._running[0] is callback:
