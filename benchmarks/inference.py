@@ -12,11 +12,11 @@ latency at batch 1 and batch 32 on one thread: the TFLite interpreter
 (`num_threads=1`, its default XNNPack delegate) and the SavedModel's
 `serve` (TensorFlow with one intra-op and one inter-op thread).
 
-Measurements are interleaved: every round times a chunk of calls of
-every configuration in turn, so that load from other processes falls on
-all of them alike. Each row reports the median over rounds of the
-per-call time, and the speed-up as the median over rounds of the paired
-ratio dense / this (same round, same batch, same runtime).
+Measurements are interleaved (`tf_dsr.latency`): every round times a
+chunk of calls of every configuration in turn, so that load from other
+processes falls on all of them alike. Each row reports the median over
+rounds of the per-call time, and the speed-up as the median over rounds
+of the paired ratio dense / this (same round, same batch, same runtime).
 
 The TFLite column also says which ops the converter emitted: a sparse
 FULLY_CONNECTED runs on TFLite's sparse kernel; DENSIFY in front of an op
@@ -32,7 +32,6 @@ Usage:
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -117,24 +116,6 @@ def _ops_summary(flatbuffer):
     return text + (f", {densify} DENSIFY" if densify else ", no DENSIFY"), densify
 
 
-class _TFLiteRunner:
-    def __init__(self, flatbuffer, batch, input_shape):
-        import numpy as np
-        import tensorflow as tf
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tf.lite.Interpreter's move to LiteRT
-            self.interpreter = tf.lite.Interpreter(model_content=flatbuffer, num_threads=1)
-        detail = self.interpreter.get_input_details()[0]
-        self.interpreter.resize_tensor_input(detail["index"], (batch,) + input_shape)
-        self.interpreter.allocate_tensors()
-        x = np.random.default_rng(0).standard_normal((batch,) + input_shape)
-        self.interpreter.set_tensor(detail["index"], x.astype("float32"))
-
-    def __call__(self):
-        self.interpreter.invoke()
-
-
 class _SavedModelRunner:
     def __init__(self, loaded, batch, input_shape):
         import numpy as np
@@ -148,34 +129,12 @@ class _SavedModelRunner:
         self.loaded.serve(self.x)
 
 
-def _calls_per_chunk(run, target_seconds):
-    for _ in range(3):
-        run()  # warm up (allocation, tracing)
-    start = time.perf_counter()
-    run()
-    once = max(time.perf_counter() - start, 1e-7)
-    return max(1, int(target_seconds / once))
-
-
-def measure(runners, rounds, chunk_seconds):
-    """Interleaved timing: `{key: [seconds per call, one per round]}`."""
-    chunks = {key: _calls_per_chunk(run, chunk_seconds) for key, run in runners.items()}
-    times = {key: [] for key in runners}
-    for _ in range(rounds):
-        for key, run in runners.items():
-            n = chunks[key]
-            start = time.perf_counter()
-            for _ in range(n):
-                run()
-            times[key].append((time.perf_counter() - start) / n)
-    return times
-
-
 def run(tiny=False, rounds=15, chunk_seconds=0.02):
     """Builds, exports and times every configuration; returns result rows."""
     import tensorflow as tf
 
     import tf_dsr
+    from tf_dsr import latency
 
     batches = (1, 32)
     configs = []
@@ -200,9 +159,9 @@ def run(tiny=False, rounds=15, chunk_seconds=0.02):
         loaded = tf.saved_model.load(path)
         shape = tuple(model.inputs[0].shape[1:])
         for batch in batches:
-            runners[(i, "tflite", batch)] = _TFLiteRunner(flatbuffer, batch, shape)
+            runners[(i, "tflite", batch)] = latency.TFLiteRunner(flatbuffer, batch)
             runners[(i, "saved_model", batch)] = _SavedModelRunner(loaded, batch, shape)
-    times = measure(runners, rounds, chunk_seconds)
+    times = latency.interleaved_times(runners, rounds, chunk_seconds)
     dense_of = {}
     for i, config in enumerate(configs):
         if config["weights"] == "dense":
@@ -211,11 +170,10 @@ def run(tiny=False, rounds=15, chunk_seconds=0.02):
         base = dense_of[config["model"]]
         for runtime in ("tflite", "saved_model"):
             for batch in batches:
-                mine = times[(i, runtime, batch)]
-                dense = times[(base, runtime, batch)]
-                config[f"{runtime}_b{batch}_us"] = statistics.median(mine) * 1e6
-                config[f"{runtime}_b{batch}_speedup"] = statistics.median(
-                    d / m for d, m in zip(dense, mine))
+                median, speedup = latency.median_and_speedup(
+                    times[(i, runtime, batch)], times[(base, runtime, batch)])
+                config[f"{runtime}_b{batch}_us"] = median * 1e6
+                config[f"{runtime}_b{batch}_speedup"] = speedup
     tmp.cleanup()
     return configs
 
