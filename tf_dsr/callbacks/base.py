@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from tf_dsr import counting
 from tf_dsr import optimizer_slots
+from tf_dsr.callbacks import blocks as block_views
 from tf_dsr.callbacks.logs import CountLog
 from tf_dsr.callbacks.logs import ThresholdLog
 from tf_dsr.callbacks.state import attach_state
@@ -202,8 +203,12 @@ class ReparamCallback(keras.callbacks.Callback):
         self.kernels = [pair for _, pair in found]
         # The sparse layers updated, each once (a layer may own two kernels).
         self.layers = list({id(pair.layer): pair.layer for pair in self.kernels}.values())
+        self._block_shapes = block_views.kernel_block_shapes(self.kernels)
+        block_views.check_block_sizes(self.kernel_names, self.kernels, type(self).__name__)
         self._num_active = self._count_active_weights()
-        self._check_model(model, self._num_active)
+        # Python ints, read when the reallocation graph is traced.
+        self._num_units = self._num_active_units()
+        self._check_model(model, self._num_units)
         self.state = attach_state(model, self._initial_threshold())
         self._bound_model = model
         self._num_weights = sum(pair.size for pair in self.kernels)
@@ -214,6 +219,14 @@ class ReparamCallback(keras.callbacks.Callback):
 
     def _count_active_weights(self):
         return sum(counting.num_active(pair.mask) for pair in self.kernels)
+
+    def _num_active_units(self):
+        """Active weights, or active blocks where kernels have a block shape:
+        the unit a method's core counts in (`tf_dsr.callbacks.blocks`)."""
+        return sum(
+            block_views.num_active_blocks(pair, counting.num_active(pair.mask))
+            for pair in self.kernels
+        )
 
     def _refresh_mirrors(self):
         # Python copies of `state.last_step` and `state.threshold`, so that
@@ -250,7 +263,11 @@ class ReparamCallback(keras.callbacks.Callback):
     def _reallocate_in_graph(self, step, slots):
         kernels = [pair.kernel.value for pair in self.kernels]
         masks = [pair.mask.value for pair in self.kernels]
-        update = self._update(kernels, masks, step, self._num_active)
+        # Block-sparse kernels go to the core as grids of block scores and
+        # block masks, and come back expanded: the one place this happens.
+        scores, block_masks, _ = block_views.to_blocks(kernels, masks, None, self._block_shapes)
+        update = self._update(scores, block_masks, step, self._num_units)
+        update = block_views.from_blocks(update, kernels, self._block_shapes)
         for pair, layer_slots, kernel, mask in zip(
             self.kernels, slots, update.kernels, update.masks
         ):
