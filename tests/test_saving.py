@@ -109,13 +109,66 @@ def test_unusable_saved_threshold_is_refused_before_building(tmp_path, threshold
         tf_dsr.load_model(path)
 
 
-def test_nan_threshold_loads_as_a_method_without_threshold_and_dsr_refuses_it(tmp_path):
-    # nan is what SET and GradualPruning save: load_model cannot tell, so it
-    # loads, and DynamicReparam refuses to start from it.
-    path = _saved(tmp_path, float("nan"))
+def _legacy(name):
+    return os.path.join(os.path.dirname(__file__), "data", f"saved_before_issue13_{name}.keras")
+
+
+def test_file_with_the_old_single_dsr_state_loads_as_dsr_state():
+    """Written by tf_dsr before per-method state (one threshold, last step and
+    count for every method): a usable threshold shows it was DSR's."""
+    loaded = tf_dsr.load_model(_legacy("dsr"))
+    dsr = tf_dsr.DynamicReparam(prune_target=3, period=5)
+    dsr.set_model(loaded)
+    assert float(dsr.state.threshold.numpy()) == pytest.approx(0.01)
+    assert int(dsr.state.last_step.numpy()) == 10
+    assert int(dsr.state.num_reallocations.numpy()) == 2
+    assert int(dsr.state.start_step.numpy()) == 0
+
+
+def test_file_with_the_old_single_set_state_loads_with_a_warning():
+    # nan threshold: SET or gradual pruning, which cannot be told apart.
+    with pytest.warns(UserWarning, match="cannot be told apart"):
+        loaded = tf_dsr.load_model(_legacy("set"))
+    set_callback = tf_dsr.SET(prune_fraction=0.2, period=5)
+    set_callback.set_model(loaded)
+    assert not set_callback.state.started()
+    assert tf_dsr.sparsity_summary(loaded).num_active == 96
+
+
+def test_old_dsr_state_loads_through_load_weights_into_an_attached_dsr(tmp_path):
+    loaded = tf_dsr.load_model(_legacy("dsr"))
+    model = keras.models.clone_model(loaded)
+    dsr = tf_dsr.DynamicReparam(prune_target=3, period=5)
+    dsr.set_model(model)
+    model.load_weights(_legacy("dsr"))
+    assert float(dsr.state.threshold.numpy()) == pytest.approx(0.01)
+    assert int(dsr.state.num_reallocations.numpy()) == 2
+
+
+@pytest.mark.parametrize("method", ["dsr", "set", "gradual", "rigl"])
+def test_load_model_restores_each_methods_state(tmp_path, method):
+    model = keras.Sequential([keras.Input((8,)), tf_dsr.SparseDense(16, sparsity=0.5, seed=1),
+                              tf_dsr.SparseDense(4, sparsity=0.5, seed=2)])
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "mse")
+    callback = {
+        "dsr": lambda: tf_dsr.DynamicReparam(prune_target=3, period=2, initial_threshold=0.05),
+        "set": lambda: tf_dsr.SET(prune_fraction=0.2, period=2),
+        "gradual": lambda: tf_dsr.GradualPruning(0.8, begin_step=0, end_step=6, period=2),
+        "rigl": lambda: tf_dsr.RigL(drop_fraction=0.3, period=2),
+    }[method]()
+    rng = np.random.default_rng(0)
+    model.fit(rng.random((64, 8)), rng.random((64, 4)), batch_size=8, verbose=0,
+              callbacks=[callback])
+    path = tmp_path / f"{method}.keras"
+    model.save(path)
+    saved = [v.numpy() for v in callback.state.variables]
+    assert int(callback.state.num_reallocations.numpy()) > 0
+    assert int(callback.state.seed.numpy()) >= 0  # drawn (seed=None) and kept
+
     loaded = tf_dsr.load_model(path)
-    assert np.isnan(loaded._tf_dsr_state.threshold.numpy())
-    with pytest.raises(ValueError, match=r"threshold nan.*_tf_dsr_state\.threshold\.assign"):
-        tf_dsr.DynamicReparam(prune_target=3, period=2).set_model(loaded)
-    loaded._tf_dsr_state.threshold.assign(1e-3)  # what the message says to do
-    tf_dsr.DynamicReparam(prune_target=3, period=2).set_model(loaded)
+
+    state = loaded._tf_dsr_state.method_states()[method]
+    assert type(state) is type(callback.state)
+    for a, b in zip(state.variables, saved):
+        np.testing.assert_array_equal(a.numpy(), b)
+

@@ -7,7 +7,9 @@ from tf_dsr.callbacks import DynamicReparam
 from tf_dsr.callbacks import GradualPruning
 from tf_dsr.callbacks import ReallocationReport
 from tf_dsr.callbacks import ReparamCallback
-from tf_dsr.callbacks import ReparamState
+from tf_dsr.callbacks import MethodState
+from tf_dsr.callbacks import ModelState
+from tf_dsr.callbacks import RigL
 from tf_dsr.callbacks import SparsityHistory
 from tf_dsr.convert import sparsify
 from tf_dsr.convert import strip
@@ -46,7 +48,9 @@ __all__ = [
     "GradualPruning",
     "ReallocationReport",
     "ReparamCallback",
-    "ReparamState",
+    "MethodState",
+    "ModelState",
+    "RigL",
     "SET",
     "SparseConv1D",
     "SparseConv1DTranspose",

@@ -1,7 +1,6 @@
 """Loading a `.keras` file together with its reallocation state."""
 
 import io
-import math
 import os
 import zipfile
 
@@ -9,18 +8,30 @@ import h5py
 import keras
 
 from tf_dsr.callbacks.state import STATE_ATTRIBUTE
+from tf_dsr.callbacks.state import STATE_CLASSES
 from tf_dsr.callbacks.state import attach_state
-from tf_dsr.callbacks.state import check_state_values
+from tf_dsr.callbacks.state import legacy_method
+from tf_dsr.callbacks.state import warn_unmapped_legacy
 
 _WEIGHTS = "model.weights.h5"
 
 
-def _saved_state(filepath):
-    """The tf_dsr state values a `.keras` file holds, checked; None if none.
+def _values(group):
+    if group is None:
+        return []
+    return [group[key][()] for key in sorted(group, key=int)]
+
+
+def _saved_states(filepath):
+    """The tf_dsr method states a `.keras` file holds, checked.
+
+    Returns:
+        dict, method name -> list of values (variable order); a state from
+        before per-method state appears under "dsr" when it was DSR's.
 
     Raises:
         ValueError: the file is not a readable zip archive, a member fails
-            its checksum, or the saved state is unusable.
+            its checksum, or a saved state is unusable.
     """
     if not zipfile.is_zipfile(filepath):
         raise ValueError(
@@ -37,44 +48,56 @@ def _saved_state(filepath):
                     "fails its checksum. Load an earlier copy."
                 )
             if _WEIGHTS not in archive.namelist():
-                return None
+                return {}
             data = io.BytesIO(archive.read(_WEIGHTS))
     except zipfile.BadZipFile as error:
         raise ValueError(f"{filepath} is a corrupt .keras file ({error}).") from None
+    states = {}
     try:
         with h5py.File(data, "r") as weights:
-            group = weights.get(f"{STATE_ATTRIBUTE}/vars")
-            if group is None:
-                return None
-            values = {name: group[name][()] for name in group}
+            root = weights.get(STATE_ATTRIBUTE)
+            if root is None:
+                return {}
+            legacy = _values(root.get("vars"))
+            for name in root:
+                if name != "vars" and name in STATE_CLASSES:
+                    states[name] = _values(root[name].get("vars"))
     except OSError as error:
         raise ValueError(
             f"{filepath} is a corrupt .keras file: its weights cannot be read ({error})."
         ) from None
-    if sorted(values) == ["0", "1", "2"]:
-        check_state_values(
-            values["0"], values["1"], values["2"],
-            uses_threshold=not math.isnan(float(values["0"])),
-        )
-    return values
+    if legacy:
+        if len(legacy) != 3:
+            raise ValueError(
+                f"{filepath}: the tf_dsr state has {len(legacy)} values; files from "
+                "before per-method state have 3. The file is corrupt or was edited."
+            )
+        method = legacy_method(legacy)
+        if method is None:
+            warn_unmapped_legacy(legacy)
+        else:
+            states.setdefault(method, ("legacy", legacy))
+    return states
 
 
 def load_model(filepath, **kwargs):
-    """`keras.models.load_model`, plus the DSR state the file carries.
+    """`keras.models.load_model`, plus the method states the file carries.
 
-    A `.keras` file saved from a model trained with a tf_dsr callback holds
-    the `ReparamState` (threshold, last reallocation step, count) next to
-    the weights, but Keras rebuilds the model from its config, which does
-    not mention it. This loads the model, then attaches the state and its
-    saved values, so a new `DynamicReparam` continues with the saved
-    threshold instead of `initial_threshold`.
+    A `.keras` file saved from a model trained with tf_dsr callbacks holds
+    each method's state (DSR: threshold, last step, seed, count; SET, RigL,
+    gradual pruning: last step, start step, seed, count) next to the
+    weights, but Keras rebuilds the model from its config, which does not
+    mention them. This loads the model, then attaches every state with its
+    saved values, so a new callback of the same method continues where the
+    saved one stopped (DSR with the saved threshold, not
+    `initial_threshold`). A file written before per-method state holds one
+    state: DSR's is restored; SET's or gradual pruning's (nan threshold)
+    cannot be told apart and is skipped with a warning.
 
     The file is checked before anything is built: a file that is not a zip
     archive or fails a checksum is reported as corrupt, and saved state
     that cannot work (a threshold that is infinite, not positive or below
-    float32's normal range; negative counts) is refused. A nan threshold is
-    what SET and GradualPruning save; `DynamicReparam` refuses it when
-    attached.
+    float32's normal range; negative counts) is refused.
 
     Args:
         filepath: path to a `.keras` file.
@@ -82,8 +105,8 @@ def load_model(filepath, **kwargs):
             `compile`, `safe_mode`).
 
     Returns:
-        The Keras model, with its `ReparamState` attached when the file has
-        one.
+        The Keras model, with its `ModelState` attached when the file holds
+        method states.
 
     Raises:
         ValueError: the file is missing, corrupt, or holds unusable state.
@@ -100,12 +123,21 @@ def load_model(filepath, **kwargs):
     True
     """
     filepath = str(filepath)
-    values = None
+    states = {}
     if filepath.endswith(".keras") and os.path.isfile(filepath):
-        values = _saved_state(filepath)
+        states = _saved_states(filepath)
+        # Check every state before building anything.
+        for method, values in states.items():
+            if not (isinstance(values, tuple) and values[0] == "legacy"):
+                STATE_CLASSES[method]().check_values(values)
     model = keras.models.load_model(filepath, **kwargs)
-    if values is not None:
-        initial = float(values["0"]) if "0" in values else 1e-3
-        state = attach_state(model, initial if math.isnan(initial) else 1e-3)
-        state.load_own_variables(values)
+    if states:
+        container = attach_state(model)
+        for method, values in states.items():
+            state = container.state_for(method)
+            if isinstance(values, tuple) and values[0] == "legacy":
+                state.load_legacy(values[1])
+            else:
+                for variable, value in zip(state.variables, values):
+                    variable.assign(value)
     return model

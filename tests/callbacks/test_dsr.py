@@ -10,7 +10,7 @@ import tensorflow as tf
 from sklearn.datasets import load_digits
 
 import tf_dsr
-from tf_dsr.callbacks.base import Update
+from tf_dsr.core.update import Update
 from tf_dsr.optimizer_slots import kernel_slots
 
 from small_models import small_model, small_data, compile_small, masks_of
@@ -199,8 +199,8 @@ def test_reallocate_returns_consistent_report(reallocated):
     assert report.total_pruned == sum(report.num_grown.values()) > 0
     assert report.skipped is False
     # More pruned than 1.1 * prune_target: the threshold halves.
-    assert report.threshold == pytest.approx(0.05)
-    assert report.threshold == pytest.approx(reallocated.threshold)
+    assert report.info["threshold"] == pytest.approx(0.05)
+    assert report.info["threshold"] == pytest.approx(reallocated.threshold)
     assert sum(int(m.sum()) for m in reallocated.masks_after) == total
     assert report.sparsity == pytest.approx(1 - total / (8 * 16 + 16 * 4))
     assert reallocated.num_reallocations == 1
@@ -272,10 +272,10 @@ class CountingReparam(tf_dsr.DynamicReparam):
     the real one.
     """
 
-    def _update(self, kernels, masks, step, num_active):
+    def _update(self, kernels, masks, step, gradients):
         zeros = tf.zeros([len(kernels)], tf.int64)
-        return Update(kernels, masks, zeros, zeros, self.state.threshold.value,
-                      tf.constant(True))
+        return Update(kernels, masks, zeros, zeros, tf.constant(True),
+                      {"threshold": self.state.threshold.value})
 
 
 @pytest.mark.parametrize(
@@ -326,9 +326,9 @@ def test_period_follows_the_last_step_variable_not_a_stale_copy(value, expected_
     steps = []
     original = dsr.reallocate
 
-    def recording(step=None):
+    def recording(step=None, mark=None):
         steps.append(step)
-        return original(step)
+        return original(step, mark)
 
     dsr.reallocate = recording
     model.fit(x, y, batch_size=10, epochs=1, verbose=0,
@@ -491,11 +491,14 @@ def test_set_prune_target_count_at_or_above_active_weights_raises():
     tf_dsr.SET(prune_target=95, period=2).set_model(model)
 
 
-def test_nan_threshold_in_the_models_state_is_refused():
+def test_dsr_after_set_starts_from_its_own_state():
     model = compile_small(small_model())
-    tf_dsr.SET(prune_fraction=0.1, period=2, seed=0).set_model(model)  # state: nan
-    with pytest.raises(ValueError, match="threshold nan.*SET"):
-        tf_dsr.DynamicReparam(prune_target=5, period=2).set_model(model)
+    set_callback = tf_dsr.SET(prune_fraction=0.1, period=2, seed=0)
+    set_callback.set_model(model)
+    dsr = tf_dsr.DynamicReparam(prune_target=5, period=2, initial_threshold=0.02)
+    dsr.set_model(model)
+    assert dsr.state is not set_callback.state
+    assert float(dsr.state.threshold.numpy()) == pytest.approx(0.02)
 
 
 def test_threshold_restored_as_nan_after_set_model_is_refused_at_train_start():

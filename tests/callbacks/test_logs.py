@@ -89,5 +89,5 @@ def test_fit_shows_pruned_count_and_adapted_threshold_after_a_reallocation(capsy
     line = _plain(capsys.readouterr().out).strip().splitlines()[-1]
     report = reparam.last_report
     assert f"num_pruned: {report.total_pruned} " in line
-    assert f"threshold: {report.threshold:.3g} " in line
+    assert f"threshold: {report.info['threshold']:.3g} " in line
     assert history.history["num_pruned"] == [report.total_pruned]

@@ -146,18 +146,19 @@ def test_good_file_loads_everything(tmp_path, target):
         assert a.numpy() == b.numpy()
 
 
-def test_nan_threshold_of_a_method_without_one_loads(tmp_path):
-    # SET and GradualPruning keep nan as their threshold: not an error.
+def test_set_state_round_trips_and_has_no_threshold(tmp_path):
     source = compile_small(small_model())
-    saver = tf_dsr.SET(prune_fraction=0.2, period=2, seed=0)
+    saver = tf_dsr.SET(prune_fraction=0.2, period=2)
     _trained(source, saver)
     path = tmp_path / "set.weights.h5"
     source.save_weights(path)
     model = compile_small(small_model())
-    loader = tf_dsr.SET(prune_fraction=0.2, period=2, seed=0)
+    loader = tf_dsr.SET(prune_fraction=0.2, period=2)
     loader.set_model(model)
 
     model.load_weights(path)
 
-    assert np.isnan(loader.state.threshold.numpy())
+    assert not hasattr(loader.state, "threshold")
     assert int(loader.state.num_reallocations.numpy()) == 1
+    # seed=None: the seed drawn by the saver is saved and used by the loader.
+    assert loader.seed == saver.seed == int(loader.state.seed.numpy())

@@ -290,7 +290,7 @@ def test_reallocate_hand_example():
     assert result.num_pruned.dtype == tf.int64
     assert result.num_grown.dtype == tf.int64
     # K = 3 < 0.9 * 10: H doubles.
-    assert result.threshold.numpy() == np.float32(0.2)
+    assert result.info["threshold"].numpy() == np.float32(0.2)
     assert bool(result.is_finite.numpy()) is True
 
 
@@ -312,7 +312,7 @@ def test_reallocate_hand_example_random_placement():
         np.testing.assert_array_equal(result.masks[0].numpy(), [[1, 0], [1, 1]])
         np.testing.assert_array_equal(result.num_grown.numpy(), [1, 2])
         # K = 3 == N_prune: H unchanged.
-        assert result.threshold.numpy() == np.float32(0.1)
+        assert result.info["threshold"].numpy() == np.float32(0.1)
     assert len(seen) > 1
 
 
@@ -443,8 +443,8 @@ def check_invariants(kernels, masks, threshold, prune_target, result,
         ).all(), (num_grown, num_survivors, total_pruned)
     assert (num_grown <= num_free + np.array([p.sum() for p in pruned])).all()
 
-    assert result.threshold.dtype == tf.float32
-    assert result.threshold.numpy() == _expected_threshold(
+    assert result.info["threshold"].dtype == tf.float32
+    assert result.info["threshold"].numpy() == _expected_threshold(
         threshold, total_pruned, prune_target, tolerance
     )
 
@@ -556,7 +556,7 @@ def test_non_finite_kernel_returns_inputs_unchanged(bad_value, active):
     for before, after in zip(masks, result.masks):
         assert after.dtype == before.dtype
         np.testing.assert_array_equal(after.numpy(), before)
-    assert result.threshold.numpy() == np.float32(0.05)
+    assert result.info["threshold"].numpy() == np.float32(0.05)
     np.testing.assert_array_equal(result.num_pruned.numpy(), [0, 0])
     np.testing.assert_array_equal(result.num_grown.numpy(), [0, 0])
     assert result.num_pruned.dtype == result.num_grown.dtype == tf.int64
@@ -607,7 +607,7 @@ def test_xla_matches_eager():
     for a, b in zip(xla.masks + xla.kernels, eager.masks + eager.kernels):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    assert xla.threshold.numpy() == eager.threshold.numpy()
+    assert xla.info["threshold"].numpy() == eager.info["threshold"].numpy()
     np.testing.assert_array_equal(xla.num_pruned.numpy(), eager.num_pruned.numpy())
     np.testing.assert_array_equal(xla.num_grown.numpy(), eager.num_grown.numpy())
     assert bool(xla.is_finite.numpy())

@@ -70,7 +70,7 @@ def test_xla_compiled_reallocation_equals_graph():
     for graph, xla in zip(*reports):
         assert list(graph.num_pruned.values()) == list(xla.num_pruned.values())
         assert list(graph.num_grown.values()) == list(xla.num_grown.values())
-        assert graph.threshold == xla.threshold
+        assert graph.info["threshold"] == xla.info["threshold"]
     assert reports[0][0].total_pruned > 0
     for a, b in zip(*states):
         np.testing.assert_array_equal(a, b)

@@ -19,10 +19,10 @@ import keras
 import tensorflow as tf
 
 from tf_dsr import counting
+from tf_dsr import dense_gradients
 from tf_dsr import optimizer_slots
 from tf_dsr.callbacks import blocks as block_views
 from tf_dsr.callbacks.logs import CountLog
-from tf_dsr.callbacks.logs import ThresholdLog
 from tf_dsr.callbacks.state import attach_state
 from tf_dsr.core.reallocation import count_active
 from tf_dsr.layers.base import SparseLayer
@@ -30,17 +30,6 @@ from tf_dsr.layers.find import check_masks
 from tf_dsr.layers.find import find_sparse_kernels
 from tf_dsr.layers.find import walk_layers
 from tf_dsr.layers.base import validate_seed
-
-
-class Update(NamedTuple):
-    """What a method's `_update` returns (tensors, one entry per layer)."""
-
-    kernels: list
-    masks: list
-    num_pruned: tf.Tensor
-    num_grown: tf.Tensor
-    threshold: tf.Tensor
-    is_finite: tf.Tensor
 
 
 class ReallocationReport(NamedTuple):
@@ -52,15 +41,18 @@ class ReallocationReport(NamedTuple):
             `tf_dsr.layers.find_sparse_kernels`: the layer's path for a
             layer with one kernel).
         num_grown: dict, kernel name -> weights regrown.
-        threshold: the threshold after adapting (methods without one: nan).
+        info: dict of the method's own figures as floats (DSR:
+            `threshold`, H after adapting; RigL: `drop_fraction`, f(t);
+            gradual pruning: `sparsity`, the target s_t).
         sparsity: global fraction of zeros over the sparse kernels.
-        skipped: True when a kernel held NaN/Inf and nothing changed.
+        skipped: True when a kernel (or a gradient used for growth) held
+            NaN/Inf and nothing changed.
     """
 
     step: int
     num_pruned: dict
     num_grown: dict
-    threshold: float
+    info: dict
     sparsity: float
     skipped: bool
 
@@ -80,7 +72,8 @@ def check_prune_target(callback, num_active):
         name = type(callback).__name__
         raise ValueError(
             f"{name}: prune_target={target} weights per update is at or above "
-            f"the model's {num_active} active weights, so every update would "
+            f"the model's {num_active} active weights (counted in blocks for "
+            "block-sparse layers), so every update would "
             f"prune (nearly) all of them. Pass a count below {num_active}, or a "
             f"fraction of the active weights, e.g. prune_target=0.05 "
             f"({max(1, round(0.05 * num_active))} weights here)."
@@ -124,6 +117,17 @@ def _validate_period(period):
 class ReparamCallback(keras.callbacks.Callback):
     """Base of callbacks that periodically update the masks of sparse layers.
 
+    A method subclass sets `method` (the name of its state, see
+    `tf_dsr.callbacks.state`), implements `_update` (a pure function of
+    kernels and masks returning a `tf_dsr.core.update.Update`), and may set
+    `needs_gradients` (the update then receives the dense gradient of every
+    kernel, captured at the training step before the update).
+
+    Steps: the method counts optimizer steps from where it started on the
+    model (`state.start_step`), so a method that follows another on the
+    same model runs like on a fresh model; `period` and the randomness use
+    that count.
+
     Args:
         period: int, or dict `{epoch: steps}` (a schedule; must have key 0).
             A reallocation runs when at least `period` optimizer steps have
@@ -132,10 +136,14 @@ class ReparamCallback(keras.callbacks.Callback):
             on. Defaults to None (never stop).
         seed: int in [0, 2**63 - 1] or None. With the step and the layer's
             index it fixes all randomness. None draws one from Python's
-            `random`.
+            `random`, saved in the method's state the first time it runs, so
+            a resumed run keeps it.
         jit_compile: bool, compile the reallocation with XLA. Defaults to
             False (see BUILD_NOTES.md: faster without it on CPU).
     """
+
+    method = None
+    needs_gradients = False
 
     def __init__(self, period, stop_epoch=None, seed=None, jit_compile=False):
         super().__init__()
@@ -149,8 +157,8 @@ class ReparamCallback(keras.callbacks.Callback):
                 f"`stop_epoch` must be None or an int >= 0. Received: {stop_epoch!r}."
             )
         self.stop_epoch = stop_epoch
-        seed = validate_seed(seed)
-        self.seed = seed if seed is not None else random.randint(0, 2**31 - 1)
+        self._seed_argument = validate_seed(seed)
+        self._drawn_seed = random.randint(0, 2**31 - 1)
         self.jit_compile = bool(jit_compile)
         self.kernels = []
         self.kernel_names = []
@@ -159,14 +167,35 @@ class ReparamCallback(keras.callbacks.Callback):
         self.last_report = None
         self._epoch = 0
         self._bound_model = None
+        self._capture = None
+
+    @property
+    def seed(self):
+        """The seed in force: the argument, else the one saved in the state,
+        else the one drawn at construction."""
+        if self._seed_argument is not None:
+            return self._seed_argument
+        if self.state is not None:
+            saved = int(self.state.seed.numpy())
+            if saved >= 0:
+                return saved
+        return self._drawn_seed
 
     # ----- what a method provides -------------------------------------
-    def _initial_threshold(self):
-        return float("nan")
+    def _state_arguments(self):
+        """Keyword arguments of the method's state class (when created)."""
+        return {}
 
-    def _update(self, kernels, masks, step, num_active):
+    def _update(self, kernels, masks, step, gradients):
         """Returns an `Update` for the given kernels and masks (pure TF)."""
         raise NotImplementedError
+
+    def _assign_method_state(self, update):
+        """Writes the method's own state from `update.info` (in the graph)."""
+
+    def _method_logs(self):
+        """Extra Keras logs of the method: dict name -> value."""
+        return {}
 
     def _check_model(self, model, num_active):
         """Raises if the method cannot work on `model` (before anything is
@@ -199,48 +228,78 @@ class ReparamCallback(keras.callbacks.Callback):
                 "(tf_dsr.SparseDense, tf_dsr.SparseConv2D, ...), or convert "
                 "it with tf_dsr.sparsify()."
             )
-        self.kernel_names = [name for name, _ in found]
-        self.kernels = [pair for _, pair in found]
+        kernel_names = [name for name, _ in found]
+        kernels = [pair for _, pair in found]
+        block_views.check_block_sizes(kernel_names, kernels, type(self).__name__)
+        active = [counting.num_active(pair.mask) for pair in kernels]
+        num_active = sum(active)
+        # Methods count in blocks where kernels have a block shape.
+        self._check_model(model, sum(
+            block_views.num_active_blocks(pair, n) for pair, n in zip(kernels, active)))
+        self.kernel_names, self.kernels = kernel_names, kernels
+        self._block_shapes = block_views.kernel_block_shapes(kernels)
         # The sparse layers updated, each once (a layer may own two kernels).
         self.layers = list({id(pair.layer): pair.layer for pair in self.kernels}.values())
-        self._block_shapes = block_views.kernel_block_shapes(self.kernels)
-        block_views.check_block_sizes(self.kernel_names, self.kernels, type(self).__name__)
-        self._num_active = self._count_active_weights()
-        # Python ints, read when the reallocation graph is traced.
-        self._num_units = self._num_active_units()
-        self._check_model(model, self._num_units)
-        self.state = attach_state(model, self._initial_threshold())
+        self._num_active = num_active
+        self.model_state = attach_state(model)
+        self.state = self.model_state.state_for(self.method, **self._state_arguments())
         self._bound_model = model
         self._num_weights = sum(pair.size for pair in self.kernels)
         self._step_fn = None
         self._step_fn_slots = None
         self._binary_fn = None
+        self._detach_capture()
         self._refresh_mirrors()
+
+    def _detach_capture(self):
+        if self._capture is not None:
+            self._capture.detach()
+            self._capture = None
+            self._step_fn = None  # it read the old capture's variables
+            self._retrace_train_function()
+
+    def _retrace_train_function(self):
+        # Keras traced `train_function` once; the gradient hooks live in
+        # the layers' `call`, so a function traced before they were
+        # attached (or after they were detached) must be traced again.
+        # Keras looks `model.train_function` up at every step.
+        model = self._bound_model or self.model
+        if model is not None and getattr(model, "optimizer", None) is not None:
+            model.make_train_function(force=True)
 
     def _count_active_weights(self):
         return sum(counting.num_active(pair.mask) for pair in self.kernels)
 
-    def _num_active_units(self):
-        """Active weights, or active blocks where kernels have a block shape:
-        the unit a method's core counts in (`tf_dsr.callbacks.blocks`)."""
-        return sum(
-            block_views.num_active_blocks(pair, counting.num_active(pair.mask))
-            for pair in self.kernels
-        )
 
     def _refresh_mirrors(self):
-        # Python copies of `state.last_step` and `state.threshold`, so that
-        # a step with nothing to do reads one variable (the optimizer's
-        # step), not three: each read is a host sync of ~0.05 ms, about 2%
-        # of a LeNet-300-100 step. The variables stay the truth: mirrors are
-        # refreshed at every train and epoch start and after each
-        # reallocation, and a due reallocation re-reads `last_step` first.
+        # A Python copy of `state.last_step`, so that a step with nothing to
+        # do reads one variable (the optimizer's step), not two: each read
+        # is a host sync of ~0.05 ms, about 2% of a LeNet-300-100 step. The
+        # variable stays the truth: the mirror is refreshed at every train
+        # and epoch start and after each reallocation, and a due
+        # reallocation re-reads `last_step` first.
         self._last_step_seen = int(self.state.last_step.numpy())
-        self._threshold_seen = float(self.state.threshold.numpy())
+        self._start_step_seen = max(0, int(self.state.start_step.numpy()))
+
+    def _sync_seed(self):
+        # The state's seed is what the graph reads. An explicit argument
+        # wins; otherwise a saved seed (a resumed run) is kept, and a fresh
+        # state saves the seed drawn at construction.
+        if self._seed_argument is not None:
+            self.state.seed.assign(self._seed_argument)
+        elif int(self.state.seed.numpy()) < 0:
+            self.state.seed.assign(self._drawn_seed)
 
     def _slots(self):
         optimizer = getattr(self.model, "optimizer", None)
         return [optimizer_slots.kernel_slots(optimizer, pair.kernel) for pair in self.kernels]
+
+    def _gradient_capture(self):
+        """The dense-gradient capture of this callback's kernels (created once)."""
+        if self._capture is None:
+            self._capture = dense_gradients.DenseGradients(self.kernels)
+            self._retrace_train_function()
+        return self._capture
 
     def _step_function(self):
         # The traced function captures the optimizer's slot variables, which
@@ -253,45 +312,69 @@ class ReparamCallback(keras.callbacks.Callback):
             # tf.while_loop) and Python loops run over layers, so conversion
             # would only double the tracing time.
             self._step_fn = tf.function(
-                lambda step: self._reallocate_in_graph(step, slots),
+                lambda step, mark: self._reallocate_in_graph(step, mark, slots),
                 jit_compile=self.jit_compile,
                 autograph=False,
             )
             self._step_fn_slots = key
         return self._step_fn
 
-    def _reallocate_in_graph(self, step, slots):
+    def _reallocate_in_graph(self, step, mark, slots):
         kernels = [pair.kernel.value for pair in self.kernels]
         masks = [pair.mask.value for pair in self.kernels]
-        # Block-sparse kernels go to the core as grids of block scores and
-        # block masks, and come back expanded: the one place this happens.
-        scores, block_masks, _ = block_views.to_blocks(kernels, masks, None, self._block_shapes)
-        update = self._update(scores, block_masks, step, self._num_units)
+        gradients = None
+        if self.needs_gradients:
+            gradients = [tf.convert_to_tensor(v) for v in self._gradient_capture().variables]
+        # Block-sparse kernels go to the core as grids of block scores, block
+        # masks and block gradients, and come back expanded: the one place
+        # this happens (`tf_dsr/callbacks/blocks.py`).
+        scores, block_masks, block_gradients = block_views.to_blocks(
+            kernels, masks, gradients, self._block_shapes)
+        update = self._update(scores, block_masks, step, block_gradients)
         update = block_views.from_blocks(update, kernels, self._block_shapes)
-        for pair, layer_slots, kernel, mask in zip(
-            self.kernels, slots, update.kernels, update.masks
+        for pair, layer_slots, kernel, mask, old_mask in zip(
+            self.kernels, slots, update.kernels, update.masks, masks
         ):
             pair.kernel.assign(kernel)
             pair.mask.assign(mask)
+            # Slots start over wherever a weight is not carried over: at
+            # inactive positions and at newly grown ones.
+            kept = tf.cast(tf.not_equal(old_mask, 0) & tf.not_equal(mask, 0), tf.float32)
             for slot in layer_slots:
-                slot.reset_inactive(mask)
-        self.state.threshold.assign(update.threshold)
-        self.state.last_step.assign(tf.cast(step, tf.int64))
+                slot.reset_inactive(kept)
+        self._assign_method_state(update)
+        # The one writer of `last_step`: the step of this update, or where
+        # the period grid stands (`on_train_batch_end`).
+        self.state.last_step.assign(tf.cast(mark, tf.int64))
         self.state.num_reallocations.assign_add(tf.cast(update.is_finite, tf.int64))
         num_active = tf.stack([count_active(m) for m in update.masks])
-        return update.num_pruned, update.num_grown, update.threshold, update.is_finite, num_active
+        info = {name: tf.cast(value, tf.float32) for name, value in update.info.items()}
+        return update.num_pruned, update.num_grown, info, update.is_finite, num_active
 
     # ----- running ----------------------------------------------------
     def current_period(self, epoch=None):
         epoch = self._epoch if epoch is None else epoch
         return self.period[max(e for e in self.period if e <= epoch)]
 
-    def reallocate(self, step=None):
+    def method_step(self):
+        """The method's step: optimizer steps since it started on the model
+        (None without an optimizer)."""
+        step = self._optimizer_step()
+        if step is None:
+            return None
+        return step - max(0, int(self.state.start_step.numpy()))
+
+    def reallocate(self, step=None, mark=None):
         """Runs one reallocation now on the model given to `set_model`.
 
         For custom training loops and benchmarks. Does not consult the
-        period; `step` (default: the optimizer's iterations, else the
-        state's last step + 1) seeds the randomness.
+        period; `step` (default: the method's step, from the optimizer,
+        else the state's last step + 1) seeds the randomness.
+
+        Args:
+            step: int or None, the method's step of this update.
+            mark: int or None, what `state.last_step` records (defaults to
+                `step`; the period grid passes its own).
 
         Returns:
             A `ReallocationReport`.
@@ -302,34 +385,53 @@ class ReparamCallback(keras.callbacks.Callback):
                 "before `reallocate()`."
             )
         if step is None:
-            step = self._optimizer_step()
+            step = self.method_step()
             if step is None:
                 step = int(self.state.last_step.numpy()) + 1
         self._check_masks_binary()
-        num_pruned, num_grown, threshold, is_finite, num_active = self._step_function()(
-            tf.constant(step, tf.int64)
+        if self.needs_gradients and not self.gradients_captured():
+            raise ValueError(
+                f"{type(self).__name__}.reallocate at step {step}: no dense "
+                "gradient was captured since the last update, and growth needs "
+                "it. Call `request_gradients()` before a training step, then "
+                "`reallocate()` after it (`fit` does this by itself)."
+            )
+        self._sync_seed()
+        num_pruned, num_grown, info, is_finite, num_active = self._step_function()(
+            tf.constant(step, tf.int64), tf.constant(step if mark is None else mark, tf.int64)
         )
         names = self.kernel_names
         report = ReallocationReport(
             step=int(step),
             num_pruned=dict(zip(names, num_pruned.numpy().tolist())),
             num_grown=dict(zip(names, num_grown.numpy().tolist())),
-            threshold=float(threshold.numpy()),
+            info={name: float(value.numpy()) for name, value in info.items()},
             sparsity=1.0 - float(num_active.numpy().sum()) / self._num_weights,
             skipped=not bool(is_finite.numpy()),
         )
         if report.skipped:
             warnings.warn(
-                f"{type(self).__name__}: a sparse kernel holds NaN or Inf at "
-                f"step {step}; reallocation skipped, masks unchanged. Lower the "
-                "learning rate or check the inputs.",
+                f"{type(self).__name__}: a sparse kernel"
+                + (" or its dense gradient" if self.needs_gradients else "")
+                + f" holds NaN or Inf at step {step}; reallocation skipped, masks "
+                "unchanged. Lower the learning rate or check the inputs.",
                 RuntimeWarning,
                 stacklevel=2,
             )
         self.last_report = report
-        self._last_step_seen = int(step)
-        self._threshold_seen = report.threshold
+        self._last_step_seen = int(step if mark is None else mark)
+        if self._capture is not None:
+            self._capture.release()
         return report
+
+    def gradients_captured(self):
+        """Whether a dense gradient was captured since the last request."""
+        return bool(tf.convert_to_tensor(self._gradient_capture().captured).numpy())
+
+    def request_gradients(self):
+        """Arms the dense-gradient capture for the next training step(s)."""
+        if self.needs_gradients:
+            self._gradient_capture().request()
 
     def _check_masks_binary(self):
         """Raises before anything changes if a mask holds a value not 0/1."""
@@ -358,16 +460,31 @@ class ReparamCallback(keras.callbacks.Callback):
         return int(optimizer.iterations.numpy())
 
     def on_train_begin(self, logs=None):
+        step = self._optimizer_step() or 0
+        self.model_state.claim(self, step)
+        if not self.state.started():
+            # A method's steps count from here: after another method it
+            # starts like on a fresh model.
+            self.state.start_step.assign(step)
+            self.state.last_step.assign(0)
+        self._sync_seed()
         self._refresh_mirrors()
         self._check_optimizer()
         self._warn_if_steps_per_execution_exceeds_period()
+        if self.needs_gradients:
+            self._gradient_capture()
+
+    def on_train_end(self, logs=None):
+        self.model_state.release(self)
+        # The model goes back to normal: no hooks left in its layers.
+        self._detach_capture()
 
     def _warn_if_steps_per_execution_exceeds_period(self):
         # Keras runs batch-end callbacks once per execution, so at most one
         # reallocation per `steps_per_execution` steps can run; running
         # several back to back, with no training between, would change
         # nothing but the random draws.
-        steps = int(getattr(self.model, "steps_per_execution", 1) or 1)
+        steps = self._steps_per_execution()
         short = sorted(p for p in set(self.period.values()) if p < steps)
         if short:
             warnings.warn(
@@ -380,6 +497,9 @@ class ReparamCallback(keras.callbacks.Callback):
                 UserWarning,
                 stacklevel=2,
             )
+
+    def _steps_per_execution(self):
+        return int(getattr(self.model, "steps_per_execution", 1) or 1)
 
     def _check_optimizer(self):
         # Find the optimizer's slots now, so that an optimizer whose slots
@@ -396,37 +516,54 @@ class ReparamCallback(keras.callbacks.Callback):
         self._epoch = epoch
         self._refresh_mirrors()
 
+    def _stopped(self):
+        return self.stop_epoch is not None and self._epoch >= self.stop_epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if not self.needs_gradients or self._stopped():
+            return
+        # Arm the capture when an update is due at this batch's end: Keras
+        # runs `steps_per_execution` steps before the batch-end callback.
+        step = self._optimizer_step() - self._start_step_seen + self._steps_per_execution()
+        if step - self._last_step_seen >= self.current_period():
+            self._gradient_capture().request()
+
     def on_train_batch_end(self, batch, logs=None):
-        if self.stop_epoch is not None and self._epoch >= self.stop_epoch:
+        if self._stopped():
             self._add_logs(logs)
             return
-        step = self._optimizer_step()
+        step = self._optimizer_step() - self._start_step_seen
         period = self.current_period()
         if step - self._last_step_seen >= period:
-            # The mirror only ever lags the variable (subclasses move it
-            # forward themselves), so it can say "due" too early, never too
-            # late: confirm with the variable.
+            # The mirror only ever lags the variable, so it can say "due"
+            # too early, never too late: confirm with the variable.
             last = int(self.state.last_step.numpy())
             self._last_step_seen = last
-            if step - last >= period:
-                self.reallocate(step)
+            if step - last >= period and self.needs_gradients and not self.gradients_captured():
+                # The capture was not armed for this step (the state was
+                # restored after the batch began): arm it and update after
+                # the next step.
+                warnings.warn(
+                    f"{type(self).__name__}: no dense gradient was captured for "
+                    f"the update due at step {step}; it runs after the next step.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                self._gradient_capture().request()
+            elif step - last >= period:
                 # Land on the period grid so that steps_per_execution > 1
                 # keeps the number of reallocations that `period` implies.
-                self._last_step_seen = last + (step - last) // period * period
-                self.state.last_step.assign(self._last_step_seen)
+                self.reallocate(step, mark=last + (step - last) // period * period)
         self._add_logs(logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        self._threshold_seen = float(self.state.threshold.numpy())
         self._add_logs(logs)
 
     def _add_logs(self, logs):
         if logs is None:
             return
         report = self.last_report
-        # The threshold in force: the state's (initial or restored) value
-        # until the first reallocation, then the adapted one.
-        logs["threshold"] = ThresholdLog(self._threshold_seen)
+        logs.update(self._method_logs())
         logs["num_pruned"] = CountLog(report.total_pruned if report else 0)
         logs["sparsity"] = (
             report.sparsity if report else 1.0 - self._num_active / self._num_weights

@@ -2,14 +2,57 @@
 
 import numbers
 
+import keras
+import numpy as np
 import tensorflow as tf
 
 from tf_dsr.callbacks.base import ReparamCallback
-from tf_dsr.callbacks.base import Update
 from tf_dsr.callbacks.base import check_prune_target
-from tf_dsr.callbacks.state import existing_state
+from tf_dsr.callbacks.logs import ThresholdLog
+from tf_dsr.callbacks.state import MethodState
+from tf_dsr.callbacks.state import check_threshold_value
+from tf_dsr.callbacks.state import register_state
 from tf_dsr.callbacks.state import validate_threshold
 from tf_dsr.core import reallocation
+from tf_dsr.core.growth import validate_growth
+from tf_dsr.core.reallocation import count_active
+
+
+@register_state("dsr")
+class DSRState(MethodState):
+    """State of `DynamicReparam`: the common variables and the threshold H.
+
+    Args:
+        initial_threshold: float, H at the start. Defaults to 1e-3.
+    """
+
+    def __init__(self, initial_threshold=1e-3, **kwargs):
+        self.initial_threshold = float(initial_threshold)
+        super().__init__(**kwargs)
+
+    def build_method_variables(self):
+        self.threshold = self.add_weight(
+            shape=(), name="threshold", dtype="float32", trainable=False,
+            initializer=keras.initializers.Constant(self.initial_threshold),
+        )
+
+    def reset_method_variables(self):
+        self.threshold.assign(self.initial_threshold)
+
+    def check_values(self, values):
+        super().check_values(values)
+        names = [v.name for v in self.variables]
+        check_threshold_value(float(values[names.index("threshold")]))
+
+    def load_legacy(self, values):
+        threshold, last_step, num_reallocations = (np.asarray(v) for v in values)
+        check_threshold_value(float(threshold))
+        self.reset()
+        self.threshold.assign(threshold)
+        self.last_step.assign(last_step)
+        self.num_reallocations.assign(num_reallocations)
+        # Before per-method state every method counted from optimizer step 0.
+        self.start_step.assign(0)
 
 
 class DynamicReparam(ReparamCallback):
@@ -40,9 +83,13 @@ class DynamicReparam(ReparamCallback):
             float32's smallest normal number (1.18e-38). Defaults to 1e-3.
         tolerance: float in [0, 1), delta. Defaults to 0.1.
         seed: int in [0, 2**63 - 1] or None, fixes all randomness with step
-            and layer.
+            and layer (None: drawn once and saved in the state).
         jit_compile: bool, compile the reallocation with XLA. Defaults to
             False.
+        growth: "random" (the paper's: uniformly among empty positions) or
+            "gradient" (where the dense loss gradient is largest among
+            empty positions, RigL's criterion on DSR's global threshold and
+            share-out). Defaults to "random".
 
     Logs (progress bar, `History`, TensorBoard): `threshold` (the one in
     force, from the first step: `initial_threshold` or the restored one
@@ -68,8 +115,10 @@ class DynamicReparam(ReparamCallback):
         tolerance=0.1,
         seed=None,
         jit_compile=False,
+        growth="random",
     ):
         super().__init__(period, stop_epoch=stop_epoch, seed=seed, jit_compile=jit_compile)
+        self.growth = validate_growth(growth)
         if isinstance(prune_target, bool) or not isinstance(prune_target, numbers.Real):
             raise TypeError(
                 "`prune_target` must be an int (weights) or a float in (0, 1) "
@@ -95,14 +144,17 @@ class DynamicReparam(ReparamCallback):
         self.initial_threshold = validate_threshold(initial_threshold)
         self.tolerance = float(tolerance)
 
-    def _initial_threshold(self):
-        return self.initial_threshold
+    method = "dsr"
+
+    @property
+    def needs_gradients(self):
+        return self.growth == "gradient"
+
+    def _state_arguments(self):
+        return {"initial_threshold": self.initial_threshold}
 
     def _check_model(self, model, num_active):
         check_prune_target(self, num_active)
-        state = existing_state(model)
-        if state is not None:
-            self._check_threshold(float(state.threshold.numpy()))
 
     def on_train_begin(self, logs=None):
         # The state may have been restored since `set_model` (a checkpoint).
@@ -114,13 +166,12 @@ class DynamicReparam(ReparamCallback):
             validate_threshold(threshold, "threshold")
         except ValueError:
             raise ValueError(
-                f"DynamicReparam: the model's tf_dsr state holds threshold "
+                f"DynamicReparam: the model's DSR state holds threshold "
                 f"{threshold!r}, which cannot steer pruning (it must be a positive "
                 "normal float32 number). It was restored from a corrupt "
-                "checkpoint, or written by a method without a threshold (SET, "
-                "GradualPruning: nan). Assign a usable one to the model's state "
-                "first (`model._tf_dsr_state.threshold.assign(1e-3)`), or start "
-                "from a fresh model."
+                "checkpoint. Assign a usable one first "
+                "(`callback.state.threshold.assign(1e-3)`), or start from a "
+                "fresh model."
             ) from None
 
     def num_prune_target(self, num_active):
@@ -129,21 +180,45 @@ class DynamicReparam(ReparamCallback):
             return int(self.prune_target)
         return max(1, int(round(self.prune_target * num_active)))
 
-    def _update(self, kernels, masks, step, num_active):
-        result = reallocation.reallocate(
+    def _prune_target_in_graph(self, masks):
+        if isinstance(self.prune_target, numbers.Integral):
+            return int(self.prune_target)
+        # A fraction of the active weights counted now, in the graph: a
+        # count taken when the function was traced would go stale.
+        num_active = tf.add_n([count_active(m) for m in masks])
+        count = tf.round(tf.cast(num_active, tf.float64) * self.prune_target)
+        return tf.maximum(count, 1.0)
+
+    def _update(self, kernels, masks, step, gradients):
+        return reallocation.reallocate(
             kernels,
             masks,
             threshold=self.state.threshold.value,
-            prune_target=self.num_prune_target(num_active),
+            prune_target=self._prune_target_in_graph(masks),
             tolerance=self.tolerance,
-            seed=tf.constant(self.seed, tf.int64),
+            seed=self.state.seed.value,
             step=step,
+            growth=self.growth,
+            gradients=gradients,
         )
-        return Update(
-            kernels=result.kernels,
-            masks=result.masks,
-            num_pruned=result.num_pruned,
-            num_grown=result.num_grown,
-            threshold=result.threshold,
-            is_finite=result.is_finite,
-        )
+
+    def _assign_method_state(self, update):
+        self.state.threshold.assign(update.info["threshold"])
+
+    def _method_logs(self):
+        # The threshold in force: the state's (initial or restored) value
+        # until the first reallocation, then the adapted one.
+        return {"threshold": ThresholdLog(self._threshold_seen)}
+
+    def _refresh_mirrors(self):
+        super()._refresh_mirrors()
+        self._threshold_seen = float(self.state.threshold.numpy())
+
+    def reallocate(self, step=None, mark=None):
+        report = super().reallocate(step, mark)
+        self._threshold_seen = report.info["threshold"]
+        return report
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._threshold_seen = float(self.state.threshold.numpy())
+        super().on_epoch_end(epoch, logs)

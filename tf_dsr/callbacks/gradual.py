@@ -5,8 +5,15 @@ import numbers
 import tensorflow as tf
 
 from tf_dsr.callbacks.base import ReparamCallback
-from tf_dsr.callbacks.base import Update
+from tf_dsr.callbacks.state import MethodState
+from tf_dsr.callbacks.state import register_state
 from tf_dsr.core import gradual
+
+
+@register_state("gradual")
+class GradualState(MethodState):
+    """State of `GradualPruning`: `start_step` is where its schedule counts
+    from (`begin_step` and `end_step` are steps after it)."""
 
 
 class GradualPruning(ReparamCallback):
@@ -27,7 +34,8 @@ class GradualPruning(ReparamCallback):
 
     Args:
         final_sparsity: float in [0, 1), s_f.
-        begin_step: int >= 0, t0: optimizer step where the schedule starts.
+        begin_step: int >= 0, t0: step where the schedule starts (steps of
+            this method: optimizer steps since it started on the model).
         end_step: int > begin_step, t0 + n dt: where it reaches s_f.
         initial_sparsity: float in [0, 1), s_i. Defaults to 0.0.
         period: int steps between pruning updates (dt), or a schedule
@@ -38,8 +46,12 @@ class GradualPruning(ReparamCallback):
             magnitudes.
         jit_compile: bool, compile the update with XLA. Defaults to False.
 
-    Logs: `num_pruned` (at the last update), `sparsity` (global, current)
-    and `threshold` (always nan).
+    Steps count from where this callback first trains the model (its
+    state's `start_step`), so `begin_step=0` means "from the start of this
+    method", also after another method ran on the model.
+
+    Logs: `num_pruned` (at the last update) and `sparsity` (global,
+    current).
 
     Example:
 
@@ -86,34 +98,26 @@ class GradualPruning(ReparamCallback):
         self.end_step = int(end_step)
         self.scope = scope
 
+    method = "gradual"
+
     def target_sparsity(self, step):
-        """The scheduled sparsity s_t at optimizer step `step` (a float)."""
+        """The scheduled sparsity s_t at the method's step `step` (a float)."""
         return float(
             gradual.scheduled_sparsity(
                 step, self.initial_sparsity, self.final_sparsity, self.begin_step, self.end_step
             ).numpy()
         )
 
-    def _update(self, kernels, masks, step, num_active):
+    def _update(self, kernels, masks, step, gradients):
         sparsity = gradual.scheduled_sparsity(
             step, self.initial_sparsity, self.final_sparsity, self.begin_step, self.end_step
         )
-        result = gradual.prune_to_sparsity(
-            kernels, masks, sparsity, scope=self.scope,
-            seed=tf.constant(self.seed, tf.int64), step=step,
-        )
-        zeros = tf.zeros_like(result.num_pruned)
-        return Update(
-            kernels=result.kernels,
-            masks=result.masks,
-            num_pruned=result.num_pruned,
-            num_grown=zeros,
-            threshold=tf.constant(float("nan"), tf.float32),
-            is_finite=result.is_finite,
+        return gradual.prune_to_sparsity(
+            kernels, masks, sparsity, scope=self.scope, seed=self.state.seed.value, step=step,
         )
 
-    def reallocate(self, step=None):
-        report = super().reallocate(step)
+    def reallocate(self, step=None, mark=None):
+        report = super().reallocate(step, mark)
         # The base logs sparsity from the active count, which here shrinks.
         self._num_active = self._count_active_weights()
         return report
@@ -126,10 +130,9 @@ class GradualPruning(ReparamCallback):
         # After end_step the masks are final: no more updates to run.
         if not self._finished():
             super().on_train_batch_end(batch, logs)
-            step = self._optimizer_step()
+            step = self.method_step()
             # The period grid need not land on end_step: finish the
             # schedule at the first batch end at or past it.
             if step is not None and step >= self.end_step and not self._finished():
                 self.reallocate(step)
-                self.state.last_step.assign(step)
         self._add_logs(logs)

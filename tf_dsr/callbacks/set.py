@@ -5,10 +5,16 @@ import numbers
 import tensorflow as tf
 
 from tf_dsr.callbacks.base import ReparamCallback
-from tf_dsr.callbacks.base import Update
 from tf_dsr.callbacks.base import check_prune_target
+from tf_dsr.callbacks.state import MethodState
+from tf_dsr.callbacks.state import register_state
 from tf_dsr.core import set as set_core
 from tf_dsr.core.reallocation import count_active
+
+
+@register_state("set")
+class SETState(MethodState):
+    """State of `SET`: the variables every method has, nothing more."""
 
 
 class SET(ReparamCallback):
@@ -40,8 +46,8 @@ class SET(ReparamCallback):
             and layer.
         jit_compile: bool, compile the update with XLA. Defaults to False.
 
-    Logs: `num_pruned` (at the last update), `sparsity` (global, constant)
-    and `threshold` (always nan: SET has none).
+    Logs: `num_pruned` (at the last update) and `sparsity` (global,
+    constant).
 
     Example:
 
@@ -91,22 +97,14 @@ class SET(ReparamCallback):
         self.prune_fraction = prune_fraction
         self.prune_target = prune_target
 
+    method = "set"
+
     def _check_model(self, model, num_active):
         check_prune_target(self, num_active)
 
-    def _update(self, kernels, masks, step, num_active):
+    def _update(self, kernels, masks, step, gradients):
         num_active = tf.stack([count_active(m) for m in masks])
         counts = set_core.prune_counts(
             num_active, prune_fraction=self.prune_fraction, prune_target=self.prune_target
         )
-        result = set_core.set_update(
-            kernels, masks, counts, seed=tf.constant(self.seed, tf.int64), step=step
-        )
-        return Update(
-            kernels=result.kernels,
-            masks=result.masks,
-            num_pruned=result.num_pruned,
-            num_grown=result.num_grown,
-            threshold=tf.constant(float("nan"), tf.float32),
-            is_finite=result.is_finite,
-        )
+        return set_core.set_update(kernels, masks, counts, seed=self.state.seed.value, step=step)

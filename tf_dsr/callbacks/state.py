@@ -1,4 +1,20 @@
-"""Reallocation state that must survive a restart, kept in variables."""
+"""What each method needs to resume, kept in variables saved with the model.
+
+Every method (DSR, SET, RigL, gradual pruning) owns one `MethodState`: the
+step of its last update, the step it started at, its seed and how many
+updates it ran, plus its own variables (DSR: the threshold H). The states
+of one model live in a `ModelState` attached to the model as the attribute
+`_tf_dsr_state`, one child per method name, so Keras weight files
+(`model.save_weights`, `.keras`, `ModelCheckpoint`, `BackupAndRestore`)
+save and restore them with the model (as `_tf_dsr_state/<method>/vars`).
+Methods run one after another on one model each start from their own
+state; `tf_dsr.load_model` restores every state a `.keras` file holds.
+
+Files written before per-method state (one `_tf_dsr_state/vars` with
+threshold, last step and count) still load: a usable threshold shows the
+state was DSR's and becomes the DSR state; a nan threshold (SET or gradual
+pruning) cannot be told apart and is dropped with a warning.
+"""
 
 import math
 import numbers
@@ -15,6 +31,9 @@ STATE_ATTRIBUTE = "_tf_dsr_state"
 # is never true) and never recovers (2 * 0 = 0).
 FLOAT32_SMALLEST_NORMAL = float(np.finfo(np.float32).tiny)
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+# Method name -> its state class (filled by `register_state`).
+STATE_CLASSES = {}
 
 
 def validate_threshold(value, name="initial_threshold"):
@@ -41,107 +60,283 @@ def validate_threshold(value, name="initial_threshold"):
     return value
 
 
-class ReparamState(keras.layers.Layer):
-    """Variables of a reallocation method: threshold, last step, count.
+def register_state(method):
+    """Class decorator: `cls` holds the state of the method named `method`."""
 
-    The callback attaches one to its model as the attribute
-    `_tf_dsr_state`, so Keras weight files (`model.save_weights`,
-    `.keras`, `ModelCheckpoint`, `BackupAndRestore`) save and restore it
-    with the model. For `tf.train.Checkpoint`, pass it explicitly
-    (`tf.train.Checkpoint(model=model, dsr=callback.state)`).
+    def register(cls):
+        cls.method = method
+        STATE_CLASSES[method] = cls
+        return cls
 
-    Loading checks what it reads: a file without tf_dsr state (saved
-    before any callback was attached) leaves the state at its initial
-    values, with a warning; a method with a threshold (NaN
-    `initial_threshold` means none, as for SET) refuses a loaded threshold
-    that is not a positive normal float32, and negative counts are refused.
+    return register
 
-    Args:
-        initial_threshold: float, H at the start; NaN for methods without
-            a threshold. Defaults to 1e-3.
+
+class MethodState(keras.layers.Layer):
+    """Variables of one mask-updating method, saved with its model.
+
+    Attributes (int64 scalar variables):
+        last_step: the method's step (optimizer steps since it started) of
+            its last update, or where its period grid stands.
+        num_reallocations: updates run.
+        seed: the seed of its randomness; -1 until the method first runs
+            (a callback built with `seed=None` then saves the seed it drew,
+            so a resumed run draws the same randomness).
+        start_step: the optimizer step where the method started; -1 until
+            it first trains. The method's steps count from here, so a
+            method that follows another on the same model starts like on a
+            fresh model.
+
+    Subclasses add their own variables in `build_method_variables`.
     """
 
-    def __init__(self, initial_threshold=1e-3, **kwargs):
-        super().__init__(trainable=False, **kwargs)
-        self.initial_threshold = float(initial_threshold)
-        self.threshold = self.add_weight(
-            shape=(), name="threshold", dtype="float32", trainable=False,
-            initializer=keras.initializers.Constant(initial_threshold),
-        )
-        self.last_step = self.add_weight(
-            shape=(), name="last_step", dtype="int64", trainable=False,
-            initializer="zeros",
-        )
-        self.num_reallocations = self.add_weight(
-            shape=(), name="num_reallocations", dtype="int64",
-            trainable=False, initializer="zeros",
-        )
-        self.built = True
+    method = None
 
-    @property
-    def uses_threshold(self):
-        return not math.isnan(self.initial_threshold)
+    def __init__(self, **kwargs):
+        super().__init__(trainable=False, name=kwargs.pop("name", f"{self.method}_state"),
+                         **kwargs)
+        self.last_step = self._int_variable("last_step", 0)
+        self.num_reallocations = self._int_variable("num_reallocations", 0)
+        self.seed = self._int_variable("seed", -1)
+        self.start_step = self._int_variable("start_step", -1)
+        self.build_method_variables()
+        self.built = True
+        self._legacy_source = None
+        self._initial_values = [v.numpy() for v in self.variables]
+
+    def _int_variable(self, name, value):
+        return self.add_weight(shape=(), name=name, dtype="int64", trainable=False,
+                               initializer=keras.initializers.Constant(value))
+
+    def build_method_variables(self):
+        """Adds the method's own variables (none by default)."""
 
     def reset(self):
-        """Back to the initial values: H at its start, no reallocation yet."""
-        self.threshold.assign(self.initial_threshold)
+        """Back to a method that never ran."""
         self.last_step.assign(0)
         self.num_reallocations.assign(0)
+        self.seed.assign(-1)
+        self.start_step.assign(-1)
+        self.reset_method_variables()
+
+    def reset_method_variables(self):
+        """Puts the method's own variables back to their initial values."""
+
+    def started(self):
+        return int(self.start_step.numpy()) >= 0
+
+    def at_initial_values(self):
+        """Whether every variable still holds its initial value."""
+        return all(
+            np.array_equal(v.numpy(), initial, equal_nan=True)
+            for v, initial in zip(self.variables, self._initial_values)
+        )
+
+    def check_values(self, values):
+        """Raises ValueError unless loaded `values` (in variable order) are usable."""
+        names = [v.name for v in self.variables]
+        if len(values) != len(names):
+            raise ValueError(
+                f"The tf_dsr state of method '{self.method}' in this file has "
+                f"{len(values)} values; this version keeps {len(names)} "
+                f"({', '.join(names)}). The file was written by another version "
+                "or edited."
+            )
+        bounds = {"last_step": 0, "num_reallocations": 0, "seed": -1, "start_step": -1}
+        for name, value in zip(names, values):
+            if name in bounds and int(np.asarray(value)) < bounds[name]:
+                raise ValueError(
+                    f"The tf_dsr state of method '{self.method}' in this file has "
+                    f"{name} {int(np.asarray(value))}; it must be >= {bounds[name]}. "
+                    "The file is corrupt or was edited."
+                )
 
     def load_own_variables(self, store):
-        keys = list(store.keys())
+        keys = sorted(store.keys(), key=int) if store is not None else []
         if not keys:
+            legacy = self._legacy_source() if self._legacy_source else None
+            if legacy is not None:
+                self.load_legacy(legacy)
+                return
+            if not self.at_initial_values():
+                warnings.warn(
+                    "tf_dsr: the weights file holds no tf_dsr state for method "
+                    f"'{self.method}' (it was saved before that method ran on the "
+                    "model); kernels and masks are loaded, and the method's state "
+                    "starts fresh.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            self.reset()
+            return
+        values = [np.asarray(store[k]) for k in keys]
+        self.check_values(values)
+        for variable, value in zip(self.variables, values):
+            variable.assign(value)
+
+    def load_legacy(self, values):
+        """Loads `[threshold, last_step, num_reallocations]` of an old file."""
+        raise NotImplementedError
+
+
+def check_threshold_value(threshold):
+    """Raises ValueError unless a loaded threshold is usable."""
+    try:
+        validate_threshold(threshold, "threshold")
+    except ValueError:
+        raise ValueError(
+            f"The tf_dsr state in this file has threshold {threshold!r}; a "
+            "threshold must be a positive normal float32 number. The file "
+            "is corrupt or was edited: load an earlier checkpoint, or load "
+            "it before attaching the tf_dsr callback (Keras then skips the "
+            "state, and the callback's starts fresh)."
+        ) from None
+
+
+def legacy_method(values):
+    """The method an old single state belongs to ("dsr"), or None if unknown.
+
+    Raises:
+        ValueError: the values are unusable (negative counts).
+    """
+    threshold, last_step, num_reallocations = (np.asarray(v) for v in values)
+    for name, value in (("last_step", last_step), ("num_reallocations", num_reallocations)):
+        if int(value) < 0:
+            raise ValueError(
+                f"The tf_dsr state in this file has {name} {int(value)}; it must "
+                "be >= 0. The file is corrupt or was edited."
+            )
+    if math.isnan(float(threshold)):
+        return None
+    check_threshold_value(float(threshold))
+    return "dsr"
+
+
+def warn_unmapped_legacy(values):
+    warnings.warn(
+        "tf_dsr: this file holds the single method state of tf_dsr before "
+        f"per-method state (threshold nan, last step {int(np.asarray(values[1]))}, "
+        f"{int(np.asarray(values[2]))} updates), written by SET or GradualPruning, "
+        "which cannot be told apart; it is not loaded. Kernels and masks are "
+        "loaded; the method you attach starts fresh.",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+class ModelState(keras.layers.Layer):
+    """The `MethodState`s of one model, one per method name.
+
+    Attached to the model as `_tf_dsr_state`; each state is an attribute
+    named after its method, which is how Keras weight files find it. For
+    `tf.train.Checkpoint`, pass the method's state explicitly
+    (`tf.train.Checkpoint(model=model, dsr=callback.state)`).
+    """
+
+    def __init__(self, strategy=None, **kwargs):
+        super().__init__(trainable=False, **kwargs)
+        self.built = True
+        self._strategy = strategy
+        # Names only: Keras walks the attributes of what it saves, and would
+        # visit a dict of states a second time at a path the file lacks.
+        self._method_names = []
+        self._legacy = None
+        # The callback training now, and the optimizer step it began at
+        # (see `claim`).
+        self._running = None
+
+    def method_states(self):
+        """dict, method name -> `MethodState` (those attached so far).
+
+        A method, not a property: Keras reads every attribute of what it
+        saves, and would visit the states twice through a property.
+        """
+        return {name: getattr(self, name) for name in self._method_names}
+
+    def state_for(self, method, **kwargs):
+        """The `MethodState` of `method`, created (with `kwargs`) if needed."""
+        state = self.method_states().get(method)
+        if state is None:
+            cls = STATE_CLASSES[method]
+            if self._strategy is not None:
+                with self._strategy.scope():
+                    state = cls(**kwargs)
+            else:
+                state = cls(**kwargs)
+            state._legacy_source = lambda m=method: self._legacy_for(m)
+            self._method_names.append(method)
+            # Not tracked by Keras (the state is no sublayer of anything);
+            # weight files find it by walking attributes.
+            object.__setattr__(self, method, state)
+        return state
+
+    def _legacy_for(self, method):
+        if self._legacy is not None and self._legacy[0] == method:
+            return self._legacy[1]
+        return None
+
+    def all_variables(self):
+        return [v for state in self.method_states().values() for v in state.variables]
+
+    def load_own_variables(self, store):
+        # Called before the children: a file from before per-method state
+        # keeps its one state here.
+        self._legacy = None
+        keys = sorted(store.keys(), key=int) if store is not None else []
+        if not keys:
+            return
+        if len(keys) != 3:
+            raise ValueError(
+                f"The tf_dsr state in this file has {len(keys)} values at "
+                f"'{STATE_ATTRIBUTE}'; files from before per-method state have 3 "
+                "(threshold, last step, count). The file is corrupt or was edited."
+            )
+        values = [np.asarray(store[k]) for k in keys]
+        method = legacy_method(values)
+        if method is None:
+            warn_unmapped_legacy(values)
+        elif method not in self._method_names:
             warnings.warn(
-                "tf_dsr: the weights file holds no tf_dsr state (it was saved "
-                "before a tf_dsr callback was attached); kernels and masks are "
-                "loaded, and the method state starts fresh: threshold "
-                f"{self.initial_threshold:g}, last reallocation step 0.",
+                "tf_dsr: this file holds DSR state from before per-method state "
+                "(threshold, last step, count); it is loaded only into a model "
+                "that has a DynamicReparam attached, or by tf_dsr.load_model.",
                 UserWarning,
                 stacklevel=2,
             )
-            self.reset()
-            return
-        if len(keys) == 3:
-            check_state_values(store["0"], store["1"], store["2"], self.uses_threshold)
-        super().load_own_variables(store)
+        else:
+            self._legacy = (method, values)
 
+    # ----- one method at a time ----------------------------------------
+    def claim(self, callback, step):
+        """Marks `callback` as training the model from optimizer step `step`.
 
-def check_state_values(threshold, last_step, num_reallocations, uses_threshold=True):
-    """Raises a `ValueError` unless saved state values are usable.
-
-    Args:
-        threshold, last_step, num_reallocations: the values read from a
-            file (scalars or 0-d arrays), in the state's variable order.
-        uses_threshold: whether the method needs a threshold; if not (SET,
-            GradualPruning store nan), the threshold is not checked.
-    """
-    threshold = float(np.asarray(threshold))
-    if uses_threshold:
-        try:
-            validate_threshold(threshold, "threshold")
-        except ValueError:
+        Raises:
+            ValueError: another tf_dsr callback claimed the model at the
+                same step: two methods in one `fit`.
+        """
+        running = self._running
+        if running is not None and running[0] is not callback and running[1] == step:
+            other = running[0]
             raise ValueError(
-                f"The tf_dsr state in this file has threshold {threshold!r}; a "
-                "threshold must be a positive normal float32 number. The file "
-                "is corrupt or was edited: load an earlier checkpoint, or load "
-                "it before attaching the tf_dsr callback (Keras then skips the "
-                "state, and the callback's starts fresh)."
-            ) from None
-    for name, value in (("last_step", last_step), ("num_reallocations", num_reallocations)):
-        if int(np.asarray(value)) < 0:
-            raise ValueError(
-                f"The tf_dsr state in this file has {name} {int(np.asarray(value))}; "
-                "it must be >= 0. The file is corrupt or was edited."
+                f"Two tf_dsr methods on one model in the same fit: "
+                f"{type(other).__name__} and {type(callback).__name__}. Each "
+                "method moves the masks on its own schedule, so running both "
+                "would undo each other's updates. Pass one of them to `fit`, and "
+                "run the other in a later `fit` if you want both."
             )
+        self._running = (callback, step)
+
+    def release(self, callback):
+        if self._running is not None and self._running[0] is callback:
+            self._running = None
 
 
 def existing_state(model):
-    """The `ReparamState` attached to `model`, or None."""
+    """The `ModelState` attached to `model`, or None."""
     return getattr(model, STATE_ATTRIBUTE, None)
 
 
-def attach_state(model, initial_threshold=1e-3):
-    """Returns the model's `ReparamState`, creating it if needed.
+def attach_state(model):
+    """Returns the model's `ModelState`, creating it if needed.
 
     Attaching also makes the model's `load_weights` all-or-nothing (see
     `_load_weights_whole`).
@@ -149,11 +344,7 @@ def attach_state(model, initial_threshold=1e-3):
     state = existing_state(model)
     if state is None:
         strategy = getattr(model, "distribute_strategy", None)
-        if strategy is not None:
-            with strategy.scope():
-                state = ReparamState(initial_threshold, name="tf_dsr_state")
-        else:
-            state = ReparamState(initial_threshold, name="tf_dsr_state")
+        state = ModelState(strategy=strategy, name="tf_dsr_state")
         # The model's Keras tracker is locked once built; the state is not
         # a sublayer of the model's graph, only something its weight files
         # carry, which Keras finds by walking attributes.
@@ -169,7 +360,7 @@ def _load_weights_whole(model, filepath, *args, **kwargs):
     a file it cannot load completely (a refused tf_dsr state, which Keras
     visits last; a layer that does not match) would leave some variables
     loaded and others not. This keeps a copy of the model's, optimizer's
-    and state's variables while the load runs and puts them back if it
+    and states' variables while the load runs and puts them back if it
     raises. The copy is host memory the size of those variables, for the
     duration of the load.
     """
@@ -178,7 +369,7 @@ def _load_weights_whole(model, filepath, *args, **kwargs):
     for variable in [
         *model.variables,
         *(optimizer.variables if optimizer is not None else []),
-        *existing_state(model).variables,
+        *existing_state(model).all_variables(),
     ]:
         if id(variable) not in seen:
             seen.add(id(variable))

@@ -21,36 +21,16 @@ The smallest magnitudes are found by the linear radix select of
 `tf_dsr.core.set.smallest_magnitudes`, no sort.
 """
 
-from typing import NamedTuple
-
 import tensorflow as tf
 
-from tf_dsr.core.reallocation import all_finite
 from tf_dsr.core.reallocation import layer_seed
-from tf_dsr.core.reallocation import validate_kernels_and_masks
 from tf_dsr.core.selection import count_true
-from tf_dsr.core.set import smallest_magnitudes
+from tf_dsr.core.selection import smallest_magnitudes
+from tf_dsr.core.update import Dropped
+from tf_dsr.core.update import sparse_update
+from tf_dsr.core.update import validate_kernels_and_masks
 
 SCOPES = ("layer", "global")
-
-
-class Pruning(NamedTuple):
-    """Outcome of one gradual pruning step over `L` sparse tensors.
-
-    Attributes:
-        kernels: list of `L` kernels, zero wherever the new mask is 0.
-        masks: list of `L` masks (input dtype), each a subset of its input.
-        num_pruned: int64 `[L]`, weights pruned in each tensor.
-        sparsity: float32 scalar, the scheduled target `s_t`.
-        is_finite: bool scalar; `False` when a kernel held NaN or Inf, in
-            which case kernels and masks come back unchanged, counts zero.
-    """
-
-    kernels: list
-    masks: list
-    num_pruned: tf.Tensor
-    sparsity: tf.Tensor
-    is_finite: tf.Tensor
 
 
 def scheduled_sparsity(step, initial_sparsity, final_sparsity, begin_step, end_step):
@@ -92,7 +72,8 @@ def prune_to_sparsity(kernels, masks, sparsity, scope="layer", seed=0, step=0):
         step: int scalar, the training step.
 
     Returns:
-        A `Pruning`. A tensor (scope "layer") or the model ("global")
+        An `Update` (`info["sparsity"]`: the target, float32; no growth).
+        A tensor (scope "layer") or the model ("global")
         already at or above `sparsity` is left as it is: masks only shrink.
 
     Raises:
@@ -102,12 +83,9 @@ def prune_to_sparsity(kernels, masks, sparsity, scope="layer", seed=0, step=0):
     if scope not in SCOPES:
         raise ValueError(f"`scope` must be one of {SCOPES}. Received: {scope!r}.")
     validate_kernels_and_masks(kernels, masks)
-    kernels = [tf.convert_to_tensor(k) for k in kernels]
-    masks = [tf.convert_to_tensor(m) for m in masks]
     sparsity = tf.cast(sparsity, tf.float32)
-    is_finite = all_finite(kernels)
 
-    def finite():
+    def drop(kernels, masks):
         actives = [tf.not_equal(m, 0) for m in masks]
         if scope == "layer":
             pruned = []
@@ -128,16 +106,10 @@ def prune_to_sparsity(kernels, masks, sparsity, scope="layer", seed=0, step=0):
                 tf.reshape(p, tf.shape(k))
                 for p, k in zip(tf.split(flat_pruned, sizes), kernels)
             ]
-        new_kernels, new_masks = [], []
-        for kernel, mask, active, p in zip(kernels, masks, actives, pruned):
-            keep = active & ~p
-            new_masks.append(tf.cast(keep, mask.dtype))
-            new_kernels.append(tf.where(keep, kernel, tf.zeros_like(kernel)))
-        num_pruned = tf.stack([count_true(p) for p in pruned])
-        return Pruning(new_kernels, new_masks, num_pruned, sparsity, tf.constant(True))
+        return [Dropped(p, count_true(a), count_true(p)) for p, a in zip(pruned, actives)]
 
-    def unchanged():
-        zeros = tf.zeros([len(kernels)], tf.int64)
-        return Pruning(kernels, masks, zeros, sparsity, tf.constant(False))
-
-    return tf.cond(is_finite, finite, unchanged)
+    return sparse_update(
+        kernels, masks, drop, share=None,
+        finish=lambda num_pruned, num_grown: {"sparsity": sparsity},
+        unchanged_info={"sparsity": sparsity},
+    )

@@ -16,8 +16,11 @@ paper's symbols:
 | `kernels[l]`, `masks[l]` | W_l, M_l   | a sparse tensor and its 0/1 mask      |
 
 Each step of the algorithm is one function: `prune`, `share_out`, `grow`,
-`adapt_threshold`; `reallocate` chains them over all tensors. Nothing here
-touches Keras or variables: tensors go in, a `Reallocation` comes out, so
+`adapt_threshold`; `reallocate` chains them over all tensors on the shared
+skeleton (`tf_dsr.core.update.sparse_update`). Growth is random, as in the
+paper, or where the dense gradient is largest (`growth="gradient"`, RigL's
+criterion on DSR's global threshold and share-out). Nothing here
+touches Keras or variables: tensors go in, an `Update` comes out, so
 the same code runs eagerly, in a `tf.function`, under XLA and in every
 replica of a distribution strategy.
 """
@@ -27,8 +30,13 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from tf_dsr.core.growth import validate_growth
 from tf_dsr.core.selection import per_shape_function
 from tf_dsr.core.selection import random_subset
+from tf_dsr.core.update import Dropped
+from tf_dsr.core.update import all_finite  # noqa: F401 (one home, re-exported)
+from tf_dsr.core.update import sparse_update
+from tf_dsr.core.update import validate_kernels_and_masks
 
 
 class Pruned(NamedTuple):
@@ -46,29 +54,6 @@ class Pruned(NamedTuple):
     pruned: tf.Tensor
     num_active: tf.Tensor
     num_pruned: tf.Tensor
-
-
-class Reallocation(NamedTuple):
-    """Outcome of one reallocation over `L` sparse tensors.
-
-    Attributes:
-        kernels: list of `L` kernels, zero wherever the new mask is 0 and
-            at every regrown position.
-        masks: list of `L` masks (same dtype as the input masks), 0/1.
-        threshold: float32 scalar, the adapted threshold H.
-        num_pruned: int64 `[L]`, K_l.
-        num_grown: int64 `[L]`, weights regrown in each tensor.
-        is_finite: bool scalar; `False` when a kernel held NaN or Inf, in
-            which case kernels, masks and threshold are returned unchanged
-            and the counts are zero.
-    """
-
-    kernels: list
-    masks: list
-    threshold: tf.Tensor
-    num_pruned: tf.Tensor
-    num_grown: tf.Tensor
-    is_finite: tf.Tensor
 
 
 def _count(x):
@@ -300,72 +285,16 @@ def layer_seeds(seed, step, num_layers):
     )
 
 
-def validate_kernels_and_masks(kernels, masks):
-    """Raises TypeError/ValueError unless `kernels` and `masks` pair up."""
-    if not isinstance(kernels, (list, tuple)) or not isinstance(
-        masks, (list, tuple)
-    ):
-        raise TypeError(
-            "`kernels` and `masks` must be lists of tensors. Received: "
-            f"kernels={type(kernels).__name__}, masks={type(masks).__name__}."
-        )
-    if not kernels:
-        raise ValueError(
-            "`reallocate` needs at least one sparse tensor. Received an empty "
-            "list of kernels: does the model contain tf_dsr sparse layers?"
-        )
-    if len(kernels) != len(masks):
-        raise ValueError(
-            "Expected one mask per kernel. Received "
-            f"{len(kernels)} kernels and {len(masks)} masks."
-        )
-    for i, (kernel, mask) in enumerate(zip(kernels, masks)):
-        if kernel.shape != mask.shape:
-            raise ValueError(
-                f"Kernel {i} has shape {kernel.shape} but its mask has shape "
-                f"{mask.shape}; each mask must match its kernel."
-            )
-
-
-def all_finite(kernels):
-    """Bool scalar: no kernel in the list holds NaN or Inf."""
-    return tf.reduce_all(
-        tf.stack([tf.reduce_all(tf.math.is_finite(k)) for k in kernels])
-    )
-
-
-def _grow_into(kernel, mask, survivors, pruned, num_grown, num_free,
-               num_pruned, seed):
-    """Grows one tensor; returns its new kernel and mask."""
-    # `num_grown` exceeds `num_free` only once every free position of every
-    # tensor is taken (see `share_out` in `_reallocate_finite`), so ranking
-    # pruned positions after free ones is exact.
-    grown = grow(tf.equal(mask, 0), num_grown, seed, fallback=pruned,
-                 num_candidates=num_free, num_fallback=num_pruned)
-    return (tf.where(survivors, kernel, tf.zeros_like(kernel)),
-            tf.cast(survivors | grown, mask.dtype))
-
-
 def _prune_one(kernel, mask, threshold):
     # A plain tuple: `per_shape_function` traces functions of tensors.
-    return tuple(prune(kernel, mask, threshold))
+    pruned = prune(kernel, mask, threshold)
+    return pruned.pruned, pruned.num_active, pruned.num_pruned
 
 
-def _reallocate_finite(kernels, masks, threshold, prune_target, tolerance,
-                       seed, step):
-    survivors, pruned, num_active, num_pruned = zip(*[
-        per_shape_function(_prune_one)(k, m, threshold)
-        for k, m in zip(kernels, masks)
-    ])
-    num_active = tf.stack(num_active)
-    num_pruned = tf.stack(num_pruned)
-    # Pruning only moves weights from active to pruned, so survivors and
-    # free positions follow from two counts.
+def _share_regrowth(num_active, num_pruned, num_free):
+    """Steps 3-4 for regrowth: empty positions first, then just-pruned ones."""
     num_survivors = num_active - num_pruned
-    sizes = tf.constant([m.shape.num_elements() for m in masks], tf.int64)
-    num_free = sizes - num_active
     total_pruned = tf.reduce_sum(num_pruned)
-
     # New weights go to positions that were empty before this step. Only
     # when those run out (dense-ish tensors, large K) does the rest fall back
     # to positions pruned in this step, so the count is always conserved.
@@ -373,40 +302,24 @@ def _reallocate_finite(kernels, masks, threshold, prune_target, tolerance,
     into_pruned = share_out(
         total_pruned - tf.reduce_sum(into_free), num_survivors, num_pruned
     )
-    num_grown = into_free + into_pruned
-
-    seeds = layer_seeds(seed, step, len(kernels))
-    new_kernels, new_masks = zip(*[
-        per_shape_function(_grow_into)(
-            kernel, mask, survivors[i], pruned[i], num_grown[i], num_free[i],
-            num_pruned[i], seeds[i],
-        )
-        for i, (kernel, mask) in enumerate(zip(kernels, masks))
-    ])
-    return Reallocation(
-        kernels=list(new_kernels),
-        masks=list(new_masks),
-        threshold=adapt_threshold(threshold, total_pruned, prune_target,
-                                  tolerance),
-        num_pruned=num_pruned,
-        num_grown=num_grown,
-        is_finite=tf.constant(True),
-    )
+    return into_free + into_pruned
 
 
 def reallocate(kernels, masks, threshold, prune_target, tolerance=0.1,
-               seed=0, step=0):
+               seed=0, step=0, growth="random", gradients=None):
     """Runs one DSR reallocation (Algorithm 1) over all sparse tensors.
 
     Prunes every active weight with `|W| < threshold` (keeping the largest
     weight of a tensor that would lose all), zeroes the kernels wherever the
     mask is 0, regrows exactly as many weights as were pruned, shared across
-    tensors in proportion to their surviving weights and placed uniformly at
-    random among positions that were empty before this step, then adapts the
-    threshold. The total number of active weights is conserved exactly.
+    tensors in proportion to their surviving weights and placed among
+    positions that were empty before this step (uniformly at random, or
+    where `|gradient|` is largest), then adapts the threshold. The total
+    number of active weights is conserved exactly.
 
-    If any kernel holds NaN or Inf, nothing changes: the inputs come back
-    with `is_finite=False` and zero counts.
+    If any kernel (or, for gradient growth, any gradient) holds NaN or Inf,
+    nothing changes: the inputs come back with `is_finite=False` and zero
+    counts.
 
     Args:
         kernels: list of `L` float tensors, W_l.
@@ -417,30 +330,34 @@ def reallocate(kernels, masks, threshold, prune_target, tolerance=0.1,
         seed: int scalar. Together with `step` and the tensor's index it
             fixes every random choice. Defaults to 0.
         step: int scalar, the training step. Defaults to 0.
+        growth: "random" (the paper's) or "gradient". Defaults to "random".
+        gradients: list of `L` dense gradients dL/d(W * M), shaped like
+            the kernels; required by `growth="gradient"`.
 
     Returns:
-        A `Reallocation`.
+        An `Update` whose `info["threshold"]` is the adapted H (float32).
 
     Raises:
         TypeError: `kernels` or `masks` is not a list.
         ValueError: the lists are empty, differ in length, or a mask's shape
-            differs from its kernel's.
+            differs from its kernel's; unknown `growth`; gradient growth
+            without `gradients`.
     """
     validate_kernels_and_masks(kernels, masks)
-    kernels = [tf.convert_to_tensor(k) for k in kernels]
-    masks = [tf.convert_to_tensor(m) for m in masks]
+    validate_growth(growth)
     threshold = tf.cast(threshold, tf.float32)
-    is_finite = all_finite(kernels)
-    num_tensors = len(kernels)
 
-    def unchanged():
-        zeros = tf.zeros([num_tensors], tf.int64)
-        return Reallocation(kernels, masks, threshold, zeros, zeros,
-                            tf.constant(False))
+    def drop(kernels, masks):
+        return [Dropped(*per_shape_function(_prune_one)(k, m, threshold))
+                for k, m in zip(kernels, masks)]
 
-    return tf.cond(
-        is_finite,
-        lambda: _reallocate_finite(kernels, masks, threshold, prune_target,
-                                   tolerance, seed, step),
-        unchanged,
+    def finish(num_pruned, num_grown):
+        return {"threshold": adapt_threshold(threshold, tf.reduce_sum(num_pruned),
+                                             prune_target, tolerance)}
+
+    return sparse_update(
+        kernels, masks, drop, share=_share_regrowth, growth=growth,
+        gradients=gradients,
+        seeds=layer_seeds(seed, step, len(kernels)),
+        finish=finish, unchanged_info={"threshold": threshold},
     )

@@ -404,3 +404,45 @@ def random_subset(candidates, num_selected, seed, fallback=None,
             lambda: _smallest_in_pool(flat, keys, num_selected, fallback),
         )
     return tf.reshape(selected, tf.shape(candidates))
+
+
+_SCORE_HIGH_BUCKETS = 1 << 15
+
+
+def smallest_magnitudes(score, candidates, num_selected, seed):
+    """Selects the `num_selected` candidates of smallest `|score|`.
+
+    Linear in the tensor size (radix select on the float32 bit pattern of
+    `|score|`, no sort). Candidates tied at the cut magnitude are chosen
+    uniformly at random. Magnitudes must be finite.
+
+    Args:
+        score: float tensor, any static shape (a kernel: magnitude pruning).
+        candidates: bool tensor shaped like `score`; positions that may be
+            selected.
+        num_selected: int scalar; clipped to `[0, count(candidates)]`.
+        seed: int tensor `[2]`, stateless seed for breaking ties.
+
+    Returns:
+        bool tensor shaped like `score`, `True` at exactly
+        `min(num_selected, count(candidates))` candidates, none of which has
+        a larger magnitude than an unselected candidate.
+    """
+    candidates = tf.reshape(tf.convert_to_tensor(candidates, tf.bool), [-1])
+    magnitude = tf.abs(tf.reshape(tf.cast(score, tf.float32), [-1]))
+    # |x| >= 0 has a clear sign bit, so its bits as int32 lie in [0, 2^31)
+    # and order exactly like the magnitudes.
+    keys = tf.bitcast(magnitude, tf.int32)
+    num_selected = tf.clip_by_value(
+        tf.cast(num_selected, tf.int64), 0, count_true(candidates)
+    )
+    below, at_cut, num_from_cut = select_smallest(
+        tf.bitwise.right_shift(keys, _LOW_BITS),
+        tf.bitwise.bitwise_and(keys, _NUM_LOW_BUCKETS - 1),
+        _SCORE_HIGH_BUCKETS,
+        candidates,
+        num_selected,
+    )
+    at_cut = candidates & at_cut
+    ties = random_subset(at_cut, num_from_cut, seed)
+    return tf.reshape(candidates & (below | ties), tf.shape(score))

@@ -28,79 +28,48 @@ weights start at exactly zero.
 """
 
 import numbers
-from typing import NamedTuple
 
 import tensorflow as tf
 
-from tf_dsr.core import selection
-from tf_dsr.core.reallocation import all_finite
-from tf_dsr.core.reallocation import layer_seed
+from tf_dsr.core.reallocation import layer_seeds
 from tf_dsr.core.reallocation import share_out
-from tf_dsr.core.reallocation import validate_kernels_and_masks
 from tf_dsr.core.selection import count_true
-from tf_dsr.core.selection import random_subset
-
-_MAGNITUDE_HIGH_BUCKETS = 1 << 15
-
-
-class SETUpdate(NamedTuple):
-    """Outcome of one SET update over `L` sparse tensors.
-
-    Attributes:
-        kernels: list of `L` kernels, zero wherever the new mask is 0 and at
-            every regrown position.
-        masks: list of `L` masks (input dtype), 0/1, same counts as before.
-        num_pruned: int64 `[L]`, weights pruned in each tensor.
-        num_grown: int64 `[L]`, weights regrown in each tensor (equal to
-            `num_pruned`).
-        is_finite: bool scalar; `False` when a kernel held NaN or Inf, in
-            which case kernels and masks come back unchanged, counts zero.
-    """
-
-    kernels: list
-    masks: list
-    num_pruned: tf.Tensor
-    num_grown: tf.Tensor
-    is_finite: tf.Tensor
+from tf_dsr.core.selection import smallest_magnitudes
+from tf_dsr.core.update import Dropped
+from tf_dsr.core.update import sparse_update
+from tf_dsr.core.update import validate_kernels_and_masks
 
 
-def smallest_magnitudes(kernel, candidates, num_selected, seed):
-    """Selects the `num_selected` candidates of smallest `|kernel|`.
+def drop_smallest(counts, seeds):
+    """A drop criterion: `counts[l]` active weights of smallest `|W|` per tensor.
 
-    Linear in the tensor size (radix select on the float32 bit pattern of
-    `|kernel|`, no sort). Candidates tied at the cut magnitude are chosen
-    uniformly at random. Magnitudes must be finite.
+    Used by SET and RigL. Ties at the cut magnitude are broken at random
+    with a seed folded from the tensor's (the growth seed stays unused).
 
     Args:
-        kernel: float tensor, any static shape.
-        candidates: bool tensor shaped like `kernel`; positions that may be
-            selected (the active weights).
-        num_selected: int scalar; clipped to `[0, count(candidates)]`.
-        seed: int tensor `[2]`, stateless seed for breaking ties.
+        counts: int `[L]`, weights to drop per tensor (clipped to actives).
+        seeds: int32 `[L, 2]`, per-tensor seeds.
 
     Returns:
-        bool tensor shaped like `kernel`, `True` at exactly
-        `min(num_selected, count(candidates))` candidates, none of which has
-        a larger magnitude than an unselected candidate.
+        A function `(kernels, masks) -> list of Dropped`.
     """
-    candidates = tf.reshape(tf.convert_to_tensor(candidates, tf.bool), [-1])
-    magnitude = tf.abs(tf.reshape(tf.cast(kernel, tf.float32), [-1]))
-    # |w| >= 0 has a clear sign bit, so its bits as int32 lie in [0, 2^31)
-    # and order exactly like the magnitudes.
-    keys = tf.bitcast(magnitude, tf.int32)
-    num_selected = tf.clip_by_value(
-        tf.cast(num_selected, tf.int64), 0, count_true(candidates)
-    )
-    below, at_cut, num_from_cut = selection.select_smallest(
-        tf.bitwise.right_shift(keys, 16),
-        tf.bitwise.bitwise_and(keys, (1 << 16) - 1),
-        _MAGNITUDE_HIGH_BUCKETS,
-        candidates,
-        num_selected,
-    )
-    at_cut = candidates & at_cut
-    ties = random_subset(at_cut, num_from_cut, seed)
-    return tf.reshape(candidates & (below | ties), tf.shape(kernel))
+
+    def drop(kernels, masks):
+        dropped = []
+        for i, (kernel, mask) in enumerate(zip(kernels, masks)):
+            active = tf.not_equal(mask, 0)
+            tie_seed = tf.random.experimental.stateless_fold_in(seeds[i], 1, alg="philox")
+            pruned = smallest_magnitudes(kernel, active, counts[i], tie_seed)
+            dropped.append(Dropped(pruned, count_true(active), count_true(pruned)))
+        return dropped
+
+    return drop
+
+
+def regrow_as_many(num_active, num_pruned, num_free):
+    """A share-out with fixed layer budgets: each tensor regrows what it dropped."""
+    del num_active, num_free
+    return num_pruned
 
 
 def prune_counts(num_active, prune_fraction=None, prune_target=None):
@@ -163,38 +132,17 @@ def set_update(kernels, masks, num_pruned, seed=0, step=0):
         step: int scalar, the training step. Defaults to 0.
 
     Returns:
-        A `SETUpdate`. Regrown weights go to positions empty before this
-        step; only when a tensor has fewer empty positions than it pruned
-        do the rest return to just-pruned positions, so counts always hold.
+        An `Update` (empty `info`). Regrown weights go to positions empty
+        before this step; only when a tensor has fewer empty positions than
+        it pruned do the rest return to just-pruned positions, so counts
+        always hold.
 
     Raises:
         TypeError: `kernels` or `masks` is not a list.
         ValueError: the lists are empty, differ in length, or shapes differ.
     """
     validate_kernels_and_masks(kernels, masks)
-    kernels = [tf.convert_to_tensor(k) for k in kernels]
-    masks = [tf.convert_to_tensor(m) for m in masks]
     num_pruned = tf.cast(tf.convert_to_tensor(num_pruned), tf.int64)
-    is_finite = all_finite(kernels)
-
-    def finite():
-        new_kernels, new_masks, counts = [], [], []
-        for i, (kernel, mask) in enumerate(zip(kernels, masks)):
-            active = tf.not_equal(mask, 0)
-            grow_seed = layer_seed(seed, step, i)
-            tie_seed = tf.random.experimental.stateless_fold_in(grow_seed, 1, alg="philox")
-            pruned = smallest_magnitudes(kernel, active, num_pruned[i], tie_seed)
-            survivors = active & ~pruned
-            num = count_true(pruned)
-            grown = random_subset(~active, num, grow_seed, fallback=pruned)
-            new_masks.append(tf.cast(survivors | grown, mask.dtype))
-            new_kernels.append(tf.where(survivors, kernel, tf.zeros_like(kernel)))
-            counts.append(num)
-        counts = tf.stack(counts)
-        return SETUpdate(new_kernels, new_masks, counts, counts, tf.constant(True))
-
-    def unchanged():
-        zeros = tf.zeros([len(kernels)], tf.int64)
-        return SETUpdate(kernels, masks, zeros, zeros, tf.constant(False))
-
-    return tf.cond(is_finite, finite, unchanged)
+    seeds = layer_seeds(seed, step, len(kernels))
+    return sparse_update(kernels, masks, drop_smallest(num_pruned, seeds),
+                         share=regrow_as_many, growth="random", seeds=seeds)

@@ -18,7 +18,10 @@ LoRA hooks change a kernel in one place for many layer types:
   the Keras class uses.
 
 `masked_value` is the one place the product is computed; `call`,
-`strip`, export and reporting all go through it.
+`strip`, export and reporting all go through it. A kernel may also carry a
+gradient hook (`set_gradient_hook`), applied to the product where a layer
+computes with it (`computed_value`) and nowhere else: it is how
+`tf_dsr.dense_gradients` reads the gradient of the masked kernel.
 """
 
 import contextlib
@@ -150,6 +153,69 @@ def masked_value(kernel, mask):
     return kernel * keras.ops.cast(mask, kernel.dtype)
 
 
+def set_gradient_hook(pair, hook):
+    """Attaches `hook` to a sparse kernel, where its layer computes with it.
+
+    While attached, the masked kernel a layer's `call` computes with is
+    `hook(kernel * mask)` (for `SparseEmbedding`, `hook(rows, indices)`
+    on the gathered rows of the masked table). The hook must return its
+    input's value unchanged: it exists to see the gradient flowing into the
+    product. Export, `strip` and reporting (`SparseKernel.masked`) never
+    apply it. One hook per kernel.
+
+    Args:
+        pair: the `SparseKernel`.
+        hook: a callable `hook(value, indices=None) -> value`.
+
+    Raises:
+        ValueError: if the kernel already has a hook.
+    """
+    hooks = pair.layer.__dict__.get("_tf_dsr_gradient_hooks")
+    if hooks is None:
+        # A plain dict outside Keras' tracking: hooks are not state.
+        hooks = {}
+        object.__setattr__(pair.layer, "_tf_dsr_gradient_hooks", hooks)
+    if pair.attribute in hooks:
+        raise ValueError(
+            f"The {pair.attribute} of layer '{pair.layer.name}' already has a "
+            "gradient hook (another `tf_dsr.dense_gradients.DenseGradients` "
+            "is attached to it). Call `detach()` on that one first."
+        )
+    hooks[pair.attribute] = hook
+
+
+def remove_gradient_hook(pair):
+    """Removes the gradient hook of a sparse kernel (if any)."""
+    hooks = pair.layer.__dict__.get("_tf_dsr_gradient_hooks", {})
+    hooks.pop(pair.attribute, None)
+
+
+def _hooked(layer, attribute, value, indices=None):
+    hook = layer.__dict__.get("_tf_dsr_gradient_hooks", {}).get(attribute)
+    return value if hook is None else hook(value, indices)
+
+
+def computed_value(pair):
+    """`kernel * mask` as the layer's `call` computes with it.
+
+    The masked product of `masked_value`, passed through the kernel's
+    gradient hook when one is attached (`set_gradient_hook`).
+    """
+    return _hooked(pair.layer, pair.attribute, pair.masked)
+
+
+def computed_rows(pair, rows, indices):
+    """Gathered rows of a masked table, as the layer's `call` uses them.
+
+    Args:
+        pair: the `SparseKernel` of a table (`SparseEmbedding.embeddings`).
+        rows: `masked_value` of the gathered kernel and mask rows, shape
+            `indices.shape + (dim,)`.
+        indices: the integer row indices gathered.
+    """
+    return _hooked(pair.layer, pair.attribute, rows, indices)
+
+
 @contextlib.contextmanager
 def kernels_read_from(values):
     """While active, sparse layers compute with the given kernels.
@@ -250,7 +316,9 @@ class _MaskedAttribute:
             return cached
         value = self.raw(layer)
         mask = layer.__dict__.get("_tf_dsr_masks", {}).get(self.attribute)
-        return value if mask is None else masked_value(value, mask)
+        if mask is None:
+            return value
+        return _hooked(layer, self.attribute, masked_value(value, mask))
 
     def __set__(self, layer, value):
         if self.parent is not None and hasattr(self.parent, "__set__"):

@@ -3,6 +3,7 @@
 import keras
 
 from tf_dsr.layers.base import SparseLayer
+from tf_dsr.layers.base import computed_rows
 from tf_dsr.layers.base import masked_value
 from tf_dsr.layers.base import reads_given_kernels
 
@@ -127,8 +128,12 @@ class SparseEmbedding(SparseLayer, keras.layers.Embedding):
         if inputs.dtype not in ("int32", "int64"):
             inputs = keras.ops.cast(inputs, "int32")
         pair = self.sparse_kernels()[0]
-        outputs = masked_value(
-            keras.ops.take(pair.kernel, inputs, axis=0),
-            keras.ops.take(pair.mask, inputs, axis=0),
+        outputs = computed_rows(
+            pair,
+            masked_value(
+                keras.ops.take(pair.kernel, inputs, axis=0),
+                keras.ops.take(pair.mask, inputs, axis=0),
+            ),
+            inputs,
         )
         return keras.ops.cast(outputs, self.compute_dtype)

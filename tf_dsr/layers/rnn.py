@@ -13,6 +13,7 @@ import keras
 
 from tf_dsr.layers.base import SparseLayer
 from tf_dsr.layers.base import adopt
+from tf_dsr.layers.base import computed_value
 from tf_dsr.layers.base import kernels_read_from
 from tf_dsr.layers.base import reads_given_kernels
 
@@ -76,7 +77,7 @@ class _SparseRecurrent(SparseLayer):
         else:
             # Keras' cell reads its kernels at every time step: compute each
             # `kernel * mask` once per call and let the cell read that.
-            masked = [(pair, pair.masked) for pair in cell.sparse_kernels()]
+            masked = [(pair, computed_value(pair)) for pair in cell.sparse_kernels()]
         with kernels_read_from(masked):
             return super().call(
                 sequences, initial_state=initial_state, mask=mask, training=training
