@@ -110,8 +110,11 @@ def _check_blocks(namespace, out):
     assert model.optimizer.iterations.numpy() == 10 * 29
     assert all(bool(is_block_mask(pair.mask, pair.block_shape)) for _, pair in found)
     assert tf_dsr.sparsity_summary(model).num_active == 5020  # 1,255 blocks, conserved
-    assert 0.9 < namespace["model"].evaluate(
-        namespace["x_test"], namespace["y_test"], verbose=0)[1]
+    rows = tf_dsr.sparsity_summary(model).layers
+    assert [row.num_active for row in rows] != [1920, 3000, 100]  # moved between layers
+    # "test accuracy about 0.98"
+    assert 0.96 < namespace["model"].evaluate(
+        namespace["x_test"], namespace["y_test"], verbose=0)[1] < 0.995
     assert re.search(r"^test accuracy: 0\.9\d\d$", out, re.M)
     # "three sparse FULLY_CONNECTED ops and no DENSIFY"
     ops = [op for op, _, _ in tflite_ops(open("lenet_blocks.tflite", "rb").read())]
