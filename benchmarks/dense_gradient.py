@@ -21,9 +21,11 @@ machine are noisy, so each variant's train step is also traced and its
 graph ops counted (top-level graph plus function bodies: `tf.cond`
 branches live in the function library), a figure load cannot blur.
 
-Models: LeNet-300-100 (784-300-100-10, 3 sparse kernels, batch 100) and a
-small CNN (16x16x32 input, two SparseConv2D(64, 3), batch 100); both also
-with `jit_compile=True` unless `--no-xla`.
+Models: LeNet-300-100 (784-300-100-10, 3 sparse kernels, batch 100), a
+narrow MLP (16 SparseDense(64) layers: many small kernels, the worst case
+for a fixed cost per kernel) and a small CNN (16x16x32 input, two
+SparseConv2D(64, 3)), batch 100; each also with `jit_compile=True` unless
+`--no-xla`.
 
 Usage:
 
@@ -64,8 +66,18 @@ def cnn():
     return keras.Model(inputs, keras.layers.Dense(10)(h))
 
 
+def narrow_mlp():
+    # Worst case for a per-kernel fixed cost: many small kernels.
+    model = keras.Sequential([keras.Input((64,))])
+    for index in range(16):
+        model.add(tf_dsr.SparseDense(64, activation="relu", sparsity=0.9, seed=index))
+    model.add(keras.layers.Dense(10))
+    return model
+
+
 MODELS = {
     "LeNet-300-100": (lambda: lenet(True), (784,)),
+    "MLP 16 x SparseDense(64)": (narrow_mlp, (64,)),
     "CNN 2 x SparseConv2D(64, 3)": (cnn, (16, 16, 32)),
 }
 

@@ -8,8 +8,9 @@ DSR_SPEC section 5), defines its flags with `define_flags`, and hands
 tensorflow-datasets, one that names its `tf_dsr.models` builder and
 arguments, one that builds the model (with its regularizers). `run` does the rest in the
 same way for every experiment: build and compile under a distribution
-strategy, pick the method's callback (DSR, static, SET, gradual pruning; dense and
-thin dense have none),
+strategy, pick the method's callback from the registry (`tf_dsr.methods`: DSR,
+DSR with gradient growth, RigL, SET, gradual pruning; static, dense and thin
+dense have none),
 `model.fit`, evaluate on the test split and write a results JSON.
 
 Schedules are given in epochs, as in the paper, and turned into optimizer
@@ -36,7 +37,7 @@ import tensorflow as tf
 
 import tf_dsr
 
-METHODS = ("dsr", "static", "set", "gradual", "dense", "thin")
+METHODS = tf_dsr.methods.METHODS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,12 +122,11 @@ def define_flags(recipe, flag_values=flags.FLAGS):
     fv = flag_values
     flags.DEFINE_enum(
         "method", "dsr", METHODS,
-        "dsr: DynamicReparam; static: fixed random mask; set: SET with the "
-        "same N_prune and period; gradual: dense start, Zhu & Gupta pruning "
-        "down to --sparsity (the paper's 'compressed sparse'); dense: the "
-        "full dense network (sparsity 0, --sparsity ignored); thin: a dense "
-        "network narrowed (width multiplier) to as many parameters as the "
-        "sparse network at --sparsity has non-zeros.",
+        "; ".join(f"{name}: {tf_dsr.methods.get(name).summary}" for name in METHODS)
+        + ". SET uses the same N_prune and period as DSR; gradual prunes a "
+        "dense start down to --sparsity (the paper's 'compressed sparse'); "
+        "dense ignores --sparsity; thin is narrowed (width multiplier) to as "
+        "many parameters as the sparse network at --sparsity has non-zeros.",
         flag_values=fv)
     flags.DEFINE_float("sparsity", recipe.sparsity,
                        "Fraction of zeros in the sparse tensors (final, for gradual).",
@@ -338,25 +338,16 @@ class Data:
 
 
 def method_callback(flag_values, steps_per_epoch):
-    """The mask-updating callback of `--method` (None for static and dense)."""
+    """The mask-updating callback of `--method`, from the registry
+    (`tf_dsr.methods`; None for static, dense and thin)."""
     fv = flag_values
-    period = parse_schedule(fv.period, int, "period")
-    if fv.method == "dsr":
-        return tf_dsr.DynamicReparam(
-            prune_target=fv.prune_target, period=period, stop_epoch=fv.stop_epoch, seed=fv.seed
-        )
-    if fv.method == "set":
-        return tf_dsr.SET(
-            prune_target=fv.prune_target, period=period, stop_epoch=fv.stop_epoch, seed=fv.seed
-        )
-    if fv.method == "gradual":
-        begin = int(round(fv.gradual_begin_epoch * steps_per_epoch))
-        end = max(begin + 1, int(round(fv.gradual_end_epoch * steps_per_epoch)))
-        return tf_dsr.GradualPruning(
-            final_sparsity=fv.sparsity, begin_step=begin, end_step=end, period=period,
-            seed=fv.seed,
-        )
-    return None
+    begin = int(round(fv.gradual_begin_epoch * steps_per_epoch))
+    end = max(begin + 1, int(round(fv.gradual_end_epoch * steps_per_epoch)))
+    settings = tf_dsr.methods.Settings(
+        sparsity=fv.sparsity, seed=fv.seed, prune_target=fv.prune_target,
+        period=parse_schedule(fv.period, int, "period"), stop_epoch=fv.stop_epoch,
+        total_steps=fv.epochs * steps_per_epoch, gradual_steps=(begin, end))
+    return tf_dsr.methods.make_callback(fv.method, settings)
 
 
 def parameter_counts(model):
@@ -510,8 +501,10 @@ def run(recipe, flag_values, load_data, build_model, model_builder):
             # "dense" is that network trained as it is, "thin" a narrower one.
             # Sparse layers at sparsity 0 train exactly like Keras' dense
             # layers and keep the per-layer reports working.
-            width = thin_width(fv, model_builder, data) if fv.method == "thin" else 1.0
-            sparsity = 0.0 if fv.method in ("gradual", "dense", "thin") else fv.sparsity
+            network = tf_dsr.methods.get(fv.method).network
+            width = (thin_width(fv, model_builder, data)
+                     if network == tf_dsr.methods.THIN else 1.0)
+            sparsity = fv.sparsity if network == tf_dsr.methods.SPARSE else 0.0
             model = build_model(fv, sparsity, data, width_multiplier=width)
             metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
             if recipe.top5:

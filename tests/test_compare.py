@@ -7,6 +7,7 @@ import pytest
 
 from tf_dsr import cli
 from tf_dsr import compare
+from tf_dsr import report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SPARSITY = 0.9
@@ -20,19 +21,19 @@ def _result(method, sparsity, seed, accuracy, epochs=10):
 # ----- summaries from hand values ---------------------------------------------
 def test_summarize_gives_mean_and_sample_std():
     results = [_result("dsr", 0.9, s, a) for s, a in enumerate((0.90, 0.92, 0.94))]
-    mean, std, num_runs, epochs = compare.summarize(results)[("dsr", 0.9)]
+    mean, std, num_runs, epochs = report.summarize(results)[("dsr", 0.9)]
     # Deviations -0.02, 0, 0.02: sample variance 0.0008 / 2 = 0.0004.
     assert mean == pytest.approx(0.92) and std == pytest.approx(0.02)
     assert (num_runs, epochs) == (3, 10)
 
 
 def test_single_run_has_zero_std():
-    assert compare.summarize([_result("set", 0.5, 0, 0.5)])[("set", 0.5)][:2] == (0.5, 0.0)
+    assert report.summarize([_result("set", 0.5, 0, 0.5)])[("set", 0.5)][:2] == (0.5, 0.0)
 
 
 def test_format_cell_is_percent_with_two_decimals():
-    assert compare.format_cell(0.92, 0.02) == "92.00 ± 2.00"
-    assert compare.format_cell(0.98765, 0.001234) == "98.77 ± 0.12"
+    assert report.format_cell(0.92, 0.02) == "92.00 ± 2.00"
+    assert report.format_cell(0.98765, 0.001234) == "98.77 ± 0.12"
 
 
 def test_markdown_table_rows_from_hand_values():
@@ -42,7 +43,7 @@ def test_markdown_table_rows_from_hand_values():
         + [_result("static", 0.9, s, a, epochs=20) for s, a in enumerate((0.8, 0.8, 0.8))]
         + [_result("dense", None, s, a) for s, a in enumerate((0.97, 0.98, 0.99))]
     )
-    text = compare.format_markdown(results, title="### digits")
+    text = report.format_markdown(results, title="### digits")
     lines = text.splitlines()
     assert lines[0] == "### digits"
     assert "Test accuracy (%), mean ± std over 3 seed(s)." in lines
@@ -53,7 +54,7 @@ def test_markdown_table_rows_from_hand_values():
     # No static run at 0.99: a dash, not a made-up number.
     assert "| static sparse | 20 | – | 80.00 ± 0.00 |" in lines
     assert "| full dense | 10 | 98.00 ± 1.00 | 98.00 ± 1.00 |" in lines
-    # Rows follow compare.METHODS order: DSR, static, dense.
+    # Rows follow the registry's order: DSR, static, dense.
     rows = [line.split("|")[1].strip() for line in lines if line.startswith("| ")][2:]
     assert rows == ["DSR", "static sparse", "full dense"]
 
@@ -81,7 +82,7 @@ def test_grid_runs_dense_once_per_seed_and_doubles_static_epochs():
         ("dense", None, 1), ("dsr", 0.9, 1), ("static", 0.9, 1),
         ("dsr", 0.99, 1), ("static", 0.99, 1),
     ]
-    assert [compare.method_epochs(m, 5) for m in compare.METHODS] == [5, 5, 10, 5, 5, 10]
+    assert [compare.method_epochs(m, 5) for m in compare.METHODS] == [5, 5, 5, 5, 10, 5, 5, 10]
     assert compare.method_epochs("static", 5, double_static_epochs=False) == 5
 
 

@@ -164,11 +164,13 @@ def test_holds_the_most_recent_requested_step():
         np.testing.assert_allclose(variable.numpy(), want, rtol=1e-5, atol=1e-7)
 
 
-def test_steps_per_execution_holds_the_last_step_of_the_execution():
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_steps_per_execution_holds_the_last_step_of_the_execution(jit_compile):
     model = _dense_model()
     # No learning: every step's gradient is at the same weights, so the
     # last step's is told apart by its batch.
-    model.compile(keras.optimizers.SGD(0.0), "mse", steps_per_execution=3)
+    model.compile(keras.optimizers.SGD(0.0), "mse", steps_per_execution=3,
+                  jit_compile=jit_compile)
     x, y = _data(n=12)
     capture = DenseGradients(_pairs(model))
     capture.request()
@@ -444,3 +446,30 @@ def test_kernels_of_different_strategies_are_refused():
         two = _dense_model()
     with pytest.raises(ValueError, match="different distribution strategies"):
         DenseGradients(_pairs(one)[:1] + _pairs(two)[:1])
+
+
+def test_attached_capture_is_not_model_state(tmp_path):
+    """Weights, `.keras` files and checkpoints do not see the capture."""
+    model = _dense_model()
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    x, y = _data()
+    model.fit(x, y, batch_size=8, verbose=0)
+    names = [v.path for v in model.weights]
+    checkpoint_keys = {
+        name for name, _ in tf.train.list_variables(
+            tf.train.Checkpoint(model=model).write(str(tmp_path / "before")))}
+    capture = DenseGradients(_pairs(model))
+    capture.request()
+    model.make_train_function(force=True)
+    model.fit(x, y, batch_size=8, verbose=0)
+    assert bool(capture.captured.numpy())
+    assert [v.path for v in model.weights] == names
+    assert {
+        name for name, _ in tf.train.list_variables(
+            tf.train.Checkpoint(model=model).write(str(tmp_path / "after")))
+    } == checkpoint_keys
+    model.save(tmp_path / "m.keras")
+    loaded = tf_dsr.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0),
+                                  model.predict(x, verbose=0))
+    assert [v.name for v in loaded.weights] == [v.name for v in model.weights]

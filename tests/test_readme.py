@@ -128,10 +128,22 @@ def _check_distributed(namespace, out):
     assert namespace["model"].optimizer.iterations.numpy() == 3 * 23  # ceil(1438 / 64)
 
 
+def _check_gradient_methods(namespace, out):
+    lines = [line for line in out.splitlines() if "per-layer active" in line]
+    assert [line.split(":")[0] for line in lines] == ["RigL", "DynamicReparam"]
+    assert "per-layer active [960, 1500, 50]" in lines[0]
+    dsr_counts = [int(v) for v in re.search(r"\[(.*)\]", lines[1]).group(1).split(",")]
+    assert sum(dsr_counts) == 2510 and dsr_counts != [960, 1500, 50]
+    callback = namespace["callback"]
+    assert callback.growth == "gradient"
+    assert int(callback.state.num_reallocations.numpy()) == 5 * 29 // 25
+
+
 CHECKS = {
     "Quickstart": _check_quickstart,
     "Sparse layers: every weight-bearing Keras layer": _check_layer_family,
     "Baselines and models": _check_models,
+    "RigL and gradient growth": _check_gradient_methods,
     "Bring your own model, ship it without tf_dsr": _check_ship,
     "Bring your own model, ship it without tf_dsr (2)": _check_transformer,
     "Block sparsity: sparse models that run faster": _check_blocks,

@@ -1,6 +1,7 @@
 """Dynamic Sparse Reparameterization (Mostafa & Wang, ICML 2019) for Keras 3."""
 
 from tf_dsr import counting
+from tf_dsr import methods
 from tf_dsr import models
 from tf_dsr.callbacks import SET
 from tf_dsr.callbacks import DynamicReparam
@@ -79,6 +80,7 @@ __all__ = [
     "erk_sparsities",
     "export",
     "load_model",
+    "methods",
     "models",
     "sparsify",
     "sparsity_summary",

@@ -2,6 +2,7 @@
 
     tf-dsr train                      # LeNet-300-100 on the bundled digits
     tf-dsr train --model conv --sparsity 0.95 --epochs 40
+    tf-dsr train --method rigl        # any sparse method of tf_dsr.methods
     tf-dsr train --block-shape 4x1 --export-tflite model.tflite   # fast TFLite
     tf-dsr compare --output-dir docs/results   # DSR vs its baselines
 """
@@ -70,6 +71,7 @@ _positive_int = _number(int, lambda v: v >= 1, "expected a positive int")
 _stop_fraction = _number(float, lambda v: 0.0 < v <= 1.0, "--stop-fraction must be in (0, 1]")
 # keras.utils.set_random_seed seeds numpy, which takes [0, 2**32 - 1].
 _seed = _number(int, lambda v: 0 <= v <= 2**32 - 1, "--seed must be an int in [0, 4294967295]")
+_drop_fraction = _number(float, lambda v: 0.0 < v <= 1.0, "--drop-fraction must be in (0, 1]")
 _prune_fraction = _number(
     float, lambda v: 0.0 < v < 1.0,
     "--prune-target must be a fraction of the active weights in (0, 1)",
@@ -82,10 +84,19 @@ def build_parser():
         description="Dynamic Sparse Reparameterization (Mostafa & Wang, ICML 2019) for Keras.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    from tf_dsr.methods import REGISTRY
+    from tf_dsr.methods import SPARSE
+
     train = commands.add_parser(
         "train",
-        help="train a sparse model with DSR on scikit-learn's bundled digits (no download)",
+        help="train a sparse model with DSR (or --method) on scikit-learn's bundled "
+             "digits (no download)",
     )
+    sparse_methods = [name for name, m in REGISTRY.items() if m.network == SPARSE]
+    train.add_argument("--method", choices=sparse_methods, default="dsr",
+                       help="how masks move: " + "; ".join(
+                           f"{name}: {REGISTRY[name].summary}" for name in sparse_methods)
+                       + " (default dsr)")
     train.add_argument("--model", choices=("lenet300", "conv"), default="lenet300",
                        help="LeNet-300-100 (default) or a small conv net")
     train.add_argument("--sparsity", type=_sparsity, default=0.9,
@@ -94,7 +105,11 @@ def build_parser():
     train.add_argument("--batch-size", type=_positive_int, default=50)
     train.add_argument("--learning-rate", type=float, default=0.1)
     train.add_argument("--prune-target", type=_prune_target, default=0.05,
-                       help="N_prune: a count, or a fraction of the active weights (default 0.05)")
+                       help="N_prune: a count, or a fraction of the active weights (default "
+                            "0.05); SET prunes that fraction per layer; RigL ignores it "
+                            "(see --drop-fraction)")
+    train.add_argument("--drop-fraction", type=_drop_fraction, default=None,
+                       help="RigL's initial drop fraction, cosine-annealed (default 0.3)")
     train.add_argument("--period", type=_positive_int, default=25,
                        help="steps between reallocations (default 25)")
     train.add_argument("--stop-fraction", type=_stop_fraction, default=0.9,
@@ -120,12 +135,13 @@ def build_parser():
 
 
 def _add_compare_parser(commands):
-    from tf_dsr.compare import METHODS
     from tf_dsr.compare import MODELS
+    from tf_dsr.methods import METHODS
 
     compare = commands.add_parser(
         "compare",
-        help="compare DSR, SET, static, gradual pruning, dense and thin dense on the digits",
+        help="compare DSR, DSR with gradient growth, RigL, SET, static, gradual pruning, "
+             "dense and thin dense on the digits",
         description=(
             "Train every method at every sparsity with several seeds on the bundled "
             "digits (LeNet-300-100 with BatchNorm unless --model says otherwise) and "
@@ -152,6 +168,8 @@ def _add_compare_parser(commands):
                               "paper does (default: on)")
     compare.add_argument("--batch-size", type=_positive_int, default=50)
     compare.add_argument("--learning-rate", type=float, default=0.1)
+    compare.add_argument("--drop-fraction", type=_drop_fraction, default=None,
+                         help="RigL's initial drop fraction (default 0.3, the paper's)")
     compare.add_argument("--prune-target", type=_prune_fraction, default=0.05,
                          help="DSR's N_prune as a fraction of the active weights; SET "
                               "prunes this fraction of each layer (default 0.05)")
@@ -289,27 +307,35 @@ def train(args, parser=None):
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
+    from tf_dsr import methods
     from tf_dsr.compare import stop_epoch
 
-    reparam = tf_dsr.DynamicReparam(
-        prune_target=args.prune_target, period=args.period,
-        stop_epoch=stop_epoch(args.epochs, args.stop_fraction), seed=args.seed,
-    )
+    settings = methods.Settings(
+        sparsity=args.sparsity, seed=args.seed, prune_target=args.prune_target,
+        period=args.period, stop_epoch=stop_epoch(args.epochs, args.stop_fraction),
+        total_steps=args.epochs * -(-len(x_train) // args.batch_size),
+        drop_fraction=args.drop_fraction)
+    reparam = methods.make_callback(args.method, settings)
+    callbacks = [] if reparam is None else [reparam]
+    label = methods.get(args.method).label
     blocks = "" if args.block_shape is None else (
         f", blocks of {args.block_shape[0]}x{args.block_shape[1]}")
     print(f"tf-dsr: {model.name} on digits ({len(x_train)} train / {len(x_test)} test), "
-          f"sparsity {args.sparsity}{blocks}, N_prune {args.prune_target}, "
+          f"{label}, sparsity {args.sparsity}{blocks}, N_prune {args.prune_target}, "
           f"period {args.period}")
     print("Initial masks:")
     print(tf_dsr.sparsity_summary(model))
     model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-              callbacks=[reparam], verbose=args.verbose)
+              callbacks=callbacks, verbose=args.verbose)
     _, accuracy = model.evaluate(x_test, y_test, verbose=0)
     counts = tf_dsr.counting.parameter_counts(model)
-    print("\nFinal masks (after DSR moved weights between layers):")
+    print(f"\nFinal masks (after {label}):")
     print(tf_dsr.sparsity_summary(model))
-    print(f"\nreallocations: {int(reparam.state.num_reallocations.numpy())}, "
-          f"final threshold: {float(reparam.state.threshold.numpy()):.3g}")
+    if reparam is not None:
+        report = reparam.last_report
+        info = "".join(f", final {name}: {value:.3g}" for name, value in
+                       (report.info.items() if report else ()))
+        print(f"\nreallocations: {int(reparam.state.num_reallocations.numpy())}{info}")
     print(f"non-zero trainable parameters: {counts.num_params} of {counts.num_trainable}")
     print(f"test accuracy: {accuracy:.4f}")
     if args.export:
@@ -330,6 +356,7 @@ def _load_split(seed, num_train=None, flat=True):
 def compare(args, argv):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tf_dsr import compare as comparison
+    from tf_dsr import report
 
     if args.quick:
         for name, value in QUICK.items():
@@ -361,6 +388,7 @@ def compare(args, argv):
         "double_static_epochs": args.double_static_epochs, "batch_size": args.batch_size,
         "learning_rate": args.learning_rate, "optimizer": "SGD, Nesterov momentum 0.9",
         "prune_target": args.prune_target, "period": args.period,
+        "drop_fraction": args.drop_fraction,
         "stop_fraction": args.stop_fraction,
         "history_every": args.history_every or args.period, "num_train": args.num_train,
         "block_shape": None if args.block_shape is None else list(args.block_shape),
@@ -379,7 +407,7 @@ def compare(args, argv):
     def on_result(result, index, total):
         results.append(result)
         sparsity = "-" if result["sparsity"] is None else f"{result['sparsity']:g}"
-        print(f"[{index + 1}/{total}] {result['method']:<8} s={sparsity:<5} "
+        print(f"[{index + 1}/{total}] {result['method']:<12} s={sparsity:<5} "
               f"seed={result['seed']} epochs={result['epochs']} "
               f"mask updates={result['num_mask_updates']}: "
               f"test accuracy {result['test_accuracy']:.4f} ({result['seconds']:.1f} s)",
@@ -396,21 +424,22 @@ def compare(args, argv):
         history_every=args.history_every or args.period, on_result=on_result,
         batch_size=args.batch_size, learning_rate=args.learning_rate,
         prune_target=args.prune_target, period=args.period, stop_fraction=args.stop_fraction,
+        drop_fraction=args.drop_fraction,
         block_shape=args.block_shape,
     )
     write_json(results, finished=True)
     title = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5"}[args.model] + " on the digits"
     if args.block_shape is not None:
         title += ", blocks of {}x{} (inputs x outputs)".format(*args.block_shape)
-    table = comparison.format_markdown(results, title="### " + title)
+    table = report.format_markdown(results, title="### " + title)
     wall = time.time() - started
     with open(paths["markdown"], "w") as file:
         file.write(table)
         file.write(f"\nCommand: `{command}` ({wall / 60:.1f} min).\n")
-    comparison.plot_accuracy(results, paths["accuracy_plot"], title=title)
+    report.plot_accuracy(results, paths["accuracy_plot"], title=title)
     written = [paths["markdown"], paths["json"], paths["accuracy_plot"]]
     if "dsr" in args.methods:
-        comparison.plot_layer_sparsity(results, paths["layer_plot"],
+        report.plot_layer_sparsity(results, paths["layer_plot"],
                                        sparsity=args.history_sparsity)
         written.append(paths["layer_plot"])
     print()

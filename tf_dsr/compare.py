@@ -1,31 +1,20 @@
 """Compare DSR with its baselines on the bundled digits, offline.
 
 Trains every method of the paper's LeNet-300-100 comparison (Mostafa &
-Wang, ICML 2019, Table 1; DSR_SPEC sections 5-6) on scikit-learn's 8x8
-digits at several sparsities and seeds, then summarizes test accuracy as
-mean ± std and draws two plots. The methods:
+Wang, ICML 2019, Table 1; DSR_SPEC sections 5-6), plus RigL and DSR with
+gradient growth, on scikit-learn's 8x8 digits at several sparsities and
+seeds. The methods are the registry's (`tf_dsr.methods`): `dsr`,
+`dsr-gradient`, `rigl`, `set`, `static`, `gradual`, `dense`, `thin`. As in
+the paper, `static` and `thin` train for twice as many epochs by default.
 
-| name      | what                                                         |
-| --------- | ------------------------------------------------------------ |
-| `dsr`     | sparse layers + `DynamicReparam` (global threshold, moves    |
-|           | weights between layers)                                      |
-| `set`     | sparse layers + `SET`, the same fraction pruned per layer     |
-| `static`  | sparse layers, fixed random masks, no callback               |
-| `gradual` | dense start + `GradualPruning` to the target (Zhu & Gupta,   |
-|           | the paper's "compressed sparse")                             |
-| `dense`   | the full dense network (plain Keras `Dense`)                 |
-| `thin`    | a narrower dense network with as many weights as the sparse  |
-|           | one ("thin dense")                                           |
-
-As in the paper, `static` and `thin` train for twice as many epochs by
-default. `run_one` trains one configuration and returns a plain dict;
-`run_grid` loops over methods, sparsities and seeds; `format_markdown`,
-`plot_accuracy` and `plot_layer_sparsity` turn the dicts into the report.
+`run_one` trains one configuration and returns a plain dict; `run_grid`
+loops over methods, sparsities and seeds. `tf_dsr.report` turns the
+dicts into tables and plots.
 
 Example:
 
 >>> results = run_grid(["dsr", "static"], [0.9], num_seeds=1, epochs=2)
->>> print(format_markdown(results))
+>>> print(tf_dsr.report.format_markdown(results))
 Test accuracy (%), mean ± std over 1 seed(s).
 <BLANKLINE>
 | method | epochs | s = 0.9 |
@@ -39,20 +28,11 @@ import math
 import numbers
 import time
 
-import numpy as np
 
-METHODS = ("dsr", "set", "static", "gradual", "dense", "thin")
-SPARSE_METHODS = ("dsr", "set", "static", "gradual")
-DOUBLED_METHODS = ("static", "thin")
+from tf_dsr import methods as registry
+from tf_dsr.methods import METHODS
+
 MODELS = ("lenet300", "lenet5")
-LABELS = {
-    "dsr": "DSR",
-    "set": "SET",
-    "static": "static sparse",
-    "gradual": "compressed sparse (gradual)",
-    "dense": "full dense",
-    "thin": "thin dense",
-}
 
 
 # ----- validation -------------------------------------------------------
@@ -99,7 +79,7 @@ def validate_num_seeds(num_seeds):
 
 def method_epochs(method, epochs, double_static_epochs=True):
     """Epochs `method` trains for: static and thin dense get twice as many."""
-    if double_static_epochs and method in DOUBLED_METHODS:
+    if double_static_epochs and registry.get(method).doubled_epochs:
         return 2 * epochs
     return epochs
 
@@ -136,18 +116,17 @@ def build_model(method, sparsity, seed, input_shape=(64,), num_classes=10, model
     """
     builder = model_builder(model)
     shape = {"input_shape": tuple(input_shape), "num_classes": num_classes}
-    if method in ("dsr", "set", "static"):
+    network = registry.get(method).network
+    if network == registry.SPARSE:
         return builder(sparsity=sparsity, seed=seed, block_shape=block_shape, **shape), 1.0
-    if method == "gradual":
+    if network == registry.DENSE_START:
         return builder(sparsity=0.0, seed=seed, block_shape=block_shape, **shape), 1.0
-    if method == "dense":
+    if network == registry.DENSE:
         return builder(sparsity=None, seed=seed, **shape), 1.0
-    if method == "thin":
-        from tf_dsr import models
+    from tf_dsr import models
 
-        width = float(models.thin_dense_width(builder, sparsity, **shape))
-        return builder(sparsity=None, width_multiplier=width, seed=seed, **shape), width
-    raise ValueError(f"Unknown method {method!r}. Choose from {METHODS}.")
+    width = float(models.thin_dense_width(builder, sparsity, **shape))
+    return builder(sparsity=None, width_multiplier=width, seed=seed, **shape), width
 
 
 def model_builder(model):
@@ -171,11 +150,12 @@ def stop_epoch(epochs, stop_fraction):
 
 
 def make_callbacks(method, sparsity, seed, total_steps, prune_target=0.05, period=25,
-                   history_every=None, stop_epoch=None):
-    """The mask-updating callback of `method` (none for static and dense).
+                   history_every=None, stop_epoch=None, drop_fraction=None):
+    """The mask-updating callback of `method` from the registry (none for
+    static, dense and thin), and a `SparsityHistory` if asked.
 
-    DSR and SET stop updating masks at `stop_epoch` (None: never);
-    gradual pruning reaches its target at 75% of `total_steps`.
+    Mask updates stop at `stop_epoch` (None: never); gradual pruning
+    reaches its target at 75% of `total_steps`.
 
     Returns:
         `(callbacks, history)`: a list for `fit`, and the `SparsityHistory`
@@ -183,27 +163,18 @@ def make_callbacks(method, sparsity, seed, total_steps, prune_target=0.05, perio
     """
     import tf_dsr
 
-    callbacks = []
-    if method == "dsr":
-        callbacks.append(tf_dsr.DynamicReparam(prune_target=prune_target, period=period,
-                                               stop_epoch=stop_epoch, seed=seed))
-    elif method == "set":
-        # The paper's SET baseline prunes fraction N_prune / active per layer.
-        if isinstance(prune_target, numbers.Integral):
-            raise ValueError(
-                "The comparison gives SET the fraction of DSR's `prune_target`; "
-                f"pass a float in (0, 1). Received: {prune_target!r}."
-            )
-        callbacks.append(tf_dsr.SET(prune_fraction=prune_target, period=period,
-                                    stop_epoch=stop_epoch, seed=seed))
-    elif method == "gradual":
-        # Zhu & Gupta: reach the target at ~75% of training, then fine-tune.
-        end_step = max(1, int(round(0.75 * total_steps)))
-        callbacks.append(tf_dsr.GradualPruning(
-            final_sparsity=sparsity, begin_step=0, end_step=end_step,
-            initial_sparsity=0.0, period=min(period, end_step), seed=seed))
+    if method == "set" and isinstance(prune_target, numbers.Integral):
+        raise ValueError(
+            "The comparison gives SET the fraction of DSR's `prune_target`; "
+            f"pass a float in (0, 1). Received: {prune_target!r}."
+        )
+    settings = registry.Settings(
+        sparsity=sparsity, seed=seed, prune_target=prune_target, period=period,
+        stop_epoch=stop_epoch, total_steps=total_steps, drop_fraction=drop_fraction)
+    callback = registry.make_callback(method, settings)
+    callbacks = [] if callback is None else [callback]
     history = None
-    if history_every is not None and method in SPARSE_METHODS:
+    if history_every is not None and registry.get(method).sparse:
         history = tf_dsr.SparsityHistory(every=history_every)
         callbacks.append(history)
     return callbacks, history
@@ -211,14 +182,14 @@ def make_callbacks(method, sparsity, seed, total_steps, prune_target=0.05, perio
 
 def run_one(method, sparsity, seed, data, epochs, batch_size=50, learning_rate=0.1,
             prune_target=0.05, period=25, stop_fraction=0.9, history_every=None,
-            model="lenet300", block_shape=None):
+            model="lenet300", drop_fraction=None, block_shape=None):
     """Trains one configuration and returns what it measured, as a dict.
 
     Compiles as `tf-dsr train` does: SGD with Nesterov momentum 0.9 at a
     constant learning rate, cross-entropy on logits.
 
     Args:
-        method: one of `METHODS`.
+        method: a name of the registry (`tf_dsr.methods.METHODS`).
         sparsity: float in [0, 1), or None for `dense`.
         seed: int, seeds initialization, masks and the callback.
         data: `((x_train, y_train), (x_test, y_test))`.
@@ -226,9 +197,10 @@ def run_one(method, sparsity, seed, data, epochs, batch_size=50, learning_rate=0
         batch_size: int. Defaults to 50.
         learning_rate: float. Defaults to 0.1.
         prune_target: N_prune of DSR as a fraction of the active weights
-            (SET prunes that fraction per layer). Defaults to 0.05.
+            (SET prunes that fraction per layer; RigL uses its own
+            `drop_fraction`, 0.3). Defaults to 0.05.
         period: int steps between mask updates. Defaults to 25.
-        stop_fraction: float in (0, 1]; DSR and SET stop updating masks
+        stop_fraction: float in (0, 1]; DSR, SET and RigL stop updating masks
             after this fraction of the epochs, as the paper stops at epoch
             90 of 100. A late update leaves BatchNorm's moving statistics
             stale (a unit regrown from no inputs has a moving variance near
@@ -237,6 +209,7 @@ def run_one(method, sparsity, seed, data, epochs, batch_size=50, learning_rate=0
         history_every: int or None; record per-layer sparsity every so many
             steps (sparse methods). Defaults to None.
         model: one of `MODELS`.
+        drop_fraction: RigL's alpha, or None for the registry's (0.3).
         block_shape: None or `(b_in, b_out)` for block-sparse layers
             (sparse methods). Defaults to None.
 
@@ -248,8 +221,7 @@ def run_one(method, sparsity, seed, data, epochs, batch_size=50, learning_rate=0
         final active counts), `num_nonzero_parameters` (active kernel
         weights plus biases and BatchNorm, the thin dense target),
         `num_parameters` (all trainable), `model`, `num_mask_updates`
-        (reallocations run by DSR/SET/gradual pruning; 0 without a
-        callback), `seconds`, and `sparsity_history` (dict or None).
+        (mask updates run by the method's callback; 0 without one), `seconds`, and `sparsity_history` (dict or None).
     """
     import keras
 
@@ -257,7 +229,7 @@ def run_one(method, sparsity, seed, data, epochs, batch_size=50, learning_rate=0
     from tf_dsr import counting
 
     validate_methods([method])
-    if method == "dense":
+    if registry.get(method).network == registry.DENSE:
         sparsity = None
     else:
         validate_sparsities([sparsity])
@@ -276,7 +248,7 @@ def run_one(method, sparsity, seed, data, epochs, batch_size=50, learning_rate=0
     callbacks, history = make_callbacks(
         method, sparsity, seed, epochs * steps_per_epoch, prune_target=prune_target,
         period=period, history_every=history_every,
-        stop_epoch=stop_epoch(epochs, stop_fraction))
+        stop_epoch=stop_epoch(epochs, stop_fraction), drop_fraction=drop_fraction)
     initial = _kernel_counts(net)
     updaters = [c for c in callbacks if isinstance(c, tf_dsr.ReparamCallback)]
     fit = net.fit(x_train, y_train, epochs=epochs, batch_size=batch_size,
@@ -333,7 +305,7 @@ def run_grid(methods, sparsities, num_seeds, epochs, data=None, double_static_ep
         sparsities: floats in [0, 1).
         num_seeds: int >= 1; seeds are `0 .. num_seeds - 1`. Each seed also
             fixes the train/test split of the digits.
-        epochs: int, epochs of DSR, SET, gradual and dense.
+        epochs: int, epochs of every method (static and thin: doubled).
         data: None (the digits, split by seed; flat for "lenet300", 8x8x1
             images otherwise) or a function
             `seed -> ((x_train, y_train), (x_test, y_test))`.
@@ -365,161 +337,3 @@ def run_grid(methods, sparsities, num_seeds, epochs, data=None, double_static_ep
         if on_result is not None:
             on_result(result, index, len(triples))
     return results
-
-
-# ----- summaries ------------------------------------------------------------
-def summarize(results):
-    """Mean and std of test accuracy per `(method, sparsity)`.
-
-    The std is the sample standard deviation (ddof=1), 0 for a single run.
-
-    Returns:
-        dict `(method, sparsity) -> (mean, std, num_runs, epochs)`;
-        `dense` has sparsity None.
-    """
-    groups = {}
-    for result in results:
-        key = (result["method"], result["sparsity"])
-        groups.setdefault(key, []).append(result)
-    summary = {}
-    for key, runs in groups.items():
-        accuracies = np.array([r["test_accuracy"] for r in runs], float)
-        std = float(accuracies.std(ddof=1)) if len(accuracies) > 1 else 0.0
-        summary[key] = (float(accuracies.mean()), std, len(runs), runs[0]["epochs"])
-    return summary
-
-
-def format_cell(mean, std):
-    """`mean ± std` of accuracies in [0, 1], as percentages with 2 decimals."""
-    return f"{100 * mean:.2f} ± {100 * std:.2f}"
-
-
-def format_markdown(results, title=None):
-    """A markdown table: methods x sparsities, test accuracy (%) mean ± std.
-
-    Full dense has no sparsity: its one value is repeated in every column
-    (and stated above the table) so columns read like the paper's tables.
-
-    Args:
-        results: list of result dicts from `run_one`.
-        title: optional first line.
-
-    Returns:
-        The markdown text, ending in a newline.
-    """
-    summary = summarize(results)
-    sparsities = sorted({s for (_, s) in summary if s is not None}, reverse=True)
-    methods = [m for m in METHODS if any(key[0] == m for key in summary)]
-    num_seeds = max(n for (_, _, n, _) in summary.values())
-    lines = []
-    if title:
-        lines += [title, ""]
-    lines.append(f"Test accuracy (%), mean ± std over {num_seeds} seed(s).")
-    if ("dense", None) in summary:
-        mean, std, n, epochs = summary[("dense", None)]
-        lines.append(f"Full dense: {format_cell(mean, std)} ({epochs} epochs, {n} runs).")
-    lines.append("")
-    lines.append("| method | epochs | " + " | ".join(f"s = {s:g}" for s in sparsities) + " |")
-    lines.append("| --- | --- | " + " | ".join("---" for _ in sparsities) + " |")
-    for method in methods:
-        if method == "dense":
-            mean, std, _, epochs = summary[("dense", None)]
-            cells = [format_cell(mean, std)] * len(sparsities)
-        else:
-            cells, epochs = [], None
-            for sparsity in sparsities:
-                entry = summary.get((method, sparsity))
-                if entry is None:
-                    cells.append("–")
-                else:
-                    cells.append(format_cell(entry[0], entry[1]))
-                    epochs = entry[3]
-        lines.append(f"| {LABELS[method]} | {epochs} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-# ----- plots -----------------------------------------------------------------
-def _pyplot():
-    try:
-        import matplotlib
-    except ImportError as error:
-        raise ImportError("Plots need matplotlib: pip install 'tf-dsr[demo]'.") from error
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_accuracy(results, path, title="LeNet-300-100 on the digits"):
-    """Draws test accuracy vs sparsity per method (mean, std error bars).
-
-    Full dense, which has no sparsity, is a horizontal line with a band of
-    ± one std. Writes a PNG to `path`.
-    """
-    plt = _pyplot()
-    summary = summarize(results)
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    for method in METHODS:
-        if method == "dense" or not any(key[0] == method for key in summary):
-            continue
-        points = sorted((s, m, sd) for (name, s), (m, sd, _, _) in summary.items()
-                        if name == method)
-        x, mean, std = (np.array(column, float) for column in zip(*points))
-        axes.errorbar(x, 100 * mean, yerr=100 * std, marker="o", capsize=3,
-                      label=LABELS[method])
-    if ("dense", None) in summary:
-        mean, std, _, _ = summary[("dense", None)]
-        axes.axhline(100 * mean, color="black", linestyle="--", label=LABELS["dense"])
-        axes.axhspan(100 * (mean - std), 100 * (mean + std), color="black", alpha=0.08)
-    axes.set_xlabel("sparsity (fraction of zero weights)")
-    axes.set_ylabel("test accuracy (%)")
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-
-
-def plot_layer_sparsity(results, path, sparsity=None, method="dsr",
-                        title="Per-layer sparsity during DSR training"):
-    """Draws each layer's sparsity over training steps for `method`.
-
-    Uses the runs at `sparsity` (default: the highest with a recorded
-    history): the first seed as solid lines, the others faint. The global
-    sparsity, which DSR conserves, is a dashed line. Writes a PNG to `path`.
-
-    Raises:
-        ValueError: no run of `method` recorded a sparsity history.
-    """
-    runs = [r for r in results if r["method"] == method and r.get("sparsity_history")]
-    if sparsity is None and runs:
-        sparsity = max(r["sparsity"] for r in runs)
-    runs = sorted((r for r in runs if r["sparsity"] == sparsity), key=lambda r: r["seed"])
-    if not runs:
-        raise ValueError(
-            f"No '{method}' run at sparsity {sparsity} has a sparsity history; "
-            "run the grid with `history_every` set."
-        )
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for index, run in enumerate(runs):
-        history = run["sparsity_history"]
-        first = index == 0
-        for color, (name, values) in zip(colors, history["layers"].items()):
-            size = run["num_weights"][name]
-            axes.plot(history["step"], values, color=color, alpha=1.0 if first else 0.25,
-                      linewidth=1.5 if first else 1.0,
-                      label=f"{name} ({size} weights)" if first else None)
-        axes.plot(history["step"], history["sparsity"], color="black", linestyle="--",
-                  alpha=1.0 if first else 0.25, label="all sparse kernels" if first else None)
-    axes.set_xlabel("training step")
-    axes.set_ylabel("sparsity of the layer")
-    axes.set_title(f"{title} (s = {sparsity:g}, {len(runs)} seed(s))")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return sparsity

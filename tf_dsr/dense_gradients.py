@@ -334,8 +334,12 @@ class DenseGradients:
                         lambda: _as_flag(write(upstream, token)),
                         lambda: tf.constant(False),
                     )
-                    with tf.control_dependencies([done]):
-                        return tf.identity(upstream)
+                    # The gradient does not wait for the write: tf.function's
+                    # automatic control dependencies run every stateful op
+                    # (under XLA too) and order it before later reads of
+                    # the variables in the same function.
+                    del done
+                    return upstream
 
                 return tf.identity(x), backward
 

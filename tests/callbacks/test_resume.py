@@ -107,6 +107,49 @@ def test_state_survives_save_weights_and_checkpoint(tmp_path):
     assert fresh_reparam.state.threshold.numpy() == reparam.state.threshold.numpy()
 
 
+def _fit_rigl(model, seed, extra_callbacks=()):
+    (x, y), _ = load_digits()
+    rigl = tf_dsr.RigL(drop_fraction=0.3, period=7, seed=seed)
+    model.fit(x[:600], y[:600], batch_size=50, epochs=EPOCHS, shuffle=False,
+              verbose=0, callbacks=[rigl, *extra_callbacks])
+    return rigl
+
+
+@pytest.mark.parametrize("seed", [4, None])
+def test_rigl_backup_and_restore_resumes_exactly(tmp_path, seed):
+    keras.utils.set_random_seed(0)
+    crashed = _model()
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        crashed_rigl = _fit_rigl(crashed, seed, [backup, Interrupt(epoch=1, batch=5)])
+    drawn = int(crashed._tf_dsr_state.rigl.seed.numpy())
+
+    keras.utils.set_random_seed(0)
+    reference = _model()
+    if seed is None:
+        # The uninterrupted run draws its own seed; give it the crashed
+        # run's, which the backup must carry to the resumed run.
+        rigl = _fit_rigl(reference, drawn)
+    else:
+        rigl = _fit_rigl(reference, seed)
+    expected = {
+        "weights": [np.array(w) for w in reference.get_weights()],
+        "last_step": int(rigl.state.last_step.numpy()),
+        "num_reallocations": int(rigl.state.num_reallocations.numpy()),
+    }
+    assert expected["num_reallocations"] >= 4
+
+    keras.utils.set_random_seed(123)
+    resumed = _model()
+    rigl = _fit_rigl(resumed, seed, [keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))])
+
+    assert rigl.seed == drawn
+    assert int(rigl.state.last_step.numpy()) == expected["last_step"]
+    assert int(rigl.state.num_reallocations.numpy()) == expected["num_reallocations"]
+    for a, b in zip(resumed.get_weights(), expected["weights"]):
+        np.testing.assert_array_equal(a, b)
+
+
 # ----------------------------------------------------------------------------
 # A worker process killed during a backup save resumes exactly
 # ----------------------------------------------------------------------------

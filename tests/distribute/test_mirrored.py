@@ -41,7 +41,9 @@ class MaskRecorder(keras.callbacks.Callback):
         if done > len(self.snapshots):
             self.snapshots.append(
                 {
-                    "threshold": float(self.reparam.state.threshold.numpy()),
+                    # Methods without a threshold (RigL) record nan.
+                    "threshold": (float(self.reparam.state.threshold.numpy())
+                                  if hasattr(self.reparam.state, "threshold") else np.nan),
                     "masks": [self._replicas(l.mask) for l in self.reparam.layers],
                     "kernels": [self._replicas(l.kernel_variable) for l in self.reparam.layers],
                 }

@@ -60,13 +60,13 @@ def test_two_workers_agree_on_every_variable(tmp_path):
     assert sorted(first.files) == sorted(second.files)
     # Every kind of variable a checkpoint or SavedModel holds is compared.
     for kind in ("kernel", "mask", "bias", "gamma", "moving_mean", "moving_variance",
-                 "momentum", "tf_dsr_state/threshold", "tf_dsr_state/num_reallocations"):
+                 "momentum", "dsr_state/threshold", "dsr_state/num_reallocations"):
         assert any(kind in name for name in first.files), kind
     for name in first.files:
         np.testing.assert_array_equal(first[name], second[name], err_msg=name)
 
     assert int(first["sgd/iteration"]) == STEPS
-    assert int(first["tf_dsr_state/num_reallocations"]) == NUM_REALLOCATIONS
+    assert int(first["dsr_state/num_reallocations"]) == NUM_REALLOCATIONS
     masks = [name for name in first.files if name.endswith("/mask")]
     sizes = [first[name].size for name in masks]
     counts = [int(first[name].sum()) for name in masks]

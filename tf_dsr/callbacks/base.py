@@ -256,6 +256,9 @@ class ReparamCallback(keras.callbacks.Callback):
             self._capture.detach()
             self._capture = None
             self._step_fn = None  # it read the old capture's variables
+            state = getattr(self, "model_state", None)
+            if state is not None and state.gradient_user is self:
+                state.gradient_user = None
             self._retrace_train_function()
 
     def _retrace_train_function(self):
@@ -297,7 +300,13 @@ class ReparamCallback(keras.callbacks.Callback):
     def _gradient_capture(self):
         """The dense-gradient capture of this callback's kernels (created once)."""
         if self._capture is None:
+            # One capture per kernel: a callback that used one on this
+            # model before (an earlier fit's) gives its hooks up.
+            previous = self.model_state.gradient_user
+            if previous is not None and previous is not self:
+                previous.detach_gradients()
             self._capture = dense_gradients.DenseGradients(self.kernels)
+            self.model_state.gradient_user = self
             self._retrace_train_function()
         return self._capture
 
@@ -476,7 +485,20 @@ class ReparamCallback(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.model_state.release(self)
-        # The model goes back to normal: no hooks left in its layers.
+        # Disarmed, but the hooks stay for the next `fit` of this callback:
+        # detaching would make Keras trace the train function again at every
+        # `fit` (a second per fit on LeNet-300-100). `detach_gradients()`
+        # removes them.
+        if self._capture is not None:
+            self._capture.release()
+
+    def detach_gradients(self):
+        """Removes the dense-gradient hooks from the model's layers.
+
+        Methods growing by gradient keep them between `fit` calls (idle,
+        they cost one `tf.cond` per kernel and step); call this before
+        Keras' own `model.export` or when the callback is done.
+        """
         self._detach_capture()
 
     def _warn_if_steps_per_execution_exceeds_period(self):

@@ -243,6 +243,8 @@ class ModelState(keras.layers.Layer):
         # The callback training now, and the optimizer step it began at
         # (see `claim`).
         self._running = None
+        # The callback whose dense-gradient hooks are in the model's layers.
+        self.gradient_user = None
 
     def method_states(self):
         """dict, method name -> `MethodState` (those attached so far).

@@ -1,0 +1,146 @@
+"""tf_dsr.RigL and DynamicReparam(growth="gradient") through model.fit."""
+
+import keras
+import numpy as np
+import pytest
+
+import tf_dsr
+from tf_dsr.data import load_digits
+from tf_dsr.models import lenet_300_100
+from tf_dsr.optimizer_slots import kernel_slots
+
+from small_models import compile_small, small_data, small_model
+
+
+def _digits_model(sparsity=0.95, seed=0):
+    keras.utils.set_random_seed(seed)
+    model = lenet_300_100((64,), 10, sparsity=sparsity, seed=seed)
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+def _masks(model):
+    return [pair.mask.numpy().copy() for _, pair in tf_dsr.layers.find_sparse_kernels(model)]
+
+
+@pytest.fixture(scope="module")
+def digits_runs():
+    """RigL and static sparse at s=0.95 on the digits (static: twice the epochs)."""
+    (x, y), (x_test, y_test) = load_digits(seed=0)
+    runs = {}
+    for name, callback, epochs in (
+        ("rigl", tf_dsr.RigL(drop_fraction=0.3, period=25, seed=0), 8),
+        ("static", None, 16),
+    ):
+        model = _digits_model()
+        before = _masks(model)
+        model.fit(x, y, batch_size=50, epochs=epochs, verbose=0,
+                  callbacks=[callback] if callback else [])
+        runs[name] = {
+            "callback": callback,
+            "before": before,
+            "after": _masks(model),
+            "accuracy": model.evaluate(x_test, y_test, verbose=0)[1],
+            "model": model,
+        }
+    return runs
+
+
+def test_rigl_moves_masks_and_keeps_every_layers_count(digits_runs):
+    run = digits_runs["rigl"]
+    callback = run["callback"]
+    assert int(callback.state.num_reallocations.numpy()) == 8 * 29 // 25
+    moved = [int((a != b).sum()) for a, b in zip(run["before"], run["after"])]
+    assert sum(moved) > 100
+    for before, after in zip(run["before"], run["after"]):
+        assert after.sum() == before.sum()
+    # Disarmed after fit, hooks kept for the next fit; detaching removes them.
+    assert not bool(callback._capture._requested.numpy())
+    assert callback._capture.attached
+    callback.detach_gradients()
+    assert callback._capture is None
+
+
+def test_rigl_beats_static_sparse_at_095(digits_runs):
+    assert digits_runs["rigl"]["accuracy"] > digits_runs["static"]["accuracy"]
+
+
+def test_rigl_t_end_is_the_whole_run_or_stop_epoch():
+    model = compile_small(small_model())
+    x, y = small_data(200)
+    rigl = tf_dsr.RigL(period=5, seed=0)
+    model.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[rigl])
+    assert rigl.t_end == 40
+    stopped = tf_dsr.RigL(period=5, stop_epoch=1, seed=0)
+    model = compile_small(small_model())
+    model.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[stopped])
+    assert stopped.t_end == 20
+    # Updates at 5, 10, 15 (f(20) = 0 and epoch 1 is past stop_epoch).
+    assert int(stopped.state.num_reallocations.numpy()) == 3
+    assert stopped.last_report.info["drop_fraction"] == pytest.approx(
+        0.15 * (1 + np.cos(np.pi * 15 / 20)), rel=1e-6)
+
+
+def test_new_weights_and_their_slots_start_at_zero():
+    model = compile_small(small_model(), keras.optimizers.Adam(0.05))
+    x, y = small_data(40)
+    model.fit(x, y, batch_size=10, verbose=0)  # momentum everywhere active
+    rigl = tf_dsr.RigL(drop_fraction=0.5, period=1, end_step=100, seed=0)
+    rigl.set_model(model)
+    rigl.request_gradients()
+    model.train_on_batch(x[:10], y[:10])
+    before = _masks(model)
+    report = rigl.reallocate(step=1)
+
+    assert report.total_pruned > 0
+    for (_, pair), mask_before in zip(tf_dsr.layers.find_sparse_kernels(model), before):
+        mask = pair.mask.numpy()
+        new = (mask == 1) & (mask_before == 0)
+        assert new.any()
+        assert (pair.kernel.numpy()[new] == 0).all()
+        for slot in kernel_slots(model.optimizer, pair.kernel):
+            assert (slot.variable.numpy()[new] == 0).all()
+            assert (slot.variable.numpy()[mask == 0] == 0).all()
+
+
+def test_reallocate_without_a_captured_gradient_is_refused():
+    model = compile_small(small_model())
+    rigl = tf_dsr.RigL(period=1, end_step=10, seed=0)
+    rigl.set_model(model)
+    before = _masks(model)
+    with pytest.raises(ValueError, match="no dense gradient was captured"):
+        rigl.reallocate(step=1)
+    for a, b in zip(before, _masks(model)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"drop_fraction": 0}, ValueError),
+    ({"drop_fraction": "0.3"}, TypeError),
+    ({"period": 0}, ValueError),
+    ({"end_step": 0}, ValueError),
+    ({"stop_epoch": -1}, ValueError),
+])
+def test_bad_arguments_are_refused(kwargs, error):
+    with pytest.raises(error):
+        tf_dsr.RigL(**kwargs)
+
+
+def test_dsr_gradient_growth_conserves_the_total_and_moves_weights_between_layers():
+    (x, y), _ = load_digits(seed=0)
+    model = _digits_model(sparsity=0.9)
+    before = [row.num_active for row in tf_dsr.sparsity_summary(model).layers]
+    dsr = tf_dsr.DynamicReparam(prune_target=0.05, period=25, seed=0, growth="gradient")
+    model.fit(x[:1000], y[:1000], batch_size=50, epochs=3, verbose=0, callbacks=[dsr])
+    after = [row.num_active for row in tf_dsr.sparsity_summary(model).layers]
+
+    assert int(dsr.state.num_reallocations.numpy()) == 2
+    assert sum(after) == sum(before)
+    assert after != before
+
+
+def test_bad_growth_is_refused():
+    with pytest.raises(ValueError, match="growth"):
+        tf_dsr.DynamicReparam(prune_target=5, period=2, growth="momentum")
