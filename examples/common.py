@@ -573,7 +573,9 @@ def run(recipe, flag_values, load_data, build_model, model_builder):
         "sparsity_history": history.history,
         "reallocation": None if state is None else {
             "method": type(reparam).__name__,
-            "threshold": float(state.threshold.numpy()),
+            # Only DSR has a threshold; null for the others.
+            "threshold": (float(state.threshold.numpy())
+                          if hasattr(state, "threshold") else None),
             "num_reallocations": int(state.num_reallocations.numpy()),
             "last_step": int(state.last_step.numpy()),
         },
