@@ -146,3 +146,18 @@ def test_builders_take_block_shape():
     assert not tf_dsr.layers.find_sparse_layers(dense)
     conv = tf_dsr.models.small_convnet(sparsity=0.9, seed=0, block_shape=(1, 4))
     assert all(_whole_blocks(pair) for _, pair in tf_dsr.layers.find_sparse_kernels(conv))
+
+
+@pytest.mark.parametrize("make,x_shape,full", [
+    (lambda: tf_dsr.SparseConv1D(8, 3, sparsity=0.5, block_shape=(2, 4), seed=0),
+     (1, 6, 4), (1, 2, 4)),
+    (lambda: tf_dsr.SparseConv3D(8, 1, sparsity=0.5, block_shape=(1, 4), seed=0),
+     (1, 3, 3, 3, 4), (1, 1, 1, 1, 4)),
+])
+def test_conv1d_and_conv3d_take_blocks_at_one_tap(make, x_shape, full):
+    layer = make()
+    layer(np.ones(x_shape, "float32"))
+    pair = layer.sparse_kernels()[0]
+    assert pair.block_shape == full and _whole_blocks(pair)
+    num_blocks = pair.size // (full[-2] * full[-1])
+    assert int(pair.mask.numpy().sum()) == full[-2] * full[-1] * round(0.5 * num_blocks)
