@@ -243,7 +243,7 @@ def check_file_target(path):
     return None
 
 
-def _print_tflite_latency(model, builder, args, path):
+def _print_tflite_latency(model, builder, path):
     """Writes the TFLite file and prints its latency against the dense model's."""
     import warnings
 
@@ -342,7 +342,7 @@ def train(args, parser=None):
         tf_dsr.export(model, args.export)
         print(f"exported a plain SavedModel to {args.export}")
     if args.export_tflite:
-        _print_tflite_latency(model, builder, args, args.export_tflite)
+        _print_tflite_latency(model, builder, args.export_tflite)
     return 0
 
 
