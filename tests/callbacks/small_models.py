@@ -35,3 +35,17 @@ def compile_small(model, optimizer=None, **kwargs):
 
 def masks_of(model):
     return [layer.mask.numpy().copy() for layer in tf_dsr.callbacks.find_sparse_layers(model)]
+
+
+def record_steps(callback):
+    """Makes `callback` record the step of every `reallocate` call; returns
+    the list it appends to."""
+    steps = []
+    original = callback.reallocate
+
+    def recording(step=None, mark=None):
+        steps.append(step)
+        return original(step, mark)
+
+    callback.reallocate = recording
+    return steps

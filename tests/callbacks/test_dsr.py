@@ -13,7 +13,7 @@ import tf_dsr
 from tf_dsr.core.update import Update
 from tf_dsr.optimizer_slots import kernel_slots
 
-from small_models import small_model, small_data, compile_small, masks_of
+from small_models import small_model, small_data, compile_small, masks_of, record_steps
 
 # ----------------------------------------------------------------------------
 # Helpers
@@ -323,14 +323,7 @@ def test_period_follows_the_last_step_variable_not_a_stale_copy(value, expected_
     model = compile_small(small_model())
     x, y = small_data()
     dsr = CountingReparam(prune_target=5, period=10, seed=0)
-    steps = []
-    original = dsr.reallocate
-
-    def recording(step=None, mark=None):
-        steps.append(step)
-        return original(step, mark)
-
-    dsr.reallocate = recording
+    steps = record_steps(dsr)
     model.fit(x, y, batch_size=10, epochs=1, verbose=0,
               callbacks=[MoveLastStep(dsr, at_batch=2, value=value), dsr])
     assert steps == expected_steps

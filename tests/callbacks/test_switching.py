@@ -7,7 +7,7 @@ import pytest
 
 import tf_dsr
 
-from small_models import compile_small, small_data, small_model
+from small_models import compile_small, record_steps, small_data, small_model
 
 X, Y = small_data(200)  # 20 steps per epoch at batch 10
 
@@ -17,29 +17,16 @@ def _fit(model, callback, epochs=1):
     return callback
 
 
-def _steps(callback):
-    """Method steps of the updates a callback runs, recorded."""
-    steps = []
-    original = callback.reallocate
-
-    def recording(step=None, mark=None):
-        steps.append(step)
-        return original(step, mark)
-
-    callback.reallocate = recording
-    return steps
-
-
 def test_set_then_dsr_behaves_like_dsr_on_a_fresh_model():
     fresh = compile_small(small_model())
     reference = tf_dsr.DynamicReparam(prune_target=5, period=5, initial_threshold=0.01, seed=3)
-    reference_steps = _steps(reference)
+    reference_steps = record_steps(reference)
     _fit(fresh, reference)
 
     model = compile_small(small_model())
     _fit(model, tf_dsr.SET(prune_fraction=0.2, period=4, seed=1))
     dsr = tf_dsr.DynamicReparam(prune_target=5, period=5, initial_threshold=0.01, seed=3)
-    steps = _steps(dsr)
+    steps = record_steps(dsr)
     _fit(model, dsr)
 
     assert steps == reference_steps == [5, 10, 15, 20]
@@ -66,7 +53,7 @@ def test_dsr_then_rigl_runs_on_its_own_schedule():
     _fit(model, tf_dsr.DynamicReparam(prune_target=5, period=5, seed=0), epochs=2)
     counts = [row.num_active for row in tf_dsr.sparsity_summary(model).layers]
     rigl = tf_dsr.RigL(drop_fraction=0.3, period=5, seed=0)
-    steps = _steps(rigl)
+    steps = record_steps(rigl)
     _fit(model, rigl)
     assert rigl.t_end == 20
     assert steps == [5, 10, 15]  # f(20) = 0: T_end reached, no update

@@ -50,7 +50,8 @@ class MaskRecorder(keras.callbacks.Callback):
             )
 
 
-def _train(strategy, optimizer="sgd"):
+def _train(strategy, make_callback=None):
+    """One epoch of 24 steps on the digits; returns model, callback, snapshots."""
     (x, y), _ = load_digits()
     x, y = x[: NUM_STEPS * 40], y[: NUM_STEPS * 40]
     with strategy.scope():
@@ -60,7 +61,8 @@ def _train(strategy, optimizer="sgd"):
             keras.optimizers.SGD(0.05, momentum=0.9),
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
-    reparam = tf_dsr.DynamicReparam(prune_target=150, period=PERIOD, seed=5)
+    reparam = (make_callback or (lambda: tf_dsr.DynamicReparam(
+        prune_target=150, period=PERIOD, seed=5)))()
     recorder = MaskRecorder(reparam, strategy)
     model.fit(x, y, batch_size=40, epochs=1, shuffle=False, verbose=0,
               callbacks=[reparam, recorder])

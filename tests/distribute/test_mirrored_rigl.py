@@ -1,36 +1,15 @@
 """RigL and DSR with gradient growth under MirroredStrategy on logical CPUs."""
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import tf_dsr
-from tf_dsr.data import load_digits
-from tf_dsr.models import lenet_300_100
 
-from test_mirrored import MaskRecorder
 from test_mirrored import _mirrored
+from test_mirrored import _train
 
-NUM_STEPS = 24
 PERIOD = 6
-
-
-def _train(strategy, make_callback):
-    (x, y), _ = load_digits()
-    x, y = x[: NUM_STEPS * 40], y[: NUM_STEPS * 40]
-    with strategy.scope():
-        keras.utils.set_random_seed(1)
-        model = lenet_300_100((64,), 10, sparsity=0.9, batch_norm=False, seed=3)
-        model.compile(
-            keras.optimizers.SGD(0.05, momentum=0.9),
-            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
-    callback = make_callback()
-    recorder = MaskRecorder(callback, strategy)
-    model.fit(x, y, batch_size=40, epochs=1, shuffle=False, verbose=0,
-              callbacks=[callback, recorder])
-    return model, recorder.snapshots
 
 
 METHODS = {
@@ -42,8 +21,8 @@ METHODS = {
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_two_replicas_agree_and_match_one_device(method):
-    _, reference = _train(tf.distribute.OneDeviceStrategy("/cpu:0"), METHODS[method])
-    model, snapshots = _train(_mirrored(2), METHODS[method])
+    _, _, reference = _train(tf.distribute.OneDeviceStrategy("/cpu:0"), METHODS[method])
+    model, _, snapshots = _train(_mirrored(2), METHODS[method])
 
     # T_end = 24 steps: updates at 6, 12, 18 (RigL); 6 .. 24 (DSR).
     assert len(snapshots) == len(reference) == (3 if method == "rigl" else 4)

@@ -80,6 +80,17 @@ def check_prune_target(callback, num_active):
         )
 
 
+def validate_optional_int(value, name, minimum, meaning=""):
+    """Returns `value` (None or an int >= `minimum`) or raises ValueError."""
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum
+    ):
+        raise ValueError(
+            f"`{name}` must be None or an int >= {minimum}{meaning}. Received: {value!r}."
+        )
+    return None if value is None else int(value)
+
+
 def _validate_period(period):
     def check(value, where):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -148,15 +159,7 @@ class ReparamCallback(keras.callbacks.Callback):
     def __init__(self, period, stop_epoch=None, seed=None, jit_compile=False):
         super().__init__()
         self.period = _validate_period(period)
-        if stop_epoch is not None and (
-            isinstance(stop_epoch, bool)
-            or not isinstance(stop_epoch, numbers.Integral)
-            or stop_epoch < 0
-        ):
-            raise ValueError(
-                f"`stop_epoch` must be None or an int >= 0. Received: {stop_epoch!r}."
-            )
-        self.stop_epoch = stop_epoch
+        self.stop_epoch = validate_optional_int(stop_epoch, "stop_epoch", 0)
         self._seed_argument = validate_seed(seed)
         self._drawn_seed = random.randint(0, 2**31 - 1)
         self.jit_compile = bool(jit_compile)

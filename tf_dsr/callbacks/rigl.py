@@ -1,8 +1,7 @@
 """RigL: the Rigged Lottery (Evci et al., ICML 2020)."""
 
-import numbers
-
 from tf_dsr.callbacks.base import ReparamCallback
+from tf_dsr.callbacks.base import validate_optional_int
 from tf_dsr.callbacks.state import MethodState
 from tf_dsr.callbacks.state import register_state
 from tf_dsr.core import rigl
@@ -70,16 +69,7 @@ class RigL(ReparamCallback):
                  seed=None, jit_compile=False):
         super().__init__(period, stop_epoch=stop_epoch, seed=seed, jit_compile=jit_compile)
         self.drop_fraction = rigl.validate_drop_fraction(drop_fraction)
-        if end_step is not None and (
-            isinstance(end_step, bool)
-            or not isinstance(end_step, numbers.Integral)
-            or end_step < 1
-        ):
-            raise ValueError(
-                f"`end_step` must be None or an int >= 1 (T_end in steps). "
-                f"Received: {end_step!r}."
-            )
-        self.end_step = None if end_step is None else int(end_step)
+        self.end_step = validate_optional_int(end_step, "end_step", 1, " (T_end in steps)")
         self._end_step_in_force = self.end_step
 
     def on_train_begin(self, logs=None):

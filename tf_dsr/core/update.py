@@ -74,6 +74,27 @@ class Dropped(NamedTuple):
     num_pruned: tf.Tensor
 
 
+def _check_pairs(items, kernels, what, hint):
+    """Raises unless `items` is a list of one tensor per kernel, each of the
+    kernel's shape (`what`: "mask" or "gradient")."""
+    if not isinstance(items, (list, tuple)):
+        raise TypeError(
+            f"`{what}s` must be a list of tensors, one per kernel. Received: "
+            f"{type(items).__name__}."
+        )
+    if len(items) != len(kernels):
+        raise ValueError(
+            f"Expected one {what} per kernel. Received {len(kernels)} kernels and "
+            f"{len(items)} {what}s."
+        )
+    for i, (kernel, item) in enumerate(zip(kernels, items)):
+        if kernel.shape != item.shape:
+            raise ValueError(
+                f"Kernel {i} has shape {kernel.shape} but its {what} has shape "
+                f"{item.shape}; {hint}"
+            )
+
+
 def validate_kernels_and_masks(kernels, masks):
     """Raises TypeError/ValueError unless `kernels` and `masks` pair up."""
     if not isinstance(kernels, (list, tuple)) or not isinstance(masks, (list, tuple)):
@@ -86,37 +107,13 @@ def validate_kernels_and_masks(kernels, masks):
             "A mask update needs at least one sparse tensor. Received an empty "
             "list of kernels: does the model contain tf_dsr sparse layers?"
         )
-    if len(kernels) != len(masks):
-        raise ValueError(
-            "Expected one mask per kernel. Received "
-            f"{len(kernels)} kernels and {len(masks)} masks."
-        )
-    for i, (kernel, mask) in enumerate(zip(kernels, masks)):
-        if kernel.shape != mask.shape:
-            raise ValueError(
-                f"Kernel {i} has shape {kernel.shape} but its mask has shape "
-                f"{mask.shape}; each mask must match its kernel."
-            )
+    _check_pairs(masks, kernels, "mask", "each mask must match its kernel.")
 
 
 def validate_gradients(gradients, kernels):
     """Raises unless `gradients` is a list of tensors shaped like `kernels`."""
-    if not isinstance(gradients, (list, tuple)):
-        raise TypeError(
-            "`gradients` must be a list of tensors, one per kernel. Received: "
-            f"{type(gradients).__name__}."
-        )
-    if len(gradients) != len(kernels):
-        raise ValueError(
-            f"Expected one gradient per kernel. Received {len(gradients)} "
-            f"gradients and {len(kernels)} kernels."
-        )
-    for i, (gradient, kernel) in enumerate(zip(gradients, kernels)):
-        if gradient.shape != kernel.shape:
-            raise ValueError(
-                f"Gradient {i} has shape {gradient.shape} but its kernel has shape "
-                f"{kernel.shape}; pass the dense gradient dL/d(kernel * mask)."
-            )
+    _check_pairs(gradients, kernels, "gradient",
+                 "pass the dense gradient dL/d(kernel * mask).")
 
 
 def all_finite(tensors):
