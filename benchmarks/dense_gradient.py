@@ -14,7 +14,8 @@ steps_per_epoch=N)` after a warm-up fit:
 Variants are interleaved inside each repeat, in alternating order, so that
 load from other processes hits all alike; printed are the median / min /
 max ms per step, the ratio of medians to `sparse` and the paired ratio
-(median over repeats of variant / sparse in the same repeat). The eager
+(median over repeats of variant / sparse in the same repeat), for wall
+time and for this process's CPU time (less blurred by other processes). The eager
 cost of one `request()` + `release()` pair (what a callback pays once per
 reallocation, outside the step) is timed at the end. Timings on a shared
 machine are noisy, so each variant's train step is also traced and its
@@ -51,7 +52,6 @@ from tf_dsr.layers.find import find_sparse_kernels  # noqa: E402
 from train_step import header  # noqa: E402
 from train_step import lenet  # noqa: E402
 from train_step import row  # noqa: E402
-from train_step import time_fit  # noqa: E402
 
 VARIANTS = ("sparse", "attached", "requested")
 
@@ -102,6 +102,15 @@ def data(input_shape, steps, batch=100):
     return x, rng.integers(0, 10, steps * batch).astype("int32")
 
 
+def time_fit(model, x, y, steps):
+    """Wall and process CPU seconds per step of one `fit`. CPU time counts
+    only this process's threads, so other processes' load blurs it less."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    model.fit(x, y, batch_size=100, epochs=1, steps_per_epoch=steps,
+              verbose=0, shuffle=False)
+    return (time.perf_counter() - wall) / steps, (time.process_time() - cpu) / steps
+
+
 def count_ops(model, x, y):
     """Ops in the traced train step: its graph plus every function body."""
     step = tf.function(lambda: model.train_step((x[:100], y[:100])))
@@ -115,17 +124,22 @@ def bench(name, jit_compile, repeats, steps):
     x, y = data(MODELS[name][1], steps)
     runs = {variant: build(name, variant, jit_compile) for variant in VARIANTS}
     for model, _ in runs.values():  # warm-up: trace the train step
-        time_fit(model, x, y, 2, None)
-    times = {variant: [] for variant in VARIANTS}
+        time_fit(model, x, y, 2)
+    wall = {variant: [] for variant in VARIANTS}
+    cpu = {variant: [] for variant in VARIANTS}
     for repeat in range(repeats):
         order = VARIANTS if repeat % 2 == 0 else VARIANTS[::-1]
         for variant in order:
-            times[variant].append(time_fit(runs[variant][0], x, y, steps, None))
-    ref = row("sparse, nothing attached", times["sparse"], None)
-    row("DenseGradients attached, idle", times["attached"], ref,
-        "cost between reallocations", times["sparse"])
-    row("DenseGradients requested", times["requested"], ref,
-        "cost of a capturing step", times["sparse"])
+            seconds, cpu_seconds = time_fit(runs[variant][0], x, y, steps)
+            wall[variant].append(seconds)
+            cpu[variant].append(cpu_seconds)
+    for title, times in (("wall", wall), ("process CPU", cpu)):
+        print(f"{title} time:")
+        ref = row("sparse, nothing attached", times["sparse"], None)
+        row("DenseGradients attached, idle", times["attached"], ref,
+            "cost between reallocations", times["sparse"])
+        row("DenseGradients requested", times["requested"], ref,
+            "cost of a capturing step", times["sparse"])
     ops = {variant: count_ops(runs[variant][0], x, y) for variant in VARIANTS}
     print(f"graph ops in the train step: sparse {ops['sparse']}, attached "
           f"{ops['attached']} (+{ops['attached'] - ops['sparse']}); "

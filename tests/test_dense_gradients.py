@@ -78,10 +78,21 @@ def _attention_model():
     return keras.Model(inputs, L.Dense(3)(L.Flatten()(h)))
 
 
+def _wrapped_model(num_steps):
+    # TimeDistributed calls its layer once per time step when the number
+    # of steps is static (the uses add up), through tf.vectorized_map when
+    # it is not; Bidirectional holds two sparse GRUs.
+    inputs = keras.Input((num_steps, 4))
+    h = L.TimeDistributed(tf_dsr.SparseDense(3, sparsity=0.5, seed=1,
+                                             activation="tanh"))(inputs)
+    h = L.Bidirectional(tf_dsr.SparseGRU(3, sparsity=0.5, seed=2))(h)
+    return keras.Model(inputs, L.Dense(3)(h))
+
+
 def _inputs_for(model, n=8, seed=0):
     rng = np.random.default_rng(seed)
     spec = model.inputs[0]
-    shape = (n,) + tuple(spec.shape[1:])
+    shape = (n,) + tuple(5 if d is None else d for d in spec.shape[1:])
     if spec.dtype.startswith("int"):
         # Repeated ids: their row gradients must add up.
         return rng.integers(0, 12, size=shape).astype("int32")
@@ -95,6 +106,8 @@ MODELS = {
     "LSTM": (_lstm_model, 2),
     "EinsumDense": (_einsum_model, 1),
     "MultiHeadAttention": (_attention_model, 4),
+    "TimeDistributed-Bidirectional": (lambda: _wrapped_model(5), 5),
+    "TimeDistributed-Bidirectional, steps unknown": (lambda: _wrapped_model(None), 5),
 }
 
 
@@ -182,10 +195,13 @@ def test_steps_per_execution_holds_the_last_step_of_the_execution(jit_compile):
         assert not np.allclose(variable.numpy(), other, rtol=1e-5, atol=1e-7)
 
 
-def test_jit_compiled_training():
-    model = _dense_model()
+@pytest.mark.parametrize("name", ["Dense", "Embedding", "LSTM", "Conv2D"])
+def test_jit_compiled_training(name):
+    keras.utils.set_random_seed(0)
+    model = MODELS[name][0]()
     model.compile(keras.optimizers.SGD(0.1), "mse", jit_compile=True)
-    x, y = _data()
+    x = _inputs_for(model)
+    y = np.random.default_rng(1).standard_normal((8, 3)).astype("float32")
     expected = _reference_gradients(model, x, y)
     capture = DenseGradients(_pairs(model))
     capture.request()
@@ -253,9 +269,14 @@ def test_mirrored_strategy_sums_replicas_to_the_one_device_gradient():
         # Each replica holds the gradient of its half of the global batch.
         local = [v.numpy() for v in strategy.experimental_local_results(two)]
         assert len(local) == 2 and not np.allclose(local[0], local[1])
-        # Read inside a tf.function (as a callback's reallocation does).
-        np.testing.assert_allclose(tf.function(two.read_value)().numpy(),
-                                   one.numpy(), rtol=1e-5, atol=1e-7)
+        # Read inside a tf.function (as a callback's reallocation does),
+        # outside and inside the strategy's scope.
+        for read in (two.read_value, lambda: tf.convert_to_tensor(two)):
+            np.testing.assert_allclose(tf.function(read)().numpy(), one.numpy(),
+                                       rtol=1e-5, atol=1e-7)
+            with strategy.scope():
+                np.testing.assert_allclose(tf.function(read)().numpy(),
+                                           one.numpy(), rtol=1e-5, atol=1e-7)
 
 
 def _every_kind_model():
@@ -338,6 +359,18 @@ def test_mixed_precision_holds_the_loss_scaled_gradient(mixed_float16):
         np.testing.assert_allclose(got / scale, want, rtol=2e-2, atol=1e-3)
 
 
+def test_mirrored_strategy_with_mixed_precision(mixed_float16):
+    x, y = _data(n=8)
+    results = []
+    for strategy in (tf.distribute.OneDeviceStrategy("/cpu:0"), _mirrored(2)):
+        model, capture = _train_once_under(strategy, x, y)
+        scale = float(model.optimizer.dynamic_scale.numpy())
+        results.append([v.numpy() / scale for v in capture.variables])
+    for one, two in zip(*results):
+        assert np.all(np.isfinite(two)) and np.any(one)
+        np.testing.assert_allclose(two, one, rtol=1e-2, atol=1e-4)
+
+
 def test_attach_after_training_needs_a_new_train_function():
     model = _dense_model()
     model.compile(keras.optimizers.SGD(0.1), "mse")
@@ -365,8 +398,21 @@ def test_detach_restores_outputs_and_leaves_no_capture_in_exports(tmp_path):
     after_fit = model.predict(x, verbose=0)
     assert not np.array_equal(after_fit, before)
 
-    # tf_dsr.export reads the kernels without hooks, attached or not.
+    # tf_dsr.export and strip read the kernels without hooks, attached or not.
     tf_dsr.export(model, str(tmp_path / "attached"), verbose=False)
+    stripped = tf_dsr.strip(model)
+    np.testing.assert_allclose(stripped.predict(x, verbose=0), after_fit, rtol=1e-6)
+
+    def gradient_variables(of):
+        def step():
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(of(x, training=True))
+            return tape.gradient(loss, of.trainable_variables)
+        return {v.name for v in tf.function(step).get_concrete_function().variables}
+
+    # The check can fail: the attached model's backward pass holds them.
+    assert any("dense_gradient" in name for name in gradient_variables(model))
+    assert not any("dense_gradient" in name for name in gradient_variables(stripped))
     capture.detach()
     assert not capture.attached
     model.make_train_function(force=True)

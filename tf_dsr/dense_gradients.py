@@ -14,12 +14,12 @@ a float32 variable of the kernel's shape -- when, and only when, capture
 is requested. The user's model, `compile` and `fit` are unchanged: the
 hook lives in the layer and Keras' own `train_step` runs it.
 
-What it costs when not requested, per kernel and training step: one
-`tf.cond` on a boolean variable in the backward pass, plus one counter
-increment per training step; the forward pass and inference gain an
-identity op per kernel and nothing else (BUILD_NOTES.md, "Dense gradient
-of a masked kernel", has the measured figures). When requested, the gradient is
-cast to float32 and written.
+What it costs when not requested: per kernel, an identity in the forward
+pass and a `tf.cond` in the backward pass; per training step, one read of
+the request flag and one counter increment for all kernels. Inference
+runs the identities only. When requested, each kernel's gradient is cast
+to float32 and written. BUILD_NOTES.md ("Dense gradient of a masked
+kernel") has the measured figures.
 
 Semantics, settled once here:
 
@@ -226,7 +226,7 @@ class DenseGradients:
             self._requested = tf.Variable(
                 False, trainable=False, name="dense_gradient_requested"
             )
-        # graph -> {thread: token}: one token per traced step and replica
+        # graph -> {thread: (token, requested)}: one per traced step and replica
         # thread (MirroredStrategy traces each replica in its own thread).
         self._tokens = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
@@ -280,19 +280,24 @@ class DenseGradients:
             )
 
     # ----- the hook ----------------------------------------------------
-    def _step_token(self):
-        """A scalar that differs between training steps and is shared by
-        every use of a kernel within one step."""
+    def _step(self):
+        """`(token, requested)` for the step being traced.
+
+        `token` differs between training steps and is shared by every use
+        of every kernel within one step; `requested` is the request flag,
+        read once per step for all kernels.
+        """
         if tf.executing_eagerly():
-            return self._steps.assign_add(1)
+            return self._steps.assign_add(1), self._requested.read_value()
         graph = tf.compat.v1.get_default_graph()
         thread = threading.get_ident()
         with self._lock:
-            tokens = self._tokens.setdefault(graph, {})
-            token = tokens.get(thread)
-            if token is None:
-                token = tokens[thread] = self._steps.assign_add(1)
-        return token
+            steps = self._tokens.setdefault(graph, {})
+            step = steps.get(thread)
+            if step is None:
+                step = steps[thread] = (
+                    self._steps.assign_add(1), self._requested.read_value())
+        return step
 
     def _hook(self, index):
         variable = self.variables[index]
@@ -328,9 +333,9 @@ class DenseGradients:
                 def backward(upstream):
                     # Created in the backward pass, so inference never
                     # increments the step counter.
-                    token = self._step_token()
+                    token, requested = self._step()
                     done = tf.cond(
-                        self._requested.read_value(),
+                        requested,
                         lambda: _as_flag(write(upstream, token)),
                         lambda: tf.constant(False),
                     )

@@ -1,4 +1,4 @@
-"""ReparamState: loads apply whole or not at all, refuse unusable state,
+"""Method states: loads apply whole or not at all, refuse unusable state,
 and a file without state starts the method fresh."""
 
 import hashlib

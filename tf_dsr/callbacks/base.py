@@ -540,17 +540,22 @@ class ReparamCallback(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
         self._refresh_mirrors()
+        # After `BackupAndRestore` restored the state (it runs in
+        # `on_train_begin`, possibly after this callback's).
+        step = self._optimizer_step()
+        if step is not None:
+            self._arm_if_next_update_due(step - self._start_step_seen)
 
     def _stopped(self):
         return self.stop_epoch is not None and self._epoch >= self.stop_epoch
 
-    def on_train_batch_begin(self, batch, logs=None):
+    def _arm_if_next_update_due(self, step):
+        # Arm the capture between steps when the next batch end (Keras runs
+        # `steps_per_execution` steps before it) is due for an update: no
+        # batch-begin hook, which would cost a host sync on every step.
         if not self.needs_gradients or self._stopped():
             return
-        # Arm the capture when an update is due at this batch's end: Keras
-        # runs `steps_per_execution` steps before the batch-end callback.
-        step = self._optimizer_step() - self._start_step_seen + self._steps_per_execution()
-        if step - self._last_step_seen >= self.current_period():
+        if step + self._steps_per_execution() - self._last_step_seen >= self.current_period():
             self._gradient_capture().request()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -558,6 +563,11 @@ class ReparamCallback(keras.callbacks.Callback):
             self._add_logs(logs)
             return
         step = self._optimizer_step() - self._start_step_seen
+        self._reallocate_if_due(step)
+        self._arm_if_next_update_due(step)
+        self._add_logs(logs)
+
+    def _reallocate_if_due(self, step):
         period = self.current_period()
         if step - self._last_step_seen >= period:
             # The mirror only ever lags the variable, so it can say "due"
@@ -579,7 +589,6 @@ class ReparamCallback(keras.callbacks.Callback):
                 # Land on the period grid so that steps_per_execution > 1
                 # keeps the number of reallocations that `period` implies.
                 self.reallocate(step, mark=last + (step - last) // period * period)
-        self._add_logs(logs)
 
     def on_epoch_end(self, epoch, logs=None):
         self._add_logs(logs)
