@@ -128,3 +128,37 @@ def test_export_probe_leaves_nothing_behind(tmp_path):
     assert list(existing.iterdir()) == []
     (tmp_path / "file").write_text("")
     assert "is not a directory" in cli.check_export_target(str(tmp_path / "file" / "sub"))
+
+
+def test_train_with_blocks_exports_a_tflite_file_and_prints_its_latency(tmp_path, capsys):
+    path = tmp_path / "model.tflite"
+    code = cli.main(["train", "--epochs", "1", "--period", "10", "--verbose", "0",
+                     "--block-shape", "4x1", "--export-tflite", str(path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "sparsity 0.9, blocks of 4x1" in out
+    initial, _ = _tables(out)
+    assert initial == {"dense_300": 1920, "dense_100": 3000, "logits": 100}
+    assert path.stat().st_size > 0
+    assert re.search(r"ops: FULLY_CONNECTED, FULLY_CONNECTED, FULLY_CONNECTED$", out, re.M)
+    assert re.search(r"^TFLite latency, batch 1, one thread .*: [\d.]+ us vs [\d.]+ us "
+                     r"for the dense architecture: [\d.]+x$", out, re.M)
+
+
+@pytest.mark.parametrize("text", ["4", "4x", "4x0", "axb", "4x1x1"])
+def test_bad_block_shapes_are_refused_before_training(text, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--block-shape", text])
+    assert "--block-shape must be INPUTSxOUTPUTS" in capsys.readouterr().err
+
+
+def test_a_block_that_does_not_tile_the_model_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--block-shape", "1x4", "--epochs", "1"])
+    assert "logits" in capsys.readouterr().err  # 100x10: 10 outputs, not a multiple of 4
+
+
+def test_an_unwritable_tflite_path_fails_before_training(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--export-tflite", str(tmp_path / "missing" / "m.tflite")])
+    assert "is not an existing directory" in capsys.readouterr().err

@@ -223,3 +223,18 @@ def test_runs_without_a_callback_record_no_mask_updates(tiny_run):
     assert runs["static"]["num_mask_updates"] == runs["dense"]["num_mask_updates"] == 0
     # --period 4 over 12 steps: reallocations at steps 4, 8 and 12.
     assert runs["dsr"]["num_mask_updates"] == 3
+
+
+def test_block_shape_reaches_the_sparse_methods_models():
+    from tf_dsr import compare
+    from tf_dsr.core import blocks
+    from tf_dsr.layers import find_sparse_kernels
+
+    for method in ("dsr", "set", "static", "gradual"):
+        model, _ = compare.build_model(method, 0.9, 0, block_shape=(4, 1))
+        found = find_sparse_kernels(model)
+        assert len(found) == 3
+        assert all(pair.block_shape == (4, 1) and bool(blocks.is_block_mask(
+            pair.mask, pair.block_shape)) for _, pair in found)
+    dense, _ = compare.build_model("dense", 0.9, 0, block_shape=(4, 1))
+    assert not find_sparse_kernels(dense)

@@ -437,7 +437,7 @@ class TwoWays(keras.Model):
             if sparsity is None:
                 return keras.layers.Dense(units, name=name, **options)
             return tf_dsr.SparseDense(units, sparsity=sparsity, seed=len(name),
-                                      name=name, **options)
+                                      block_shape=(2, 1), name=name, **options)
 
         self.hidden = dense(8, "hidden", activation="relu")
         self.norm = keras.layers.BatchNormalization(name="norm")

@@ -99,6 +99,28 @@ def _check_layer_family(namespace, out):
     assert [row.shape for row in rows[:4]] == [(128, 512)] * 4
 
 
+def _check_blocks(namespace, out):
+    from tf_dsr.core.blocks import is_block_mask
+    from tf_dsr.export import tflite_ops
+
+    model = namespace["model"]
+    found = tf_dsr.layers.find_sparse_kernels(model)
+    assert [pair.block_shape for _, pair in found] == [(4, 1)] * 3
+    # "Every mask stays made of whole blocks", after 11 reallocations.
+    assert model.optimizer.iterations.numpy() == 10 * 29
+    assert all(bool(is_block_mask(pair.mask, pair.block_shape)) for _, pair in found)
+    assert tf_dsr.sparsity_summary(model).num_active == 5020  # 1,255 blocks, conserved
+    rows = tf_dsr.sparsity_summary(model).layers
+    assert [row.num_active for row in rows] != [1920, 3000, 100]  # moved between layers
+    # "test accuracy about 0.98"
+    assert 0.96 < namespace["model"].evaluate(
+        namespace["x_test"], namespace["y_test"], verbose=0)[1] < 0.995
+    assert re.search(r"^test accuracy: 0\.9\d\d$", out, re.M)
+    # "three sparse FULLY_CONNECTED ops and no DENSIFY"
+    ops = [op for op, _, _ in tflite_ops(open("lenet_blocks.tflite", "rb").read())]
+    assert ops == ["FULLY_CONNECTED"] * 3
+
+
 def _check_distributed(namespace, out):
     # conftest gives this process 4 logical CPUs: 4 replicas, as on 4 GPUs.
     assert namespace["strategy"].num_replicas_in_sync == 4
@@ -124,6 +146,7 @@ CHECKS = {
     "RigL and gradient growth": _check_gradient_methods,
     "Bring your own model, ship it without tf_dsr": _check_ship,
     "Bring your own model, ship it without tf_dsr (2)": _check_transformer,
+    "Block sparsity: sparse models that run faster": _check_blocks,
     "Distributed training": _check_distributed,
 }
 

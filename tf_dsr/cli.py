@@ -3,6 +3,7 @@
     tf-dsr train                      # LeNet-300-100 on the bundled digits
     tf-dsr train --model conv --sparsity 0.95 --epochs 40
     tf-dsr train --method rigl        # any sparse method of tf_dsr.methods
+    tf-dsr train --block-shape 4x1 --export-tflite model.tflite   # fast TFLite
     tf-dsr compare --output-dir docs/results   # DSR vs its baselines
 """
 
@@ -29,6 +30,20 @@ def _prune_target(text):
     raise argparse.ArgumentTypeError(
         f"--prune-target must be a count >= 1 or a fraction in (0, 1), got {text}"
     )
+
+
+def _block_shape(text):
+    """`4x1` -> (4, 1): the block's extent along (input, output) axes."""
+    parts = text.lower().split("x")
+    try:
+        pair = tuple(int(p) for p in parts)
+    except ValueError:
+        pair = ()
+    if len(pair) != 2 or min(pair) < 1:
+        raise argparse.ArgumentTypeError(
+            f"--block-shape must be INPUTSxOUTPUTS with positive ints, e.g. 4x1 "
+            f"(TFLite's 1x4 block of a Dense kernel), got {text!r}")
+    return pair
 
 
 def _number(convert, in_range, message):
@@ -103,8 +118,16 @@ def build_parser():
                             "settle on the final masks (default 0.9; 1 = never stop)")
     train.add_argument("--seed", type=_seed, default=0,
                        help="seeds data split, model and DSR; an int in [0, 2**32 - 1] (default 0)")
+    train.add_argument("--block-shape", type=_block_shape, default=None, metavar="IxO",
+                       help="masks made of whole blocks of I inputs by O outputs of each "
+                            "sparse kernel, e.g. 4x1: TFLite's 1x4 block, which its "
+                            "sparse FULLY_CONNECTED kernel runs (default: unstructured)")
     train.add_argument("--export", metavar="DIR", default=None,
                        help="also write a plain SavedModel (masks folded in) to DIR")
+    train.add_argument("--export-tflite", metavar="FILE", default=None,
+                       help="also write a TFLite file with sparse weights to FILE and "
+                            "print its latency (batch 1, one thread) against the dense "
+                            "architecture's")
     train.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
                        help="Keras progress display (default 1: progress bars)")
     _add_compare_parser(commands)
@@ -168,6 +191,9 @@ def _add_compare_parser(commands):
                               f"{QUICK['period']} steps (4 updates at the default batch "
                               "size; overrides --seeds, --epochs, --num-train, --period). "
                               "Shows that every method runs; its accuracies mean nothing")
+    compare.add_argument("--block-shape", type=_block_shape, default=None, metavar="IxO",
+                         help="block-sparse masks for the sparse methods, e.g. 4x1 "
+                              "(default: unstructured)")
     compare.add_argument("--output-dir", default="compare_results",
                          help="where to write the table, JSON and plots (default compare_results)")
 
@@ -204,12 +230,59 @@ def check_export_target(path):
     return None
 
 
+def check_file_target(path):
+    """Why a file cannot be written at `path`, or None if it can (nothing is left)."""
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        return f"{path} is a directory"
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        return f"{parent} is not an existing directory"
+    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        return f"cannot write to {path}"
+    return None
+
+
+def _print_tflite_latency(model, builder, path):
+    """Writes the TFLite file and prints its latency against the dense model's."""
+    import warnings
+
+    import tf_dsr
+    from tf_dsr import latency
+    from tf_dsr.export import tflite_ops
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        flatbuffer = tf_dsr.to_tflite(model, path, sparse_weights=True)
+    densified = [str(w.message) for w in caught if "tf_dsr.to_tflite" in str(w.message)]
+    for message in densified:
+        print("warning: " + message)
+    dense = tf_dsr.to_tflite(builder(sparsity=None))
+    ops = [op for op, _, _ in tflite_ops(flatbuffer)]
+    times = latency.interleaved_times(
+        {"sparse": latency.TFLiteRunner(flatbuffer), "dense": latency.TFLiteRunner(dense)},
+        rounds=15)
+    median, speedup = latency.median_and_speedup(times["sparse"], times["dense"])
+    dense_median, _ = latency.median_and_speedup(times["dense"], times["dense"])
+    print(f"wrote {path} ({len(flatbuffer):,} bytes; dense architecture "
+          f"{len(dense):,} bytes); ops: {', '.join(ops)}")
+    print(f"TFLite latency, batch 1, one thread (median of 15 interleaved rounds): "
+          f"{median * 1e6:.1f} us vs {dense_median * 1e6:.1f} us for the dense "
+          f"architecture: {speedup:.2f}x")
+    if "DENSIFY" in ops:
+        print("  (DENSIFY ops: those layers run at dense speed; see the warnings above)")
+
+
 def train(args, parser=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.export:
         problem = check_export_target(args.export)
         if problem:
             (parser or build_parser()).error(f"--export {args.export}: {problem}")
+    if args.export_tflite:
+        problem = check_file_target(args.export_tflite)
+        if problem:
+            (parser or build_parser()).error(f"--export-tflite {args.export_tflite}: {problem}")
     import keras
 
     import tf_dsr
@@ -220,10 +293,15 @@ def train(args, parser=None):
     (x_train, y_train), (x_test, y_test) = data.load_digits(
         seed=args.seed, flat=args.model == "lenet300"
     )
-    if args.model == "lenet300":
-        model = models.lenet_300_100(x_train.shape[1:], 10, args.sparsity, seed=args.seed)
-    else:
-        model = models.small_convnet(x_train.shape[1:], 10, args.sparsity, seed=args.seed)
+    import functools
+
+    builder = functools.partial(
+        models.lenet_300_100 if args.model == "lenet300" else models.small_convnet,
+        x_train.shape[1:], 10, seed=args.seed)
+    try:
+        model = builder(sparsity=args.sparsity, block_shape=args.block_shape)
+    except ValueError as error:
+        (parser or build_parser()).error(f"--block-shape: {error}")
     model.compile(
         optimizer=keras.optimizers.SGD(args.learning_rate, momentum=0.9, nesterov=True),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -240,8 +318,10 @@ def train(args, parser=None):
     reparam = methods.make_callback(args.method, settings)
     callbacks = [] if reparam is None else [reparam]
     label = methods.get(args.method).label
+    blocks = "" if args.block_shape is None else (
+        f", blocks of {args.block_shape[0]}x{args.block_shape[1]}")
     print(f"tf-dsr: {model.name} on digits ({len(x_train)} train / {len(x_test)} test), "
-          f"{label}, sparsity {args.sparsity}, N_prune {args.prune_target}, "
+          f"{label}, sparsity {args.sparsity}{blocks}, N_prune {args.prune_target}, "
           f"period {args.period}")
     print("Initial masks:")
     print(tf_dsr.sparsity_summary(model))
@@ -261,6 +341,8 @@ def train(args, parser=None):
     if args.export:
         tf_dsr.export(model, args.export)
         print(f"exported a plain SavedModel to {args.export}")
+    if args.export_tflite:
+        _print_tflite_latency(model, builder, args.export_tflite)
     return 0
 
 
@@ -288,6 +370,8 @@ def compare(args, argv):
                              f"--sparsities {args.sparsities}")
     os.makedirs(args.output_dir, exist_ok=True)
     name = "digits" if args.model == "lenet300" else f"digits_{args.model}"
+    if args.block_shape is not None:
+        name += "_blocks{}x{}".format(*args.block_shape)
     prefix = os.path.join(args.output_dir, name)
     paths = {
         "markdown": prefix + "_comparison.md",
@@ -307,6 +391,7 @@ def compare(args, argv):
         "drop_fraction": args.drop_fraction,
         "stop_fraction": args.stop_fraction,
         "history_every": args.history_every or args.period, "num_train": args.num_train,
+        "block_shape": None if args.block_shape is None else list(args.block_shape),
     }
     started = time.time()
 
@@ -340,9 +425,12 @@ def compare(args, argv):
         batch_size=args.batch_size, learning_rate=args.learning_rate,
         prune_target=args.prune_target, period=args.period, stop_fraction=args.stop_fraction,
         drop_fraction=args.drop_fraction,
+        block_shape=args.block_shape,
     )
     write_json(results, finished=True)
     title = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5"}[args.model] + " on the digits"
+    if args.block_shape is not None:
+        title += ", blocks of {}x{} (inputs x outputs)".format(*args.block_shape)
     table = report.format_markdown(results, title="### " + title)
     wall = time.time() - started
     with open(paths["markdown"], "w") as file:

@@ -95,7 +95,8 @@ def _kernel_counts(model):
     }
 
 
-def build_model(method, sparsity, seed, input_shape=(64,), num_classes=10, model="lenet300"):
+def build_model(method, sparsity, seed, input_shape=(64,), num_classes=10, model="lenet300",
+                block_shape=None):
     """The network `method` trains, and its width multiplier (1.0 unless thin).
 
     Args:
@@ -106,6 +107,8 @@ def build_model(method, sparsity, seed, input_shape=(64,), num_classes=10, model
         num_classes: int. Defaults to 10.
         model: one of `MODELS`: "lenet300" (LeNet-300-100 with BatchNorm,
             flat inputs) or "lenet5" (image inputs). Defaults to "lenet300".
+        block_shape: None or `(b_in, b_out)`, the sparse layers' block
+            shape (sparse methods only). Defaults to None.
 
     Returns:
         `(keras.Model, width_multiplier)`; thin dense has as many trainable
@@ -115,9 +118,9 @@ def build_model(method, sparsity, seed, input_shape=(64,), num_classes=10, model
     shape = {"input_shape": tuple(input_shape), "num_classes": num_classes}
     network = registry.get(method).network
     if network == registry.SPARSE:
-        return builder(sparsity=sparsity, seed=seed, **shape), 1.0
+        return builder(sparsity=sparsity, seed=seed, block_shape=block_shape, **shape), 1.0
     if network == registry.DENSE_START:
-        return builder(sparsity=0.0, seed=seed, **shape), 1.0
+        return builder(sparsity=0.0, seed=seed, block_shape=block_shape, **shape), 1.0
     if network == registry.DENSE:
         return builder(sparsity=None, seed=seed, **shape), 1.0
     from tf_dsr import models
@@ -179,7 +182,7 @@ def make_callbacks(method, sparsity, seed, total_steps, prune_target=0.05, perio
 
 def run_one(method, sparsity, seed, data, epochs, batch_size=50, learning_rate=0.1,
             prune_target=0.05, period=25, stop_fraction=0.9, history_every=None,
-            model="lenet300", drop_fraction=None):
+            model="lenet300", drop_fraction=None, block_shape=None):
     """Trains one configuration and returns what it measured, as a dict.
 
     Compiles as `tf-dsr train` does: SGD with Nesterov momentum 0.9 at a
@@ -207,6 +210,8 @@ def run_one(method, sparsity, seed, data, epochs, batch_size=50, learning_rate=0
             steps (sparse methods). Defaults to None.
         model: one of `MODELS`.
         drop_fraction: RigL's alpha, or None for the registry's (0.3).
+        block_shape: None or `(b_in, b_out)` for block-sparse layers
+            (sparse methods). Defaults to None.
 
     Returns:
         A JSON-ready dict: `method`, `sparsity`, `seed`, `epochs`,
@@ -232,7 +237,8 @@ def run_one(method, sparsity, seed, data, epochs, batch_size=50, learning_rate=0
     keras.utils.set_random_seed(seed)
     (x_train, y_train), (x_test, y_test) = data
     net, width = build_model(method, sparsity, seed, x_train.shape[1:],
-                             int(max(y_train.max(), y_test.max())) + 1, model=model)
+                             int(max(y_train.max(), y_test.max())) + 1, model=model,
+                             block_shape=block_shape)
     net.compile(
         optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -253,6 +259,7 @@ def run_one(method, sparsity, seed, data, epochs, batch_size=50, learning_rate=0
     return {
         "method": method,
         "model": model,
+        "block_shape": None if block_shape is None else list(block_shape),
         "sparsity": sparsity,
         "seed": int(seed),
         "epochs": int(epochs),

@@ -26,8 +26,10 @@ import keras
 
 from tf_dsr import counting
 from tf_dsr.layers import SPARSE_CLASSES
+from tf_dsr.layers import SparseDense
 from tf_dsr.layers.base import SparseLayer
 from tf_dsr.layers.base import constructs_plain_layers
+from tf_dsr.layers.base import validate_layer_block_shape
 from tf_dsr.layers.base import validate_seed
 from tf_dsr.layers.base import validate_sparsity
 from tf_dsr.layers.find import check_masks
@@ -319,7 +321,33 @@ def _copy_weights(old, new, sparse_values):
         new_weight.assign(keras.ops.cast(sparse_values(old_weight, new_weight), new_weight.dtype))
 
 
-def _to_sparse(layer, sparsity, seed):
+def _check_block_shape(layers, block_shape):
+    """Raises before anything is built unless every layer takes `block_shape`."""
+    problems = []
+    for layer in layers:
+        sparse_class = SPARSE_CLASSES[type(layer)]
+        if not sparse_class.supports_block_shape:
+            problems.append(f"  {layer.name} ({type(layer).__name__}): no block shape "
+                            "for this layer type")
+            continue
+        kernel = layer.kernel
+        full = (1,) * (len(kernel.shape) - 2) + tuple(block_shape)
+        bad = [i for i, (d, b) in enumerate(zip(kernel.shape, full)) if int(d) % b]
+        if bad:
+            problems.append(f"  {layer.name} ({type(layer).__name__}, kernel "
+                            f"{tuple(kernel.shape)}): not a multiple of the block "
+                            f"{full} along axis {bad[0]}")
+    if problems:
+        names = [line.split(" (")[0].strip() for line in problems]
+        raise ValueError(
+            f"`tf_dsr.sparsify`: block_shape={tuple(block_shape)} cannot apply to "
+            f"{len(problems)} layer(s) it would convert:\n" + "\n".join(problems)
+            + f"\nKeep them dense (`keep_dense=...` or a predicate), e.g. add "
+            f"{names} to keep_dense, or choose a block that divides their kernels."
+        )
+
+
+def _to_sparse(layer, sparsity, seed, block_shape=None):
     if layer.quantization_mode is not None or getattr(layer, "lora_enabled", False):
         raise ValueError(
             f"Layer '{layer.name}' is quantized or has LoRA enabled; sparse "
@@ -330,6 +358,8 @@ def _to_sparse(layer, sparsity, seed):
 
     def make(config):
         config = {**config, "sparsity": sparsity}
+        if block_shape is not None:
+            config["block_shape"] = list(block_shape)
         if seed is not None or "seed" not in config:
             config["seed"] = seed
         return sparse_class.from_config(config)
@@ -341,7 +371,8 @@ def _to_plain(layer):
     keras_class = layer.keras_class()
 
     def make(config):
-        config = {key: value for key, value in config.items() if key != "sparsity"}
+        config = {key: value for key, value in config.items()
+                  if key not in ("sparsity", "block_shape")}
         if not layer._keras_takes_seed:
             config.pop("seed", None)
         return keras_class.from_config(config)
@@ -491,7 +522,8 @@ def _dense_report(model, sparse_model, kept, original_paths):
     return "\n".join([head] + lines)
 
 
-def sparsify(model, sparsity, keep_dense=None, include=None, seed=None):
+def sparsify(model, sparsity, keep_dense=None, include=None, seed=None,
+             block_shape=None):
     """Returns a copy of `model` whose weight layers are sparse.
 
     Every layer of a Sequential or Functional model that has a tf_dsr
@@ -550,6 +582,13 @@ def sparsify(model, sparsity, keep_dense=None, include=None, seed=None):
             their own for dropout, that seed too); None draws seeds from
             Python's `random` (seeded by `keras.utils.set_random_seed`).
             Defaults to None.
+        block_shape: None, or `(b_in, b_out)`: every converted layer's
+            masks are made of whole blocks (see `tf_dsr.SparseDense`;
+            `(4, 1)` is TFLite's 1x4 block of a Dense kernel). Only `Dense`
+            and `Conv1D/2D/3D` take it, and their kernels' input and output
+            axes must be multiples of the block: any other converted layer
+            raises a `ValueError` listing them all, before anything is
+            built (keep them dense with `keep_dense`). Defaults to None.
 
     Returns:
         A new model of the same class and structure as `model`.
@@ -582,11 +621,16 @@ def sparsify(model, sparsity, keep_dense=None, include=None, seed=None):
         )
     sparsity = validate_sparsity(sparsity)
     seed = validate_seed(seed)
+    if block_shape is not None:
+        block_shape = validate_layer_block_shape(block_shape, SparseDense)
     candidates, unreachable = _convertible(_graph_leaves(model))
     keep = _layers_to_keep_dense(candidates, keep_dense, include, unreachable)
     to_convert = [layer for layer in candidates if id(layer) not in keep]
+    if block_shape is not None:
+        _check_block_shape(to_convert, block_shape)
     make = {
-        id(layer): _to_sparse(layer, sparsity, None if seed is None else seed + i)
+        id(layer): _to_sparse(layer, sparsity, None if seed is None else seed + i,
+                              block_shape)
         for i, layer in enumerate(to_convert)
     }
     sparse_model, pairs = _rebuild_model(model, make)

@@ -16,8 +16,10 @@ import contextlib
 import numbers
 import os
 import tempfile
+import warnings
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tf_dsr.convert import is_graph_model
@@ -26,6 +28,19 @@ from tf_dsr.layers.find import check_masks
 from tf_dsr.layers.find import find_sparse_kernels
 
 _ENDPOINT = "serve"
+
+# TFLite's converter (its DenseToSparse pass, tensorflow/compiler/mlir/lite/
+# transforms/dense_to_sparse_pass.cc) leaves a constant weight dense below
+# this fraction of zeros...
+_TFLITE_MIN_SPARSITY = 0.3
+# ...and encodes it in one of the op's supported blocks (FULLY_CONNECTED:
+# 1x4 in its [output, input] layout; convolutions: none) when more than
+# this share of the zeros lie in whole blocks. Otherwise it stores the
+# weight sparse and inserts a DENSIFY op: dense speed.
+_TFLITE_BLOCK_OVER_RANDOM = 0.9
+# Random zeros fill whole 1x4 blocks often enough (s^4 / s > 0.9) above
+# this sparsity.
+_TFLITE_UNSTRUCTURED_SPARSITY = 0.9 ** (1 / 3)
 
 
 def _check_model(model, function_name):
@@ -225,6 +240,146 @@ def _check_converter_options(supported_ops, converter_options):
         )
 
 
+def tflite_ops(flatbuffer):
+    """The ops of a TFLite flatbuffer: `[(op name, [input shapes], [output shapes])]`.
+
+    Reads `tf.lite.Interpreter._get_ops_details`, private: this is the one
+    place tf_dsr does, and it raises if a TensorFlow version lacks it.
+    """
+    with warnings.catch_warnings():
+        # tf.lite.Interpreter warns that it moves to ai_edge_litert.
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+        details = getattr(interpreter, "_get_ops_details", None)
+        if details is None:
+            raise RuntimeError(
+                "This TensorFlow's tf.lite.Interpreter has no `_get_ops_details`, "
+                "which tf_dsr reads to find DENSIFY ops. Please report this with "
+                f"your TensorFlow version ({tf.__version__})."
+            )
+        shapes = {t["index"]: tuple(int(d) for d in t["shape"])
+                  for t in interpreter.get_tensor_details()}
+        return [
+            (op["op_name"], [shapes.get(i) for i in op["inputs"] if i >= 0],
+             [shapes.get(i) for i in op["outputs"] if i >= 0])
+            for op in details()
+        ]
+
+
+def _tflite_weight_shape(pair):
+    """The shape TFLite gives a sparse kernel, or None if not a matmul/conv weight."""
+    shape = tuple(int(d) for d in pair.kernel.shape)
+    keras_class = pair.layer.keras_class()
+    if keras_class is keras.layers.Dense and len(shape) == 2:
+        return (shape[1], shape[0])  # [out, in]
+    if keras_class in (keras.layers.Conv2D,) or (
+        keras_class is keras.layers.SeparableConv2D and pair.attribute == "pointwise_kernel"
+    ):
+        return (shape[3], shape[0], shape[1], shape[2])  # [out, h, w, in]
+    if keras_class is keras.layers.Conv1D:
+        return (shape[2], 1, shape[0], shape[1])
+    if keras_class is keras.layers.DepthwiseConv2D or (
+        keras_class is keras.layers.SeparableConv2D and pair.attribute == "depthwise_kernel"
+    ):
+        return (1, shape[0], shape[1], shape[2] * shape[3])
+    if keras_class is keras.layers.Conv2DTranspose:
+        return (shape[2], shape[0], shape[1], shape[3])
+    return None
+
+
+def _zero_fractions(pair):
+    """Fraction of zeros of the masked kernel, and of entries in whole all-zero
+    1x4 blocks of TFLite's [out, in] layout (Dense only; else None)."""
+    value = np.asarray(keras.ops.convert_to_numpy(pair.masked))
+    zeros = float(np.mean(value == 0))
+    if value.ndim != 2 or value.shape[0] % 4:
+        return zeros, None
+    # Keras' [in, out]: 4 consecutive inputs of one output are TFLite's 1x4 block.
+    grouped = value.reshape(value.shape[0] // 4, 4, value.shape[1])
+    in_zero_blocks = float(np.mean(np.all(grouped == 0, axis=1)))
+    return zeros, in_zero_blocks
+
+
+def _densify_advice(name, pair):
+    zeros, in_blocks = _zero_fractions(pair)
+    layer = pair.layer
+    where = f"`tf_dsr.to_tflite`: layer '{layer.name}'" + (
+        f" ({name})" if name != layer.name else "")
+    if pair.layer.keras_class() is keras.layers.Dense:
+        blocks_text = (
+            f"{in_blocks / zeros:.0%} of them in whole 1x4 blocks"
+            if in_blocks is not None and zeros > 0
+            else "its input dimension is not a multiple of 4, so no 1x4 block fits"
+        )
+        return (
+            f"{where} will be densified: its kernel {tuple(pair.kernel.shape)} has "
+            f"{zeros:.1%} zeros, {blocks_text} of TFLite's [output, input] layout. "
+            "TFLite stores it sparse but inserts a DENSIFY op, and the layer runs "
+            "at dense speed: its sparse FULLY_CONNECTED kernel runs only when more "
+            f"than {_TFLITE_BLOCK_OVER_RANDOM:.0%} of the zeros lie in whole 1x4 blocks. "
+            "Train the layer with block_shape=(4, 1) (4 consecutive inputs of one "
+            "output unit, an input dimension that is a multiple of 4), or with "
+            f"unstructured sparsity above about {_TFLITE_UNSTRUCTURED_SPARSITY:.3f}."
+        )
+    return (
+        f"{where} will be densified: TFLite has no sparse kernel for "
+        f"{layer.keras_class().__name__}, so the converter stores its "
+        f"{zeros:.1%}-zero weight sparse and inserts a DENSIFY op, whatever the "
+        "block shape; the built-in kernels run it dense. Only XNNPack's sparse "
+        "inference can use it (1x1 convolutions of MobileNet-style graphs, "
+        "mostly on ARM CPUs; see BUILD_NOTES.md for what it gives on x86). "
+        "No sparsity or block shape avoids the DENSIFY op; sparse_weights=False "
+        "gives the same speed with a larger file."
+    )
+
+
+def _warn_densified(model, flatbuffer):
+    """Warns, per sparse layer, where the flatbuffer densifies its weight.
+
+    DENSIFY ops are found in the flatbuffer and matched to sparse kernels
+    by TFLite's weight shape; a shape shared by several kernels goes to
+    the ones with the fewest zeros in whole 1x4 blocks first. A DENSIFY op
+    no sparse kernel explains (a plain layer's zeros) gets its own warning.
+
+    Returns:
+        The names of the kernels warned about.
+    """
+    densified = [outputs[0] for op, _, outputs in tflite_ops(flatbuffer)
+                 if op == "DENSIFY" and outputs]
+    if not densified:
+        return []
+    by_shape = {}
+    for name, pair in find_sparse_kernels(model):
+        shape = _tflite_weight_shape(pair)
+        if shape is not None:
+            by_shape.setdefault(shape, []).append((name, pair))
+    warned = []
+    unexplained = []
+    for shape in sorted(set(densified), key=densified.index):
+        count = densified.count(shape)
+        candidates = by_shape.get(shape, [])
+
+        def blockiness(item):
+            zeros, in_blocks = _zero_fractions(item[1])
+            return 0.0 if not zeros or in_blocks is None else in_blocks / zeros
+
+        chosen = sorted(candidates, key=blockiness)[:count]
+        for name, pair in chosen:
+            warnings.warn(_densify_advice(name, pair), UserWarning, stacklevel=3)
+            warned.append(name)
+        unexplained += [shape] * (count - len(chosen))
+    if unexplained:
+        warnings.warn(
+            f"`tf_dsr.to_tflite`: {len(unexplained)} weight(s) of TFLite shape(s) "
+            f"{unexplained} will be densified (a DENSIFY op in front of the op "
+            "using them); they belong to no tf_dsr sparse layer (a plain layer "
+            "with at least 30% zeros). They run at dense speed.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return warned
+
+
 def to_tflite(
     model,
     path=None,
@@ -244,6 +399,14 @@ def to_tflite(
     sufficiently sparse constant tensors in its compressed sparse
     encoding (smaller files; outputs unchanged). See BUILD_NOTES.md for
     measured sizes.
+
+    Speed: TFLite runs a sparse weight on its sparse kernels only in the
+    shapes they take. A Dense kernel trained with `block_shape=(4, 1)`
+    (TFLite's 1x4 block) becomes a sparse FULLY_CONNECTED; an unstructured
+    one below about 97% sparsity, and every convolution, is stored sparse
+    behind a DENSIFY op and runs at dense speed. With `sparse_weights=True`
+    the flatbuffer is inspected and each layer behind a DENSIFY op gets a
+    `UserWarning` saying which block shape or sparsity would avoid it.
 
     Recurrent layers: with a fixed batch size in `input_signature`
     (`tf.TensorSpec((1, steps, features))`), TFLite's built-in ops run
@@ -304,6 +467,8 @@ def to_tflite(
                 )
             setattr(converter, name, value)
         flatbuffer = converter.convert()
+    if sparse_weights:
+        _warn_densified(model, flatbuffer)
     if path is not None:
         with open(os.fspath(path), "wb") as f:
             f.write(flatbuffer)

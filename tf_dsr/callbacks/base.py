@@ -21,6 +21,7 @@ import tensorflow as tf
 from tf_dsr import counting
 from tf_dsr import dense_gradients
 from tf_dsr import optimizer_slots
+from tf_dsr.callbacks import blocks as block_views
 from tf_dsr.callbacks.logs import CountLog
 from tf_dsr.callbacks.state import attach_state
 from tf_dsr.core.reallocation import count_active
@@ -71,7 +72,8 @@ def check_prune_target(callback, num_active):
         name = type(callback).__name__
         raise ValueError(
             f"{name}: prune_target={target} weights per update is at or above "
-            f"the model's {num_active} active weights, so every update would "
+            f"the model's {num_active} active weights (counted in blocks for "
+            "block-sparse layers), so every update would "
             f"prune (nearly) all of them. Pass a count below {num_active}, or a "
             f"fraction of the active weights, e.g. prune_target=0.05 "
             f"({max(1, round(0.05 * num_active))} weights here)."
@@ -231,9 +233,14 @@ class ReparamCallback(keras.callbacks.Callback):
             )
         kernel_names = [name for name, _ in found]
         kernels = [pair for _, pair in found]
-        num_active = sum(counting.num_active(pair.mask) for pair in kernels)
-        self._check_model(model, num_active)
+        block_views.check_block_sizes(kernel_names, kernels, type(self).__name__)
+        active = [counting.num_active(pair.mask) for pair in kernels]
+        num_active = sum(active)
+        # Methods count in blocks where kernels have a block shape.
+        self._check_model(model, sum(
+            block_views.num_active_blocks(pair, n) for pair, n in zip(kernels, active)))
         self.kernel_names, self.kernels = kernel_names, kernels
+        self._block_shapes = block_views.kernel_block_shapes(kernels)
         # The sparse layers updated, each once (a layer may own two kernels).
         self.layers = list({id(pair.layer): pair.layer for pair in self.kernels}.values())
         self._num_active = num_active
@@ -268,6 +275,7 @@ class ReparamCallback(keras.callbacks.Callback):
 
     def _count_active_weights(self):
         return sum(counting.num_active(pair.mask) for pair in self.kernels)
+
 
     def _refresh_mirrors(self):
         # A Python copy of `state.last_step`, so that a step with nothing to
@@ -329,7 +337,13 @@ class ReparamCallback(keras.callbacks.Callback):
         gradients = None
         if self.needs_gradients:
             gradients = [tf.convert_to_tensor(v) for v in self._gradient_capture().variables]
-        update = self._update(kernels, masks, step, gradients)
+        # Block-sparse kernels go to the core as grids of block scores, block
+        # masks and block gradients, and come back expanded: the one place
+        # this happens (`tf_dsr/callbacks/blocks.py`).
+        scores, block_masks, block_gradients = block_views.to_blocks(
+            kernels, masks, gradients, self._block_shapes)
+        update = self._update(scores, block_masks, step, block_gradients)
+        update = block_views.from_blocks(update, kernels, self._block_shapes)
         for pair, layer_slots, kernel, mask, old_mask in zip(
             self.kernels, slots, update.kernels, update.masks, masks
         ):

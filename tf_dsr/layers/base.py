@@ -34,6 +34,7 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
+from tf_dsr.core import blocks
 from tf_dsr.core.selection import random_subset
 
 MAX_SEED = 2**63 - 1
@@ -63,6 +64,45 @@ def validate_sparsity(sparsity, name="sparsity"):
             f"Received: {name}={sparsity}. Use e.g. 0.9 for 10% non-zeros."
         )
     return float(sparsity)
+
+
+def validate_layer_block_shape(block_shape, layer_class):
+    """Returns a layer's `block_shape` as `(input, output)` ints, or None.
+
+    Args:
+        block_shape: None, or a pair of positive ints: the block's extent
+            along the kernel's input axis and its output axis.
+        layer_class: the sparse class it is given to (for messages and to
+            refuse classes whose kernels have no input/output pair).
+    """
+    if block_shape is None:
+        return None
+    if not getattr(layer_class, "supports_block_shape", False):
+        supported = "SparseDense, SparseConv1D, SparseConv2D, SparseConv3D"
+        raise ValueError(
+            f"`block_shape` is supported by {supported}, whose kernels end in "
+            f"(input, output) axes; {layer_class.__name__} does not take it. "
+            f"Received: block_shape={block_shape!r}. Pass block_shape=None for "
+            "this layer (with `tf_dsr.sparsify`, keep it dense with "
+            "`keep_dense=[...]`)."
+        )
+    if isinstance(block_shape, (str, bytes)) or not hasattr(block_shape, "__iter__"):
+        raise TypeError(
+            "`block_shape` must be None or a pair of positive ints (input "
+            f"block, output block), e.g. (4, 1). Received: {block_shape!r} of "
+            f"type {type(block_shape).__name__}."
+        )
+    pair = tuple(block_shape)
+    if len(pair) != 2 or any(
+        isinstance(b, bool) or not isinstance(b, numbers.Integral) or b < 1 for b in pair
+    ):
+        raise ValueError(
+            "`block_shape` must be a pair of positive ints: the block's extent "
+            "along the kernel's input axis and along its output axis, e.g. "
+            "(4, 1) for 4 consecutive inputs of one output unit (TFLite's 1x4 "
+            f"block). Received: block_shape={block_shape!r}."
+        )
+    return tuple(int(b) for b in pair)
 
 
 def validate_seed(seed):
@@ -210,7 +250,7 @@ def constructs_plain_layers():
     """While active, constructing a sparse layer gives its Keras layer.
 
     `tf_dsr.SparseDense(64, sparsity=0.9)` returns `keras.layers.Dense(64)`
-    (the sparse arguments dropped; `seed` kept where the Keras layer takes
+    (`sparsity` and `block_shape` dropped; `seed` kept where the Keras layer takes
     one), and so for every sparse class, at any depth of the code that
     runs: a subclassed model's or a custom layer's `__init__`, or
     `from_config`. `tf_dsr.strip` uses it to re-create, from their
@@ -253,6 +293,11 @@ class SparseKernel(NamedTuple):
     @property
     def size(self):
         return _size(self.mask.shape)
+
+    @property
+    def block_shape(self):
+        """Full-rank block shape of the mask, or None (unstructured)."""
+        return self.layer.kernel_block_shape(self.attribute)
 
 
 def _size(shape):
@@ -332,9 +377,19 @@ class SparseLayer(keras.layers.Layer):
     kernel; the trainable variables and their masks are in
     `layer.sparse_kernels()`.
 
+    Block sparsity: classes with `supports_block_shape` (Dense and the
+    Conv1D/2D/3D family, whose kernels end in `(input, output)` axes)
+    take `block_shape=(b_in, b_out)`: masks are then made of whole blocks
+    of `b_in` consecutive inputs by `b_out` consecutive outputs (one
+    spatial tap of a convolution each), and the initial mask has exactly
+    `round((1 - sparsity) * num_blocks)` active blocks. Both axes must be
+    multiples of the block, else building raises a `ValueError`.
+
     Args:
         sparsity: float in [0, 1), fraction of each kernel that is zero
             at initialisation. Defaults to 0.9.
+        block_shape: None (unstructured) or `(b_in, b_out)`, see above.
+            Defaults to None.
         seed: int or None. Seeds the initial masks (kernel i of the layer
             draws with `(seed, i)`); None draws one from Python's
             `random` (seeded by `keras.utils.set_random_seed`). For
@@ -346,6 +401,10 @@ class SparseLayer(keras.layers.Layer):
     sparse_kernel_names = ()
     # Set on classes whose Keras layer takes `seed` itself.
     _keras_takes_seed = False
+    # Classes whose kernels end in (input, output) axes take `block_shape`.
+    supports_block_shape = False
+    # Layers adopted from Keras-made sublayers never run `__init__`.
+    block_shape = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -366,8 +425,8 @@ class SparseLayer(keras.layers.Layer):
         if getattr(_PLAIN, "active", False):
             # Not an instance of `cls`, so Python does not call `__init__`
             # on it: the Keras constructor below is the whole construction.
-            kwargs = dict(kwargs)
-            kwargs.pop("sparsity", None)
+            kwargs = {key: value for key, value in kwargs.items()
+                      if key not in ("sparsity", "block_shape")}
             seed = kwargs.pop("seed", None)
             if cls._keras_takes_seed:
                 kwargs["seed"] = seed
@@ -384,9 +443,10 @@ class SparseLayer(keras.layers.Layer):
                 return base
         return None
 
-    def __init__(self, *args, sparsity=0.9, seed=None, **kwargs):
+    def __init__(self, *args, sparsity=0.9, seed=None, block_shape=None, **kwargs):
         sparsity = validate_sparsity(sparsity)
         seed = validate_seed(seed)
+        block_shape = validate_layer_block_shape(block_shape, type(self))
         for option in ("lora_rank", "quantization_config"):
             if kwargs.get(option) is not None:
                 raise ValueError(
@@ -416,6 +476,20 @@ class SparseLayer(keras.layers.Layer):
             )
         self.sparsity = sparsity
         self.seed = seed
+        self.block_shape = block_shape
+
+    def kernel_block_shape(self, attribute, shape=None):
+        """Full-rank block shape of kernel `attribute`'s mask, or None.
+
+        `(1, ..., 1, b_in, b_out)`: blocks span no spatial axis.
+        """
+        if self.block_shape is None:
+            return None
+        if shape is None:
+            shape = self.__dict__["_tf_dsr_masks"][attribute].shape
+        full = (1,) * (len(shape) - 2) + tuple(self.block_shape)
+        return blocks.validate_block_shape(
+            full, shape, f"{attribute} of layer '{self.name}'")
 
     # ----- the hook into Keras' build ----------------------------------
     def add_weight(self, *args, **kwargs):
@@ -442,13 +516,16 @@ class SparseLayer(keras.layers.Layer):
         return kernel
 
     def _add_mask(self, name, shape):
-        size = _size(shape)
+        block_shape = self.kernel_block_shape(name, shape)
+        grid = shape if block_shape is None else blocks.grid_shape(shape, block_shape)
+        size = _size(grid)
         num_active = num_active_at_init(size, self.sparsity)
         if num_active < 1:
+            unit = "weight" if block_shape is None else f"block of {block_shape}"
             raise ValueError(
                 f"Layer '{self.name}': sparsity={self.sparsity} leaves no "
-                f"active weight in its {name} of shape {shape} ({size} "
-                f"weights). Use a sparsity below {1 - 0.5 / size:.6f}."
+                f"active {unit} in its {name} of shape {shape} ({size} "
+                f"{unit.split(' ')[0]}s). Use a sparsity below {1 - 0.5 / size:.6f}."
             )
         # One seed for all kernels of the layer (kernel i draws with
         # `(seed, i)`), drawn at the first kernel when `seed` is None.
@@ -461,9 +538,12 @@ class SparseLayer(keras.layers.Layer):
         def mask_initializer(shape, dtype=None):
             # Tensors are made here, when the initializer runs: a subclassed
             # model builds its layers in a scratch graph that is gone by then.
+            # Whole blocks: the exact count is drawn on the grid of blocks.
             chosen = random_subset(
-                tf.ones(shape, tf.bool), num_active, tf.constant(seed, tf.int64)
+                tf.ones(grid, tf.bool), num_active, tf.constant(seed, tf.int64)
             )
+            if block_shape is not None:
+                chosen = blocks.expand_mask(chosen, block_shape)
             return tf.cast(chosen, dtype or "float32")
 
         if "_tf_dsr_masks" not in self.__dict__:
@@ -538,7 +618,11 @@ class SparseLayer(keras.layers.Layer):
         )
 
     def get_config(self):
-        return {**super().get_config(), "sparsity": self.sparsity, "seed": self.seed}
+        config = {**super().get_config(), "sparsity": self.sparsity, "seed": self.seed}
+        if self.supports_block_shape:
+            config["block_shape"] = (
+                None if self.block_shape is None else list(self.block_shape))
+        return config
 
 
 def adopt(layer, sparse_class, sparsity, seed):

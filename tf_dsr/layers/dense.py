@@ -23,6 +23,14 @@ class SparseDense(SparseLayer, keras.layers.Dense):
         sparsity: float in [0, 1), fraction of zeros in the kernel.
             Defaults to 0.9.
         seed: int or None, seeds the initial mask.
+        block_shape: None, or `(b_in, b_out)`: the mask is made of whole
+            blocks of `b_in` consecutive inputs by `b_out` consecutive
+            units of the `(input_dim, units)` kernel, with exactly
+            `round((1 - sparsity) * num_blocks)` active blocks.
+            `(4, 1)` is TFLite's 1x4 block (its weights are `(units,
+            input_dim)`), the one its sparse FULLY_CONNECTED kernel runs.
+            Both dimensions must be multiples of the block. Defaults to
+            None (unstructured).
         **kwargs: every other argument of `keras.layers.Dense` (LoRA and
             quantization excepted: apply them after `tf_dsr.strip`).
 
@@ -38,9 +46,14 @@ class SparseDense(SparseLayer, keras.layers.Dense):
     >>> y = layer(keras.ops.ones((2, 784)))
     >>> int(keras.ops.sum(layer.mask))  # round(0.01 * 784 * 300)
     2352
+    >>> blocked = tf_dsr.SparseDense(300, sparsity=0.9, block_shape=(4, 1))
+    >>> y = blocked(keras.ops.ones((2, 784)))
+    >>> int(keras.ops.sum(blocked.mask)) // 4  # round(0.1 * 196 * 300) blocks
+    5880
     """
 
     sparse_kernel_names = ("kernel",)
+    supports_block_shape = True
 
 
 @keras.saving.register_keras_serializable(package="tf_dsr")

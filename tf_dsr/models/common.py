@@ -22,6 +22,7 @@ from tf_dsr.distribution import validate_distribution
 from tf_dsr.layers import SparseConv2D
 from tf_dsr.layers import SparseDense
 from tf_dsr.layers.base import num_active_at_init
+from tf_dsr.layers.base import validate_layer_block_shape
 from tf_dsr.layers.base import validate_seed
 from tf_dsr.layers.base import validate_sparsity
 
@@ -178,11 +179,13 @@ class KerasNet:
         sparsities: iterable giving, for each sparse position in order,
             the layer's sparsity, or None for a plain Keras layer.
         seed: int or None; the i-th sparse layer uses `seed + i`.
+        block_shape: None or `(b_in, b_out)`, given to every sparse layer.
     """
 
-    def __init__(self, sparsities, seed=None):
+    def __init__(self, sparsities, seed=None, block_shape=None):
         self._sparsities = iter(sparsities)
         self._seed = seed
+        self._block_shape = block_shape
         self._counter = itertools.count()
 
     def _sparse_args(self):
@@ -201,7 +204,8 @@ class KerasNet:
         if sparsity is None:
             layer = keras.layers.Conv2D(filters, kernel_size, **kwargs)
         else:
-            layer = SparseConv2D(filters, kernel_size, sparsity=sparsity, seed=seed, **kwargs)
+            layer = SparseConv2D(filters, kernel_size, sparsity=sparsity, seed=seed,
+                                 block_shape=self._block_shape, **kwargs)
         return self._apply(layer, x)
 
     def dense(self, x, units, sparse=False, **kwargs):
@@ -209,7 +213,8 @@ class KerasNet:
         if sparsity is None:
             layer = keras.layers.Dense(units, **kwargs)
         else:
-            layer = SparseDense(units, sparsity=sparsity, seed=seed, **kwargs)
+            layer = SparseDense(units, sparsity=sparsity, seed=seed,
+                                block_shape=self._block_shape, **kwargs)
         return self._apply(layer, x)
 
     def batch_norm(self, x, name=None):
@@ -239,8 +244,8 @@ class KerasNet:
 class SequentialKerasNet(KerasNet):
     """Collects the layers of a chain into a `keras.Sequential`."""
 
-    def __init__(self, sparsities, seed=None):
-        super().__init__(sparsities, seed)
+    def __init__(self, sparsities, seed=None, block_shape=None):
+        super().__init__(sparsities, seed, block_shape)
         self._layers = []
 
     def input(self, shape):
@@ -262,7 +267,7 @@ class SequentialKerasNet(KerasNet):
 _GRAPHS = {}
 
 # Builder arguments that do not change the architecture.
-_BUILD_ARGS = ("sparsity", "seed", "distribution")
+_BUILD_ARGS = ("sparsity", "seed", "distribution", "block_shape")
 
 
 def register(builder, graph, sequential=False):
@@ -270,13 +275,16 @@ def register(builder, graph, sequential=False):
     _GRAPHS[builder] = (graph, sequential)
 
 
-def build(graph, sparsity, seed, distribution, sequential=False, **graph_kwargs):
+def build(graph, sparsity, seed, distribution, sequential=False, block_shape=None,
+          **graph_kwargs):
     """Builds the Keras model of `graph` with the given sparse split.
 
-    `sparsity=None` puts plain Keras layers in the sparse positions.
+    `sparsity=None` puts plain Keras layers in the sparse positions (and
+    ignores `block_shape`); `block_shape` goes to every sparse layer.
     """
     distribution = validate_distribution(distribution)
     seed = validate_seed(seed)
+    block_shape = validate_layer_block_shape(block_shape, SparseDense)
     if sparsity is None:
         sparsities = itertools.repeat(None)
     elif distribution == "uniform":
@@ -284,7 +292,7 @@ def build(graph, sparsity, seed, distribution, sequential=False, **graph_kwargs)
     else:
         plan = graph(ShapeNet(), **graph_kwargs)
         sparsities = erk_sparsities(plan.sparse_kernel_shapes, validate_sparsity(sparsity))
-    net = (SequentialKerasNet if sequential else KerasNet)(sparsities, seed)
+    net = (SequentialKerasNet if sequential else KerasNet)(sparsities, seed, block_shape)
     return graph(net, **graph_kwargs)
 
 

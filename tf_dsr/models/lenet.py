@@ -19,7 +19,7 @@ def _lenet_300_100_graph(net, input_shape, num_classes, batch_norm, width_multip
 
 def lenet_300_100(input_shape=(784,), num_classes=10, sparsity=0.9,
                   batch_norm=True, seed=None, width_multiplier=1.0,
-                  distribution="uniform"):
+                  distribution="uniform", block_shape=None):
     """LeNet-300-100 with every Dense kernel sparse, as in the paper.
 
     Mostafa & Wang (ICML 2019) train it on MNIST with all three kernels
@@ -44,6 +44,9 @@ def lenet_300_100(input_shape=(784,), num_classes=10, sparsity=0.9,
         distribution: `"uniform"` (every kernel at `sparsity`, the paper)
             or `"erk"` (see `tf_dsr.erk_sparsities`). Defaults to
             `"uniform"`.
+        block_shape: None, or `(b_in, b_out)` for masks made of whole
+            blocks in every sparse layer (see `tf_dsr.SparseDense`; `(4, 1)`
+            is TFLite's 1x4 block). Defaults to None (unstructured).
 
     Returns:
         A `keras.Sequential` producing logits.
@@ -60,6 +63,7 @@ def lenet_300_100(input_shape=(784,), num_classes=10, sparsity=0.9,
     """
     return common.build(
         _lenet_300_100_graph, sparsity, seed, distribution, sequential=True,
+        block_shape=block_shape,
         input_shape=input_shape, num_classes=num_classes, batch_norm=batch_norm,
         width_multiplier=width_multiplier,
     )
@@ -83,7 +87,7 @@ def _small_convnet_graph(net, input_shape, num_classes, width_multiplier):
 
 
 def small_convnet(input_shape=(8, 8, 1), num_classes=10, sparsity=0.9, seed=None,
-                  width_multiplier=1.0, distribution="uniform"):
+                  width_multiplier=1.0, distribution="uniform", block_shape=None):
     """A two-conv net for small images (the digits' 8x8), middle kernels sparse.
 
     Conv 32 3x3 ReLU, conv 64 3x3 stride 2 ReLU (both "same" padding),
@@ -106,6 +110,9 @@ def small_convnet(input_shape=(8, 8, 1), num_classes=10, sparsity=0.9, seed=None
             (rounded, at least 1). Defaults to 1.0.
         distribution: `"uniform"` or `"erk"` (see `tf_dsr.erk_sparsities`).
             Defaults to `"uniform"`.
+        block_shape: None, or `(b_in, b_out)` for masks made of whole
+            blocks in every sparse layer (see `tf_dsr.SparseDense`; `(4, 1)`
+            is TFLite's 1x4 block). Defaults to None (unstructured).
 
     Returns:
         A `keras.Sequential` producing logits.
@@ -123,6 +130,7 @@ def small_convnet(input_shape=(8, 8, 1), num_classes=10, sparsity=0.9, seed=None
     """
     return common.build(
         _small_convnet_graph, sparsity, seed, distribution, sequential=True,
+        block_shape=block_shape,
         input_shape=input_shape, num_classes=num_classes,
         width_multiplier=width_multiplier,
     )
@@ -166,7 +174,7 @@ def _lenet5_graph(net, input_shape, num_classes, width_multiplier, padding):
 
 
 def lenet5(input_shape=(28, 28, 1), num_classes=10, sparsity=0.9, width_multiplier=1.0,
-           seed=None, distribution="uniform", padding=None):
+           seed=None, distribution="uniform", padding=None, block_shape=None):
     """Caffe's LeNet-5 with all four kernels sparse.
 
     Conv 20 5x5, max-pool 2, conv 50 5x5, max-pool 2, flatten, Dense 500
@@ -195,6 +203,9 @@ def lenet5(input_shape=(28, 28, 1), num_classes=10, sparsity=0.9, width_multipli
             Defaults to None.
         distribution: `"uniform"` or `"erk"` (see `tf_dsr.erk_sparsities`).
             Defaults to `"uniform"`.
+        block_shape: None, or `(b_in, b_out)` for masks made of whole
+            blocks in every sparse layer (see `tf_dsr.SparseDense`; `(4, 1)`
+            is TFLite's 1x4 block). Defaults to None (unstructured).
         padding: `"valid"` (Caffe's), `"same"`, or None: "valid" when rows
             and cols are at least 16, "same" otherwise (so the 8x8 digits
             work). Applies to convs and pools. Defaults to None.
@@ -217,6 +228,7 @@ def lenet5(input_shape=(28, 28, 1), num_classes=10, sparsity=0.9, width_multipli
     """
     return common.build(
         _lenet5_graph, sparsity, seed, distribution, sequential=True,
+        block_shape=block_shape,
         input_shape=input_shape, num_classes=num_classes,
         width_multiplier=width_multiplier, padding=padding,
     )

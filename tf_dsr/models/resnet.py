@@ -44,7 +44,7 @@ def _resnet50_graph(net, input_shape, num_classes, width_multiplier):
 
 
 def resnet50(input_shape=(224, 224, 3), num_classes=1000, sparsity=0.9, seed=None,
-             width_multiplier=1.0, distribution="uniform"):
+             width_multiplier=1.0, distribution="uniform", block_shape=None):
     """ResNet-50 with its 48 bottleneck convs and final Dense kernel sparse.
 
     The torchvision layout (He et al., 2016; stride on the 3x3 conv, "v1.5")
@@ -70,6 +70,9 @@ def resnet50(input_shape=(224, 224, 3), num_classes=1000, sparsity=0.9, seed=Non
         distribution: `"uniform"` (every sparse kernel at `sparsity`, the
             paper) or `"erk"` (see `tf_dsr.erk_sparsities`). Defaults to
             `"uniform"`.
+        block_shape: None, or `(b_in, b_out)` for masks made of whole
+            blocks in every sparse layer (see `tf_dsr.SparseDense`; `(4, 1)`
+            is TFLite's 1x4 block). Defaults to None (unstructured).
 
     Returns:
         A functional `keras.Model` producing logits.
@@ -84,7 +87,8 @@ def resnet50(input_shape=(224, 224, 3), num_classes=1000, sparsity=0.9, seed=Non
     22724608
     """
     return common.build(
-        _resnet50_graph, sparsity, seed, distribution, input_shape=input_shape,
+        _resnet50_graph, sparsity, seed, distribution, block_shape=block_shape,
+        input_shape=input_shape,
         num_classes=num_classes, width_multiplier=width_multiplier,
     )
 

@@ -53,7 +53,8 @@ def _wrn_graph(net, depth, width, input_shape, num_classes, width_multiplier):
 
 
 def wide_resnet(depth=28, width=2, input_shape=(32, 32, 3), num_classes=10,
-                sparsity=0.9, seed=None, width_multiplier=1.0, distribution="uniform"):
+                sparsity=0.9, seed=None, width_multiplier=1.0, distribution="uniform",
+                block_shape=None):
     """WRN-`depth`-`width` with the 3x3 convs of its residual blocks sparse.
 
     Pre-activation wide residual network (Zagoruyko & Komodakis, 2016):
@@ -85,6 +86,9 @@ def wide_resnet(depth=28, width=2, input_shape=(32, 32, 3), num_classes=10,
         distribution: `"uniform"` (every sparse conv at `sparsity`, the
             paper) or `"erk"` (see `tf_dsr.erk_sparsities`). Defaults to
             `"uniform"`.
+        block_shape: None, or `(b_in, b_out)` for masks made of whole
+            blocks in every sparse layer (see `tf_dsr.SparseDense`; `(4, 1)`
+            is TFLite's 1x4 block). Defaults to None (unstructured).
 
     Returns:
         A functional `keras.Model` producing logits.
@@ -102,7 +106,8 @@ def wide_resnet(depth=28, width=2, input_shape=(32, 32, 3), num_classes=10,
     >>> dense = tf_dsr.models.wide_resnet(28, 2, sparsity=None)
     """
     return common.build(
-        _wrn_graph, sparsity, seed, distribution, depth=depth, width=width,
+        _wrn_graph, sparsity, seed, distribution, block_shape=block_shape,
+        depth=depth, width=width,
         input_shape=input_shape, num_classes=num_classes,
         width_multiplier=width_multiplier,
     )
