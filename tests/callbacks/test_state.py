@@ -162,3 +162,39 @@ def test_set_state_round_trips_and_has_no_threshold(tmp_path):
     assert int(loader.state.num_reallocations.numpy()) == 1
     # seed=None: the seed drawn by the saver is saved and used by the loader.
     assert loader.seed == saver.seed == int(loader.state.seed.numpy())
+
+
+@pytest.mark.parametrize("attach_before_restore", [True, False])
+def test_tf_train_checkpoint_of_the_model_carries_every_method_state(
+        tmp_path, attach_before_restore):
+    import tensorflow as tf
+
+    x, y = small_data(80)
+    model = compile_small(small_model())
+    dsr = tf_dsr.DynamicReparam(prune_target=3, period=4, seed=None)
+    model.fit(x, y, batch_size=10, epochs=1, verbose=0, callbacks=[dsr])
+    rigl = tf_dsr.RigL(period=4, seed=None)
+    model.fit(x, y, batch_size=10, epochs=1, verbose=0, callbacks=[rigl])
+    saved = {
+        method: {v.name: v.numpy() for v in state.variables}
+        for method, state in (("dsr", dsr.state), ("rigl", rigl.state))
+    }
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+
+    fresh = compile_small(small_model())
+    fresh(x[:1])
+    again_dsr = tf_dsr.DynamicReparam(prune_target=3, period=4)
+    again_rigl = tf_dsr.RigL(period=4)
+    if attach_before_restore:
+        again_dsr.set_model(fresh)
+        again_rigl.set_model(fresh)
+    tf.train.Checkpoint(model=fresh).restore(path).expect_partial()
+    if not attach_before_restore:  # restored when the states are created
+        again_dsr.set_model(fresh)
+        again_rigl.set_model(fresh)
+    for method, state in (("dsr", again_dsr.state), ("rigl", again_rigl.state)):
+        restored = {v.name: v.numpy() for v in state.variables}
+        assert restored.keys() == saved[method].keys()
+        for name, value in saved[method].items():
+            np.testing.assert_array_equal(restored[name], value, err_msg=f"{method} {name}")
+    assert saved["dsr"]["seed"] >= 0 and saved["dsr"]["num_reallocations"] > 0

@@ -227,9 +227,10 @@ class ModelState(keras.layers.Layer):
     """The `MethodState`s of one model, one per method name.
 
     Attached to the model as `_tf_dsr_state`; each state is an attribute
-    named after its method, which is how Keras weight files find it. For
-    `tf.train.Checkpoint`, pass the method's state explicitly
-    (`tf.train.Checkpoint(model=model, dsr=callback.state)`).
+    named after its method, which is how Keras weight files find it, and a
+    `tf.train.Checkpoint` dependency of the model (and each method state
+    of this), so `tf.train.Checkpoint(model=model)` saves and restores
+    them too.
     """
 
     # Marks the layer as tf_dsr's method state for code below the callbacks
@@ -273,6 +274,7 @@ class ModelState(keras.layers.Layer):
             # Not tracked by Keras (the state is no sublayer of anything);
             # weight files find it by walking attributes.
             object.__setattr__(self, method, state)
+            _track_for_checkpoints(self, state, method)
         return state
 
     def _legacy_for(self, method):
@@ -345,6 +347,20 @@ class ModelState(keras.layers.Layer):
             self._running = None
 
 
+def _track_for_checkpoints(parent, child, name):
+    """Makes `child` a `tf.train.Checkpoint` dependency of `parent`.
+
+    The attributes set above bypass Keras' and TensorFlow's attribute
+    tracking (the model's tracker is locked once built), so
+    `tf.train.Checkpoint(model=model)` would not see the method state.
+    TensorFlow's `_track_trackable` adds the dependency by name; a state
+    created after `checkpoint.restore(...)` (a callback attached after the
+    restore) gets the saved values then (TensorFlow's deferred
+    restoration).
+    """
+    parent._track_trackable(child, name=name, overwrite=True)
+
+
 def existing_state(model):
     """The `ModelState` attached to `model`, or None."""
     return getattr(model, STATE_ATTRIBUTE, None)
@@ -364,6 +380,7 @@ def attach_state(model):
         # a sublayer of the model's graph, only something its weight files
         # carry, which Keras finds by walking attributes.
         object.__setattr__(model, STATE_ATTRIBUTE, state)
+        _track_for_checkpoints(model, state, STATE_ATTRIBUTE)
         object.__setattr__(model, "load_weights", types.MethodType(_load_weights_whole, model))
     return state
 
