@@ -412,7 +412,7 @@ def to_json_value(value):
 
 def default_output(recipe, flag_values):
     fv = flag_values
-    sparsity = 0.0 if fv.method == "dense" else fv.sparsity
+    sparsity = 0.0 if tf_dsr.methods.is_full_dense(fv.method) else fv.sparsity
     return os.path.join(
         "runs", "examples", f"{recipe.model}_{fv.method}_s{sparsity:g}_seed{fv.seed}.json"
     )
@@ -558,7 +558,7 @@ def run(recipe, flag_values, load_data, build_model, model_builder):
         "method": fv.method,
         "model": recipe.model,
         "dataset": recipe.dataset,
-        "sparsity": 0.0 if fv.method == "dense" else fv.sparsity,
+        "sparsity": 0.0 if tf_dsr.methods.is_full_dense(fv.method) else fv.sparsity,
         "width_multiplier": width,
         "seed": fv.seed,
         # From the optimizer, not `fit`'s History: a run resumed by

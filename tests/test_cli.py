@@ -162,3 +162,28 @@ def test_an_unwritable_tflite_path_fails_before_training(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "--export-tflite", str(tmp_path / "missing" / "m.tflite")])
     assert "is not an existing directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--method", "dsr", "--drop-fraction", "0.2"],
+     "--drop-fraction 0.2: not used by dsr; it is for rigl."),
+    (["train", "--method", "rigl", "--prune-target", "0.1"],
+     "--prune-target 0.1: not used by rigl; it is for dsr, dsr-gradient, set."),
+    (["train", "--method", "static", "--prune-target", "7"],
+     "--prune-target 7: not used by static"),
+    (["compare", "--methods", "dsr", "set", "--drop-fraction", "0.2"],
+     "--drop-fraction 0.2: not used by dsr, set; it is for rigl."),
+])
+def test_an_option_the_chosen_methods_ignore_is_refused_before_training(
+        argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        cli.main(argv + (["--output-dir", str(tmp_path)] if argv[0] == "compare" else []))
+    assert message in capsys.readouterr().err
+
+
+def test_train_prints_the_settings_its_method_reads(capsys):
+    assert cli.main(["train", "--method", "rigl", "--epochs", "1", "--period", "10",
+                     "--verbose", "0"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.endswith("RigL, sparsity 0.9, drop fraction 0.3, period 10"), first
+    assert "N_prune" not in first

@@ -64,6 +64,8 @@ def _number(convert, in_range, message):
 # `compare --quick`: small, but long enough for the methods to do what they
 # do: 3 epochs of 300 digits at batch 50 are 18 steps, so a period of 4
 # gives DSR, SET and gradual pruning 4 mask updates each.
+# DSR's N_prune unless --prune-target says otherwise (the paper's 5%).
+PRUNE_TARGET = 0.05
 QUICK = {"seeds": 1, "epochs": 3, "num_train": 300, "period": 4}
 
 _sparsity = _number(float, lambda v: 0.0 <= v < 1.0, "--sparsity must be in [0, 1)")
@@ -104,16 +106,18 @@ def build_parser():
     train.add_argument("--epochs", type=_positive_int, default=30)
     train.add_argument("--batch-size", type=_positive_int, default=50)
     train.add_argument("--learning-rate", type=float, default=0.1)
-    train.add_argument("--prune-target", type=_prune_target, default=0.05,
-                       help="N_prune: a count, or a fraction of the active weights (default "
-                            "0.05); SET prunes that fraction per layer; RigL ignores it "
-                            "(see --drop-fraction)")
+    train.add_argument("--prune-target", type=_prune_target, default=None,
+                       help="DSR's N_prune: a count, or a fraction of the active weights "
+                            f"(default {PRUNE_TARGET}); SET prunes that fraction per layer. "
+                            "For dsr, dsr-gradient and set")
     train.add_argument("--drop-fraction", type=_drop_fraction, default=None,
-                       help="RigL's initial drop fraction, cosine-annealed (default 0.3)")
+                       help="RigL's initial drop fraction, cosine-annealed (default 0.3). "
+                            "For rigl")
     train.add_argument("--period", type=_positive_int, default=25,
                        help="steps between reallocations (default 25)")
     train.add_argument("--stop-fraction", type=_stop_fraction, default=0.9,
-                       help="stop reallocating after this fraction of the epochs, as the "
+                       help="stop reallocating after this fraction of the epochs (RigL's "
+                            "drop fraction reaches 0 there), as the "
                             "paper stops at epoch 90 of 100, so BatchNorm's statistics "
                             "settle on the final masks (default 0.9; 1 = never stop)")
     train.add_argument("--seed", type=_seed, default=0,
@@ -161,7 +165,8 @@ def _add_compare_parser(commands):
                          help="runs per configuration, seeds 0..N-1; each seed also "
                               "fixes the train/test split (default 3)")
     compare.add_argument("--epochs", type=_positive_int, default=30,
-                         help="epochs of DSR, SET, gradual and dense (default 30)")
+                         help="epochs of every method but those --double-static-epochs "
+                              "doubles (default 30)")
     compare.add_argument("--double-static-epochs", action=argparse.BooleanOptionalAction,
                          default=True,
                          help="train static sparse and thin dense for 2x --epochs, as the "
@@ -170,14 +175,17 @@ def _add_compare_parser(commands):
     compare.add_argument("--learning-rate", type=float, default=0.1)
     compare.add_argument("--drop-fraction", type=_drop_fraction, default=None,
                          help="RigL's initial drop fraction (default 0.3, the paper's)")
-    compare.add_argument("--prune-target", type=_prune_fraction, default=0.05,
-                         help="DSR's N_prune as a fraction of the active weights; SET "
-                              "prunes this fraction of each layer (default 0.05)")
+    compare.add_argument("--prune-target", type=_prune_fraction, default=None,
+                         help="N_prune of DSR and DSR-gradient as a fraction of the active "
+                              "weights; SET prunes this fraction of each layer (default "
+                              f"{PRUNE_TARGET})")
     compare.add_argument("--period", type=_positive_int, default=25,
-                         help="steps between mask updates of DSR, SET and gradual (default 25)")
+                         help="steps between mask updates of every method that updates "
+                              "masks (default 25)")
     compare.add_argument("--stop-fraction", type=_stop_fraction, default=0.9,
-                         help="DSR and SET stop moving masks after this fraction of their "
-                              "epochs, as the paper stops at epoch 90 of 100; 1 = never "
+                         help="DSR, DSR-gradient, SET and RigL stop moving masks after this "
+                              "fraction of their epochs (RigL's drop fraction reaches 0 "
+                              "there), as the paper stops at epoch 90 of 100; 1 = never "
                               "(default 0.9)")
     compare.add_argument("--history-every", type=_positive_int, default=None,
                          help="record per-layer sparsity every N steps (default: --period)")
@@ -273,8 +281,26 @@ def _print_tflite_latency(model, builder, path):
         print("  (DENSIFY ops: those layers run at dense speed; see the warnings above)")
 
 
+def _refuse_unread_options(args, methods, parser):
+    """argparse error for an option none of `methods` reads; then the
+    defaults of the options left unset."""
+    from tf_dsr.methods import METHODS
+    from tf_dsr.methods import readers
+
+    for option, setting in (("--prune-target", "prune_target"),
+                            ("--drop-fraction", "drop_fraction")):
+        if getattr(args, setting) is not None and not readers(methods, setting):
+            users = readers(METHODS, setting)
+            parser.error(
+                f"{option} {getattr(args, setting)}: not used by {', '.join(methods)}; it "
+                f"is for {', '.join(users)}. Leave it out, or choose one of those.")
+    if args.prune_target is None:
+        args.prune_target = PRUNE_TARGET
+
+
 def train(args, parser=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _refuse_unread_options(args, [args.method], parser or build_parser())
     if args.export:
         problem = check_export_target(args.export)
         if problem:
@@ -320,9 +346,16 @@ def train(args, parser=None):
     label = methods.get(args.method).label
     blocks = "" if args.block_shape is None else (
         f", blocks of {args.block_shape[0]}x{args.block_shape[1]}")
+    reads = methods.get(args.method).reads
+    knobs = "".join(
+        f", {text}" for setting, text in (
+            ("prune_target", f"N_prune {args.prune_target}"),
+            ("drop_fraction", "drop fraction "
+             f"{methods.RIGL_DROP_FRACTION if args.drop_fraction is None else args.drop_fraction}"),
+            ("period", f"period {args.period}"))
+        if setting in reads)
     print(f"tf-dsr: {model.name} on digits ({len(x_train)} train / {len(x_test)} test), "
-          f"{label}, sparsity {args.sparsity}{blocks}, N_prune {args.prune_target}, "
-          f"period {args.period}")
+          f"{label}, sparsity {args.sparsity}{blocks}{knobs}")
     print("Initial masks:")
     print(tf_dsr.sparsity_summary(model))
     model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
@@ -365,6 +398,7 @@ def compare(args, argv):
         build_parser().error(f"--sparsities must not repeat a value, got {args.sparsities}")
     if len(set(args.methods)) != len(args.methods):
         build_parser().error(f"--methods must not repeat a name, got {args.methods}")
+    _refuse_unread_options(args, args.methods, build_parser())
     if args.history_sparsity is not None and args.history_sparsity not in args.sparsities:
         build_parser().error(f"--history-sparsity {args.history_sparsity} is not one of "
                              f"--sparsities {args.sparsities}")
@@ -438,9 +472,14 @@ def compare(args, argv):
         file.write(f"\nCommand: `{command}` ({wall / 60:.1f} min).\n")
     report.plot_accuracy(results, paths["accuracy_plot"], title=title)
     written = [paths["markdown"], paths["json"], paths["accuracy_plot"]]
-    if "dsr" in args.methods:
+    from tf_dsr.methods import get
+
+    moving = [m for m in args.methods if get(m).moves_between_layers]
+    if moving:
         report.plot_layer_sparsity(results, paths["layer_plot"],
-                                       sparsity=args.history_sparsity)
+                                   sparsity=args.history_sparsity, method=moving[0],
+                                   title=f"Per-layer sparsity during {get(moving[0]).label} "
+                                         "training")
         written.append(paths["layer_plot"])
     print()
     print(table)

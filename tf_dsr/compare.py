@@ -163,11 +163,6 @@ def make_callbacks(method, sparsity, seed, total_steps, prune_target=0.05, perio
     """
     import tf_dsr
 
-    if method == "set" and isinstance(prune_target, numbers.Integral):
-        raise ValueError(
-            "The comparison gives SET the fraction of DSR's `prune_target`; "
-            f"pass a float in (0, 1). Received: {prune_target!r}."
-        )
     settings = registry.Settings(
         sparsity=sparsity, seed=seed, prune_target=prune_target, period=period,
         stop_epoch=stop_epoch, total_steps=total_steps, drop_fraction=drop_fraction)
@@ -289,10 +284,10 @@ def grid(methods, sparsities, num_seeds):
     sparsities = validate_sparsities(sparsities)
     triples = []
     for seed in range(validate_num_seeds(num_seeds)):
-        if "dense" in methods:
-            triples.append(("dense", None, seed))
+        dense = [m for m in methods if registry.is_full_dense(m)]
+        triples.extend((m, None, seed) for m in dense)
         for sparsity in sparsities:
-            triples.extend((m, sparsity, seed) for m in methods if m != "dense")
+            triples.extend((m, sparsity, seed) for m in methods if m not in dense)
     return triples
 
 

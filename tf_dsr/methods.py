@@ -67,6 +67,12 @@ class Method(NamedTuple):
         doubled_epochs: trains twice as many epochs in the paper's
             comparison (static sparse and thin dense).
         summary: one line for `--help`.
+        reads: the `Settings` fields its callback uses beyond sparsity,
+            seed and total steps (`"prune_target"`, `"drop_fraction"`,
+            `"period"`, `"stop_epoch"`): the command lines print those and
+            refuse options the chosen methods would ignore.
+        moves_between_layers: its updates move weights between layers (a
+            global budget), so a per-layer sparsity plot shows something.
     """
 
     name: str
@@ -75,6 +81,8 @@ class Method(NamedTuple):
     make_callback: Optional[Callable]
     doubled_epochs: bool = False
     summary: str = ""
+    reads: frozenset = frozenset()
+    moves_between_layers: bool = False
 
     @property
     def updates_masks(self):
@@ -135,21 +143,28 @@ def _gradual(settings):
 
 RIGL_DROP_FRACTION = 0.3
 
+_PRUNE_PERIOD_STOP = frozenset({"prune_target", "period", "stop_epoch"})
+
 REGISTRY = {
     method.name: method
     for method in (
         Method("dsr", "DSR", SPARSE, _dsr("random"),
-               summary="DynamicReparam: global threshold, weights move between layers"),
+               summary="DynamicReparam: global threshold, weights move between layers",
+               reads=_PRUNE_PERIOD_STOP, moves_between_layers=True),
         Method("dsr-gradient", "DSR, gradient growth", SPARSE, _dsr("gradient"),
-               summary="DynamicReparam(growth='gradient'): grows where |dL/dW| is largest"),
+               summary="DynamicReparam(growth='gradient'): grows where |dL/dW| is largest",
+               reads=_PRUNE_PERIOD_STOP, moves_between_layers=True),
         Method("rigl", "RigL", SPARSE, _rigl,
-               summary="RigL: per layer, drop smallest |W|, grow largest |dL/dW|"),
+               summary="RigL: per layer, drop smallest |W|, grow largest |dL/dW|",
+               reads=frozenset({"drop_fraction", "period", "stop_epoch"})),
         Method("set", "SET", SPARSE, _set,
-               summary="SET: per layer, drop smallest |W|, grow at random"),
+               summary="SET: per layer, drop smallest |W|, grow at random",
+               reads=_PRUNE_PERIOD_STOP),
         Method("static", "static sparse", SPARSE, None, doubled_epochs=True,
                summary="fixed random masks"),
         Method("gradual", "compressed sparse (gradual)", DENSE_START, _gradual,
-               summary="dense start, GradualPruning to the target (Zhu & Gupta)"),
+               summary="dense start, GradualPruning to the target (Zhu & Gupta)",
+               reads=frozenset({"period"})),
         Method("dense", "full dense", DENSE, None,
                summary="the full dense network"),
         Method("thin", "thin dense", THIN, None, doubled_epochs=True,
@@ -175,3 +190,14 @@ def make_callback(name, settings):
     """The mask-updating callback of method `name`, or None (static, dense, thin)."""
     method = get(name)
     return method.make_callback(settings) if method.updates_masks else None
+
+
+def is_full_dense(name):
+    """Whether method `name` trains the full dense network (no sparsity:
+    results hold it once per seed, with sparsity None)."""
+    return get(name).network == DENSE
+
+
+def readers(names, setting):
+    """The methods among `names` whose callback reads `Settings.<setting>`."""
+    return [name for name in names if setting in get(name).reads]

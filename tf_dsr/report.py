@@ -11,6 +11,7 @@ import numpy as np
 
 from tf_dsr.methods import METHODS
 from tf_dsr.methods import REGISTRY
+from tf_dsr.methods import is_full_dense
 
 
 def _label(method):
@@ -64,15 +65,16 @@ def format_markdown(results, title=None):
     if title:
         lines += [title, ""]
     lines.append(f"Test accuracy (%), mean ± std over {num_seeds} seed(s).")
-    if ("dense", None) in summary:
-        mean, std, n, epochs = summary[("dense", None)]
+    dense = _full_dense(summary)
+    if dense is not None:
+        mean, std, n, epochs = summary[(dense, None)]
         lines.append(f"Full dense: {format_cell(mean, std)} ({epochs} epochs, {n} runs).")
     lines.append("")
     lines.append("| method | epochs | " + " | ".join(f"s = {s:g}" for s in sparsities) + " |")
     lines.append("| --- | --- | " + " | ".join("---" for _ in sparsities) + " |")
     for method in methods:
-        if method == "dense":
-            mean, std, _, epochs = summary[("dense", None)]
+        if method == dense:
+            mean, std, _, epochs = summary[(dense, None)]
             cells = [format_cell(mean, std)] * len(sparsities)
         else:
             cells, epochs = [], None
@@ -85,6 +87,12 @@ def format_markdown(results, title=None):
                     epochs = entry[3]
         lines.append(f"| {_label(method)} | {epochs} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _full_dense(summary):
+    """The full-dense method of `summary` (results without sparsity), or None."""
+    return next((name for name, sparsity in summary
+                 if sparsity is None and is_full_dense(name)), None)
 
 
 # ----- plots -----------------------------------------------------------------
@@ -108,17 +116,18 @@ def plot_accuracy(results, path, title="LeNet-300-100 on the digits"):
     plt = _pyplot()
     summary = summarize(results)
     figure, axes = plt.subplots(figsize=(7, 4.5))
+    dense = _full_dense(summary)
     for method in METHODS:
-        if method == "dense" or not any(key[0] == method for key in summary):
+        if method == dense or not any(key[0] == method for key in summary):
             continue
         points = sorted((s, m, sd) for (name, s), (m, sd, _, _) in summary.items()
                         if name == method)
         x, mean, std = (np.array(column, float) for column in zip(*points))
         axes.errorbar(x, 100 * mean, yerr=100 * std, marker="o", capsize=3,
                       label=_label(method))
-    if ("dense", None) in summary:
-        mean, std, _, _ = summary[("dense", None)]
-        axes.axhline(100 * mean, color="black", linestyle="--", label=_label("dense"))
+    if dense is not None:
+        mean, std, _, _ = summary[(dense, None)]
+        axes.axhline(100 * mean, color="black", linestyle="--", label=_label(dense))
         axes.axhspan(100 * (mean - std), 100 * (mean + std), color="black", alpha=0.08)
     axes.set_xlabel("sparsity (fraction of zero weights)")
     axes.set_ylabel("test accuracy (%)")
