@@ -274,7 +274,8 @@ class CountingReparam(tf_dsr.DynamicReparam):
 
     def _update(self, kernels, masks, step, gradients):
         zeros = tf.zeros([len(kernels)], tf.int64)
-        return Update(kernels, masks, zeros, zeros, tf.constant(True),
+        return Update(kernels, masks, [tf.not_equal(m, 0) for m in masks], zeros, zeros,
+                      tf.constant(True),
                       {"threshold": self.state.threshold.value})
 
 

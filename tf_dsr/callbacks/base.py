@@ -344,14 +344,16 @@ class ReparamCallback(keras.callbacks.Callback):
             kernels, masks, gradients, self._block_shapes)
         update = self._update(scores, block_masks, step, block_gradients)
         update = block_views.from_blocks(update, kernels, self._block_shapes)
-        for pair, layer_slots, kernel, mask, old_mask in zip(
-            self.kernels, slots, update.kernels, update.masks, masks
+        for pair, layer_slots, kernel, mask, carried in zip(
+            self.kernels, slots, update.kernels, update.masks, update.carried
         ):
             pair.kernel.assign(kernel)
             pair.mask.assign(mask)
             # Slots start over wherever a weight is not carried over: at
-            # inactive positions and at newly grown ones.
-            kept = tf.cast(tf.not_equal(old_mask, 0) & tf.not_equal(mask, 0), tf.float32)
+            # inactive positions and at newly grown ones. Only the core
+            # knows which are new: `old_mask & mask` would also keep the
+            # state of a weight regrown where one was just dropped.
+            kept = tf.cast(carried & tf.not_equal(mask, 0), tf.float32)
             for slot in layer_slots:
                 slot.reset_inactive(kept)
         self._assign_method_state(update)

@@ -8,9 +8,10 @@ algorithm unchanged on those grids, so it prunes, counts, shares out and
 grows whole blocks: DSR prunes blocks whose score is below H and adapts
 H on the number of blocks pruned, the total number of active blocks is
 conserved exactly, SET and gradual pruning drop the lowest-scoring blocks.
-Afterwards the new block masks are expanded to the kernels, and each
-kernel keeps its values in the blocks the core kept (a kept block is one
-whose returned score is non-zero; a block scoring 0 holds only zeros).
+Afterwards the new block masks are expanded to the kernels, and so are
+the blocks the core carried over (`Update.carried`): each kernel keeps its
+values, and the optimizer its state, in those blocks only; every other
+active block is new, with zero weights and fresh optimizer state.
 
 Counts a core reports (pruned, grown) are in blocks; the callbacks report
 them in weights (times the block size). Every sparse kernel of a model
@@ -84,32 +85,35 @@ def from_blocks(update, kernels, block_shapes):
     """`update` (a core's result on the grids) expanded back to the kernels.
 
     Args:
-        update: a NamedTuple with fields `kernels`, `masks`, `num_pruned`,
-            `num_grown` (the core's result on block grids).
+        update: a `tf_dsr.core.update.Update` (the core's result on block
+            grids).
         kernels: the kernels given to `to_blocks`.
         block_shapes: as given to `to_blocks`.
 
     Returns:
-        `update` with kernel-shaped `kernels` and `masks`, and counts in
-        weights (blocks times the block size).
+        `update` with kernel-shaped `kernels`, `masks` and `carried`, and
+        counts in weights (blocks times the block size).
     """
-    new_kernels, new_masks, sizes = [], [], []
-    for kernel, block_kernel, block_mask, shape in zip(
-        kernels, update.kernels, update.masks, block_shapes
+    new_kernels, new_masks, new_carried, sizes = [], [], [], []
+    for kernel, block_kernel, block_mask, block_carried, shape in zip(
+        kernels, update.kernels, update.masks, update.carried, block_shapes
     ):
         if shape is None:
             new_kernels.append(block_kernel)
             new_masks.append(block_mask)
+            new_carried.append(block_carried)
             sizes.append(1)
             continue
-        kept = blocks.expand_mask(tf.not_equal(block_kernel, 0), shape)
-        new_kernels.append(tf.where(kept, kernel, tf.zeros_like(kernel)))
+        carried = blocks.expand_mask(block_carried, shape)
+        new_kernels.append(tf.where(carried, kernel, tf.zeros_like(kernel)))
         new_masks.append(blocks.expand_mask(block_mask, shape))
+        new_carried.append(carried)
         sizes.append(math.prod(shape))
     sizes = tf.constant(sizes, tf.int64)
     return update._replace(
         kernels=new_kernels,
         masks=new_masks,
+        carried=new_carried,
         num_pruned=update.num_pruned * sizes,
         num_grown=update.num_grown * sizes,
     )

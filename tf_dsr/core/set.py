@@ -135,7 +135,7 @@ def set_update(kernels, masks, num_pruned, seed=0, step=0):
         An `Update` (empty `info`). Regrown weights go to positions empty
         before this step; only when a tensor has fewer empty positions than
         it pruned do the rest return to just-pruned positions, so counts
-        always hold.
+        always hold. Those are new weights too: value 0, not in `carried`.
 
     Raises:
         TypeError: `kernels` or `masks` is not a list.

@@ -15,15 +15,22 @@ the whole update once: if a kernel (or a gradient used for growth) holds
 NaN or Inf, nothing changes and `is_finite` is False. Every core returns
 the one result type, `Update`.
 
-New weights start at exactly 0. Whether a weight dropped in this step may
-grow back in the same step is the method's choice (`regrow_dropped`):
+New weights start at exactly 0 with fresh optimizer state. Whether a
+weight dropped in this step may grow back in the same step is the method's
+choice (`regrow_dropped`):
 
 - DSR and SET grow into positions that were empty before the step and use
   just-dropped positions only when those run out (then as new, zero
-  weights);
+  weights: the old weight's value and optimizer state are gone);
 - RigL ranks every position inactive after the drop, just-dropped ones
   included; a weight dropped and regrown at once was never really removed
-  and keeps its value (as the RigL code does).
+  and keeps its value and optimizer state (as the RigL code does).
+
+`Update.carried` says which active weights are carried over (survivors of
+the drop, and RigL's revived weights); every other active weight is new.
+The callback resets optimizer slots wherever a weight is not carried over,
+so this is the one place that decides it: the old and new masks alone
+cannot tell a survivor from a weight regrown where one was just dropped.
 """
 
 from typing import NamedTuple
@@ -43,6 +50,13 @@ class Update(NamedTuple):
         kernels: list of `L` kernels, zero wherever the new mask is 0 and
             at every newly grown position.
         masks: list of `L` masks (input dtypes), 0/1.
+        carried: list of `L` bool tensors shaped like the kernels, the
+            active positions whose weight is carried over from before the
+            update, with its value and optimizer state: the survivors of
+            the drop and (RigL) weights dropped and regrown at once. Within
+            the new mask; at its other positions (`mask & ~carried`) the
+            weights are new: value 0, optimizer state to reset. Unchanged
+            masks (`is_finite` False) carry every active weight.
         num_pruned: int64 `[L]`, weights removed from each tensor.
         num_grown: int64 `[L]`, weights grown in each tensor.
         is_finite: bool scalar; `False` when a kernel or gradient held NaN
@@ -54,6 +68,7 @@ class Update(NamedTuple):
 
     kernels: list
     masks: list
+    carried: list
     num_pruned: tf.Tensor
     num_grown: tf.Tensor
     is_finite: tf.Tensor
@@ -152,6 +167,7 @@ def _assembler(growth, regrow_dropped, with_gradient):
             num_revived = tf.constant(0, tf.int64)
         return (tf.where(kept, kernel, tf.zeros_like(kernel)),
                 tf.cast(survivors | grown, mask.dtype),
+                kept,
                 num_revived)
 
     if with_gradient:
@@ -179,15 +195,16 @@ def sparse_update(kernels, masks, drop, share=None, growth="random", gradients=N
         gradients: list of `L` dense gradients, needed by "gradient" growth.
         seeds: int32 `[L, 2]` per-tensor stateless seeds.
         regrow_dropped: bool, may a weight dropped now grow back at once
-            (RigL: yes, and it keeps its value)? Otherwise just-dropped
-            positions are used only once the empty ones run out (DSR, SET).
+            (RigL: yes, and it is carried over, value and optimizer state)?
+            Otherwise just-dropped positions are used only once the empty
+            ones run out, and hold new weights (DSR, SET).
         finish: function `(num_pruned, num_grown) -> dict` of info scalars
             (e.g. DSR's adapted threshold). Defaults to `{}`.
         unchanged_info: dict of the info scalars when nothing changes.
 
     Returns:
         An `Update`. With `regrow_dropped`, counts are net: a weight dropped
-        and regrown at once counts in neither.
+        and regrown at once counts in neither, and is in `carried`.
 
     Raises:
         TypeError, ValueError: mismatched lists, unknown growth, or gradient
@@ -218,34 +235,37 @@ def sparse_update(kernels, masks, drop, share=None, growth="random", gradients=N
         num_pruned = tf.stack([d.num_pruned for d in dropped])
         sizes = tf.constant([m.shape.num_elements() for m in masks], tf.int64)
         if share is None:
-            new_kernels, new_masks = [], []
+            new_kernels, new_masks, carried = [], [], []
             for kernel, mask, d in zip(kernels, masks, dropped):
                 keep = tf.not_equal(mask, 0) & ~d.pruned
                 new_kernels.append(tf.where(keep, kernel, tf.zeros_like(kernel)))
                 new_masks.append(tf.cast(keep, mask.dtype))
+                carried.append(keep)
             num_grown = tf.zeros_like(num_pruned)
         else:
             num_grown = share(num_active, num_pruned, sizes - num_active)
             with_gradient = growth == "gradient"
             assemble = _assembler(growth, bool(regrow_dropped), with_gradient)
-            new_kernels, new_masks, revived = [], [], []
+            new_kernels, new_masks, carried, revived = [], [], [], []
             for i, (kernel, mask, d) in enumerate(zip(kernels, masks, dropped)):
                 args = (kernel, mask, d.pruned, num_grown[i], d.num_active,
                         d.num_pruned, seeds[i])
                 if with_gradient:
                     args += (gradients[i],)
-                new_kernel, new_mask, num_revived = assemble(*args)
+                new_kernel, new_mask, kept, num_revived = assemble(*args)
                 new_kernels.append(new_kernel)
                 new_masks.append(new_mask)
+                carried.append(kept)
                 revived.append(num_revived)
             revived = tf.stack(revived)
             num_pruned, num_grown = num_pruned - revived, num_grown - revived
         info = finish(num_pruned, num_grown)
-        return Update(list(new_kernels), list(new_masks), num_pruned, num_grown,
-                      tf.constant(True), info)
+        return Update(list(new_kernels), list(new_masks), list(carried), num_pruned,
+                      num_grown, tf.constant(True), info)
 
     def unchanged():
         zeros = tf.zeros([num_tensors], tf.int64)
-        return Update(kernels, masks, zeros, zeros, tf.constant(False), unchanged_info)
+        return Update(kernels, masks, [tf.not_equal(m, 0) for m in masks], zeros, zeros,
+                      tf.constant(False), unchanged_info)
 
     return tf.cond(is_finite, finite, unchanged)
