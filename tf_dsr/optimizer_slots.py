@@ -9,7 +9,7 @@ optimizer and are not public API. This module names them for every
 built-in Keras optimizer, with the value each slot holds for a fresh
 weight:
 
-| optimizer | slots reset at inactive positions (value) |
+| optimizer | slots reset at inactive positions and new weights (value) |
 | --- | --- |
 | SGD | `momentums` (0; none without momentum) |
 | Adam, AdamW | `_momentums`, `_velocities` (0), `_velocity_hats` with amsgrad (0) |

@@ -4,10 +4,11 @@ the results land in the model.
 A method (DSR, SET, ...) is a subclass that implements `_update`, a pure
 function from the current kernels and masks to new ones. This base finds
 the sparse kernels (every kernel/mask pair of every sparse layer, at any
-depth of the model: a layer with two kernels gives two), counts steps with `optimizer.iterations`, follows the
-period schedule, runs `_update` inside one `tf.function`, assigns the
-results, resets optimizer slots at inactive positions and reports to the
-Keras logs.
+depth of the model: a layer with two kernels gives two), counts steps
+with `optimizer.iterations`, follows the period schedule, runs `_update`
+inside one `tf.function`, assigns the results, resets optimizer slots
+wherever a weight is not carried over (inactive positions and new
+weights) and reports to the Keras logs.
 """
 
 import numbers
