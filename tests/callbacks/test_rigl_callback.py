@@ -110,10 +110,18 @@ def test_reallocate_without_a_captured_gradient_is_refused():
     rigl = tf_dsr.RigL(period=1, end_step=10, seed=0)
     rigl.set_model(model)
     before = _masks(model)
+    train_function = model.train_function
     with pytest.raises(ValueError, match="no dense gradient was captured"):
         rigl.reallocate(step=1)
     for a, b in zip(before, _masks(model)):
         np.testing.assert_array_equal(a, b)
+    # A refused call leaves nothing behind: no hooks, no gradient user, no
+    # retraced train function.
+    assert rigl._capture is None
+    assert rigl.model_state.gradient_user is None
+    assert not any(pair.layer.__dict__.get("_tf_dsr_gradient_hooks")
+                   for _, pair in tf_dsr.layers.find_sparse_kernels(model))
+    assert model.train_function is train_function
 
 
 @pytest.mark.parametrize("kwargs, error", [

@@ -437,8 +437,11 @@ class ReparamCallback(keras.callbacks.Callback):
         return report
 
     def gradients_captured(self):
-        """Whether a dense gradient was captured since the last request."""
-        return bool(tf.convert_to_tensor(self._gradient_capture().captured).numpy())
+        """Whether a dense gradient was captured since the last request
+        (False when no capture was ever set up: asking attaches nothing)."""
+        if self._capture is None:
+            return False
+        return bool(tf.convert_to_tensor(self._capture.captured).numpy())
 
     def request_gradients(self):
         """Arms the dense-gradient capture for the next training step(s)."""
