@@ -1,5 +1,7 @@
 """tf_dsr.RigL and DynamicReparam(growth="gradient") through model.fit."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -152,3 +154,38 @@ def test_dsr_gradient_growth_conserves_the_total_and_moves_weights_between_layer
 def test_bad_growth_is_refused():
     with pytest.raises(ValueError, match="growth"):
         tf_dsr.DynamicReparam(prune_target=5, period=2, growth="momentum")
+
+
+class _ArmedSpy(keras.callbacks.Callback):
+    """Records after every batch end whether `watched` left its dense
+    gradient capture armed."""
+
+    def __init__(self, watched):
+        super().__init__()
+        self.watched = watched
+        self.armed = ""
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.armed += str(int(self.watched._capture._requested.numpy()))
+
+
+@pytest.mark.parametrize("make, expected", [
+    # The only due step (8) is T_end: never armed, nothing runs.
+    (lambda: tf_dsr.RigL(period=8, stop_epoch=1, seed=0), "0" * 24),
+    (lambda: tf_dsr.RigL(period=8, end_step=8, seed=0), "0" * 24),
+    # Armed after step 7 for the update at step 8, released by it.
+    (lambda: tf_dsr.RigL(period=8, end_step=12, seed=0), "0" * 6 + "1" + "0" * 17),
+    # Armed at the end of epoch 0 for step 9, which falls in the stopped
+    # epoch 1: released when that epoch begins.
+    (lambda: tf_dsr.DynamicReparam(0.05, period=9, stop_epoch=1, seed=0, growth="gradient"),
+     "0" * 7 + "1" + "0" * 16),
+])
+def test_capture_is_not_left_armed_once_updates_stop(make, expected):
+    model = compile_small(small_model())
+    x, y = small_data(80)
+    callback = make()
+    spy = _ArmedSpy(callback)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model.fit(x, y, batch_size=10, epochs=3, verbose=0, callbacks=[callback, spy])
+    assert spy.armed == expected

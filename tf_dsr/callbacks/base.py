@@ -171,6 +171,9 @@ class ReparamCallback(keras.callbacks.Callback):
         self._epoch = 0
         self._bound_model = None
         self._capture = None
+        # Mirrors whether this callback left the capture armed, so that a
+        # stopped batch end disarms it without a variable write per step.
+        self._armed = False
 
     @property
     def seed(self):
@@ -432,8 +435,7 @@ class ReparamCallback(keras.callbacks.Callback):
             )
         self.last_report = report
         self._last_step_seen = int(step if mark is None else mark)
-        if self._capture is not None:
-            self._capture.release()
+        self._release_capture()
         return report
 
     def gradients_captured(self):
@@ -446,7 +448,16 @@ class ReparamCallback(keras.callbacks.Callback):
     def request_gradients(self):
         """Arms the dense-gradient capture for the next training step(s)."""
         if self.needs_gradients:
-            self._gradient_capture().request()
+            self._request_capture()
+
+    def _request_capture(self):
+        self._gradient_capture().request()
+        self._armed = True
+
+    def _release_capture(self):
+        if self._capture is not None:
+            self._capture.release()
+        self._armed = False
 
     def _check_masks_binary(self):
         """Raises before anything changes if a mask holds a value not 0/1."""
@@ -497,8 +508,7 @@ class ReparamCallback(keras.callbacks.Callback):
         # detaching would make Keras trace the train function again at every
         # `fit` (a second per fit on LeNet-300-100). `detach_gradients()`
         # removes them.
-        if self._capture is not None:
-            self._capture.release()
+        self._release_capture()
 
     def detach_gradients(self):
         """Removes the dense-gradient hooks from the model's layers.
@@ -560,14 +570,23 @@ class ReparamCallback(keras.callbacks.Callback):
         # Arm the capture between steps when the next batch end (Keras runs
         # `steps_per_execution` steps before it) is due for an update: no
         # batch-begin hook, which would cost a host sync on every step.
-        if not self.needs_gradients or self._stopped(step):
+        if not self.needs_gradients:
             return
-        if step + self._steps_per_execution() - self._last_step_seen >= self.current_period():
-            self._gradient_capture().request()
+        next_step = step + self._steps_per_execution()
+        # Stopped where the update would run, not now: armed for an update
+        # that never runs, every later step would write dense gradients.
+        if self._stopped(next_step):
+            if self._armed:
+                self._release_capture()
+        elif next_step - self._last_step_seen >= self.current_period():
+            self._request_capture()
 
     def on_train_batch_end(self, batch, logs=None):
         step = self._optimizer_step() - self._start_step_seen
         if self._stopped(step):
+            # Armed at the last batch end of the epoch before `stop_epoch`.
+            if self._armed:
+                self._release_capture()
             self._add_logs(logs)
             return
         self._reallocate_if_due(step)
@@ -591,7 +610,7 @@ class ReparamCallback(keras.callbacks.Callback):
                     RuntimeWarning,
                     stacklevel=2,
                 )
-                self._gradient_capture().request()
+                self._request_capture()
             elif step - last >= period:
                 # Land on the period grid so that steps_per_execution > 1
                 # keeps the number of reallocations that `period` implies.
