@@ -11,7 +11,7 @@ from tf_dsr.data import load_digits
 from tf_dsr.models import lenet_300_100
 from tf_dsr.optimizer_slots import kernel_slots
 
-from small_models import compile_small, small_data, small_model
+from small_models import compile_small, record_steps, small_data, small_model
 
 
 def _digits_model(sparsity=0.95, seed=0):
@@ -172,7 +172,6 @@ class _ArmedSpy(keras.callbacks.Callback):
 @pytest.mark.parametrize("make, expected", [
     # The only due step (8) is T_end: never armed, nothing runs.
     (lambda: tf_dsr.RigL(period=8, stop_epoch=1, seed=0), "0" * 24),
-    (lambda: tf_dsr.RigL(period=8, end_step=8, seed=0), "0" * 24),
     # Armed after step 7 for the update at step 8, released by it.
     (lambda: tf_dsr.RigL(period=8, end_step=12, seed=0), "0" * 6 + "1" + "0" * 17),
     # Armed at the end of epoch 0 for step 9, which falls in the stopped
@@ -189,3 +188,118 @@ def test_capture_is_not_left_armed_once_updates_stop(make, expected):
         warnings.simplefilter("ignore", UserWarning)
         model.fit(x, y, batch_size=10, epochs=3, verbose=0, callbacks=[callback, spy])
     assert spy.armed == expected
+
+
+def _fraction(alpha, t, length):
+    return alpha / 2 * (1 + np.cos(np.pi * t / length))
+
+
+def test_a_second_fit_starts_a_new_schedule_over_itself(tmp_path):
+    # 8 steps per epoch, period 4: updates at 4, 8, 12 of each 16-step fit.
+    model = compile_small(small_model())
+    x, y = small_data(80)
+    rigl = tf_dsr.RigL(drop_fraction=0.3, period=4, seed=0)
+    model.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[rigl])
+    assert (rigl.t_begin, rigl.t_end) == (0, 16)
+    assert int(rigl.state.num_reallocations.numpy()) == 3
+
+    steps = record_steps(rigl)
+    model.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[rigl])
+    assert (rigl.t_begin, rigl.t_end) == (16, 32)
+    assert steps == [20, 24, 28]
+    assert rigl.last_report.info["drop_fraction"] == pytest.approx(
+        _fraction(0.3, 12, 16), rel=1e-6)
+
+    # A new callback on the same model, and the model saved and loaded.
+    fresh = tf_dsr.RigL(drop_fraction=0.3, period=4, seed=0)
+    model.fit(x, y, batch_size=10, epochs=4, verbose=0, callbacks=[fresh])
+    assert (fresh.t_begin, fresh.t_end) == (32, 64)
+    assert int(fresh.state.num_reallocations.numpy()) == 6 + 7
+    model.save(tmp_path / "rigl.keras")
+    loaded = tf_dsr.load_model(tmp_path / "rigl.keras")
+    again = tf_dsr.RigL(drop_fraction=0.3, period=4, seed=0)
+    loaded.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[again])
+    assert (again.t_begin, again.t_end) == (64, 80)
+    assert int(again.state.num_reallocations.numpy()) == 13 + 3
+
+
+def test_explicit_end_step_is_kept_across_fits():
+    model = compile_small(small_model())
+    x, y = small_data(80)
+    rigl = tf_dsr.RigL(period=4, end_step=30, seed=0)
+    for _ in range(2):
+        model.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[rigl])
+        assert (rigl.t_begin, rigl.t_end) == (0, 30)
+    # Updates at 4, 8, ..., 28: one schedule over both fits.
+    assert int(rigl.state.num_reallocations.numpy()) == 7
+
+
+def test_initial_epoch_counts_only_the_epochs_this_fit_runs():
+    model = compile_small(small_model())
+    x, y = small_data(80)
+    rigl = tf_dsr.RigL(period=4, seed=0)
+    model.fit(x, y, batch_size=10, epochs=3, initial_epoch=1, verbose=0, callbacks=[rigl])
+    assert (rigl.t_begin, rigl.t_end) == (0, 16)
+    stopped = tf_dsr.RigL(period=4, stop_epoch=2, seed=0)
+    model = compile_small(small_model())
+    model.fit(x, y, batch_size=10, epochs=3, initial_epoch=1, verbose=0, callbacks=[stopped])
+    assert (stopped.t_begin, stopped.t_end) == (0, 8)
+
+
+def test_a_model_saved_before_the_schedule_was_recorded_starts_one(tmp_path):
+    model = compile_small(small_model())
+    x, y = small_data(80)
+    rigl = tf_dsr.RigL(period=4, seed=0)
+    model.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[rigl])
+    model.save_weights(tmp_path / "new.weights.h5")
+    # The layout of files written before: the four common variables only.
+    import h5py
+    with h5py.File(tmp_path / "new.weights.h5", "r+") as f:
+        group = f["_tf_dsr_state/rigl/vars"]
+        for key in sorted(group.keys(), key=int)[4:]:
+            del group[key]
+    model.load_weights(tmp_path / "new.weights.h5")
+    assert int(rigl.state.num_reallocations.numpy()) == 3
+    assert int(rigl.state.schedule_end.numpy()) == -1
+    model.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[rigl])
+    assert (rigl.t_begin, rigl.t_end) == (16, 32)
+    assert int(rigl.state.num_reallocations.numpy()) == 6
+
+
+@pytest.mark.parametrize("make", [
+    lambda: tf_dsr.RigL(period=1000, seed=0),
+    lambda: tf_dsr.RigL(period=4, stop_epoch=0, seed=0),
+    # The only due step (8) is T_end, where f = 0.
+    lambda: tf_dsr.RigL(period=8, stop_epoch=1, seed=0),
+    lambda: tf_dsr.RigL(period=4, end_step=30, seed=0),  # second fit: past T_end
+    lambda: tf_dsr.DynamicReparam(0.05, period=1000, seed=0),
+    lambda: tf_dsr.SET(prune_fraction=0.2, period=4, stop_epoch=0, seed=0),
+])
+def test_a_fit_where_no_update_can_run_warns(make):
+    model = compile_small(small_model())
+    x, y = small_data(80)
+    callback = make()
+    if getattr(callback, "end_step", None):
+        model.fit(x, y, batch_size=10, epochs=4, verbose=0, callbacks=[callback])
+    with pytest.warns(UserWarning, match="no update can run in this fit"):
+        model.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[callback])
+    assert int(callback.state.num_reallocations.numpy()) in (0, 7)
+
+
+def test_a_fit_where_updates_can_run_does_not_warn():
+    model = compile_small(small_model())
+    x, y = small_data(80)
+    for callback in (tf_dsr.RigL(period=7, stop_epoch=1, seed=0),
+                     tf_dsr.DynamicReparam(0.05, period=8, stop_epoch=1, seed=0)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            model.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[callback])
+        assert int(callback.state.num_reallocations.numpy()) == 1
+
+
+def test_an_end_step_no_update_can_precede_is_refused():
+    with pytest.raises(ValueError, match="end_step=4 is at or below period=4"):
+        tf_dsr.RigL(period=4, end_step=4)
+    with pytest.raises(ValueError, match="end_step=1"):
+        tf_dsr.RigL(period={0: 4, 3: 2}, end_step=1)
+

@@ -501,6 +501,10 @@ class ReparamCallback(keras.callbacks.Callback):
         self._warn_if_steps_per_execution_exceeds_period()
         if self.needs_gradients:
             self._gradient_capture()
+        # What depends on the epoch this fit starts at, and on a state that
+        # `BackupAndRestore` may restore after this hook, waits for the
+        # first epoch begin.
+        self._fit_starting = True
 
     def on_train_end(self, logs=None):
         self.model_state.release(self)
@@ -555,11 +559,67 @@ class ReparamCallback(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
         self._refresh_mirrors()
+        if getattr(self, "_fit_starting", False):
+            self._fit_starting = False
+            self._begin_fit(epoch)
         # After `BackupAndRestore` restored the state (it runs in
         # `on_train_begin`, possibly after this callback's).
         step = self._optimizer_step()
         if step is not None:
             self._arm_if_next_update_due(step - self._start_step_seen)
+
+    def _begin_fit(self, epoch):
+        """Runs at the first epoch begin of each `fit` (`epoch`: the one it
+        starts at), after `BackupAndRestore` restored the state."""
+        self._warn_if_no_update_can_run(epoch)
+
+    def _fit_length(self, epoch):
+        """Steps this fit runs from `epoch` on, and how many of them come
+        before `stop_epoch` (None, None if `fit` did not say its length)."""
+        params = self.params or {}
+        steps, epochs = params.get("steps"), params.get("epochs")
+        if not steps or not epochs:
+            return None, None
+        stop = epochs if self.stop_epoch is None else min(self.stop_epoch, epochs)
+        return max(0, epochs - epoch) * steps, max(0, stop - epoch) * steps
+
+    def _last_updatable_step(self, epoch):
+        """The last method step of this fit whose batch end may update
+        (None if unknown)."""
+        _, before_stop = self._fit_length(epoch)
+        step = self.method_step()
+        if before_stop is None or step is None:
+            return None
+        return step + before_stop
+
+    def _warn_if_no_update_can_run(self, epoch):
+        last = self._last_updatable_step(epoch)
+        if last is None:
+            return
+        # The smallest period this fit may use from `epoch` on.
+        period = min([self.current_period(epoch)]
+                     + [p for e, p in self.period.items() if e > epoch])
+        first_due = self._last_step_seen + period
+        if first_due > last:
+            step = self.method_step()
+            length, _ = self._fit_length(epoch)
+            warnings.warn(
+                f"{type(self).__name__}: no update can run in this fit. The first "
+                f"is due at the method's step {first_due} (last update or start "
+                f"{self._last_step_seen} + period {period}), and the last step "
+                f"that can update is {last} (the fit runs steps {step + 1} to "
+                f"{step + length}{self._update_window_text()}). "
+                + (f"Use period <= {last - self._last_step_seen}, train longer, or "
+                   if last > self._last_step_seen else "Train longer, or ")
+                + "move the end of the updates later.",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    def _update_window_text(self):
+        if self.stop_epoch is None:
+            return ""
+        return f"; stop_epoch={self.stop_epoch} ends updates at that epoch's start"
 
     def _stopped(self, step):
         """Whether updates are over at the method's step `step` (no host
