@@ -303,3 +303,30 @@ def test_an_end_step_no_update_can_precede_is_refused():
     with pytest.raises(ValueError, match="end_step=1"):
         tf_dsr.RigL(period={0: 4, 3: 2}, end_step=1)
 
+
+class _Overflow(keras.callbacks.Callback):
+    """Writes Inf into `watched`'s captured gradient at the end of the step
+    `at`, as a float16 loss-scale overflow would."""
+
+    def __init__(self, watched, at):
+        super().__init__()
+        self.watched, self.at = watched, at
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) == self.at:
+            variable = self.watched._capture.variables[0]
+            variable.assign(np.full(variable.shape, np.inf, np.float32))
+
+
+def test_an_update_whose_gradient_overflowed_runs_after_the_next_step():
+    model = compile_small(small_model())
+    x, y = small_data(80)
+    rigl = tf_dsr.RigL(period=4, seed=0)
+    steps = record_steps(rigl)
+    with pytest.warns(RuntimeWarning, match="update due at step 4 holds NaN or Inf"):
+        model.fit(x, y, batch_size=10, epochs=2, verbose=0,
+                  callbacks=[_Overflow(rigl, 4), rigl])
+    # Retried at step 5, on the period grid (last_step 4): none is lost.
+    assert steps == [5, 8, 12]
+    assert int(rigl.state.num_reallocations.numpy()) == 3
+    assert not rigl.last_report.skipped

@@ -671,6 +671,19 @@ class ReparamCallback(keras.callbacks.Callback):
                     stacklevel=2,
                 )
                 self._request_capture()
+            elif step - last >= period and self.needs_gradients and not self._capture.finite():
+                # A float16 loss-scale overflow (the optimizer skips that
+                # step too): the update would be skipped and its period
+                # lost. Capture again and update after the next step.
+                warnings.warn(
+                    f"{type(self).__name__}: the dense gradient captured for the "
+                    f"update due at step {step} holds NaN or Inf (a loss-scale "
+                    "overflow under mixed precision?); the update runs after the "
+                    "next step.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                self._request_capture()
             elif step - last >= period:
                 # Land on the period grid so that steps_per_execution > 1
                 # keeps the number of reallocations that `period` implies.
