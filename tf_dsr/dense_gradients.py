@@ -230,6 +230,7 @@ class DenseGradients:
         # thread (MirroredStrategy traces each replica in its own thread).
         self._tokens = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
+        self._finite_fn = None
         self._attached = []
         try:
             for index, pair in enumerate(self.kernels):
@@ -266,6 +267,19 @@ class DenseGradients:
         for pair in self._attached:
             remove_gradient_hook(pair)
         self._attached = []
+
+    def finite(self):
+        """Whether every captured value is finite (False after a float16
+        loss-scale overflow: the gradient holds Inf or NaN)."""
+        if self._finite_fn is None:
+            self._finite_fn = tf.function(
+                lambda: tf.reduce_all([
+                    tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v)))
+                    for v in self.variables
+                ]),
+                autograph=False,
+            )
+        return bool(self._finite_fn().numpy())
 
     @property
     def attached(self):

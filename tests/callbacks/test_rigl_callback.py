@@ -1,5 +1,7 @@
 """tf_dsr.RigL and DynamicReparam(growth="gradient") through model.fit."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ from tf_dsr.data import load_digits
 from tf_dsr.models import lenet_300_100
 from tf_dsr.optimizer_slots import kernel_slots
 
-from small_models import compile_small, small_data, small_model
+from small_models import compile_small, record_steps, small_data, small_model
 
 
 def _digits_model(sparsity=0.95, seed=0):
@@ -110,10 +112,18 @@ def test_reallocate_without_a_captured_gradient_is_refused():
     rigl = tf_dsr.RigL(period=1, end_step=10, seed=0)
     rigl.set_model(model)
     before = _masks(model)
+    train_function = model.train_function
     with pytest.raises(ValueError, match="no dense gradient was captured"):
         rigl.reallocate(step=1)
     for a, b in zip(before, _masks(model)):
         np.testing.assert_array_equal(a, b)
+    # A refused call leaves nothing behind: no hooks, no gradient user, no
+    # retraced train function.
+    assert rigl._capture is None
+    assert rigl.model_state.gradient_user is None
+    assert not any(pair.layer.__dict__.get("_tf_dsr_gradient_hooks")
+                   for _, pair in tf_dsr.layers.find_sparse_kernels(model))
+    assert model.train_function is train_function
 
 
 @pytest.mark.parametrize("kwargs, error", [
@@ -144,3 +154,179 @@ def test_dsr_gradient_growth_conserves_the_total_and_moves_weights_between_layer
 def test_bad_growth_is_refused():
     with pytest.raises(ValueError, match="growth"):
         tf_dsr.DynamicReparam(prune_target=5, period=2, growth="momentum")
+
+
+class _ArmedSpy(keras.callbacks.Callback):
+    """Records after every batch end whether `watched` left its dense
+    gradient capture armed."""
+
+    def __init__(self, watched):
+        super().__init__()
+        self.watched = watched
+        self.armed = ""
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.armed += str(int(self.watched._capture._requested.numpy()))
+
+
+@pytest.mark.parametrize("make, expected", [
+    # The only due step (8) is T_end: never armed, nothing runs.
+    (lambda: tf_dsr.RigL(period=8, stop_epoch=1, seed=0), "0" * 24),
+    # Armed after step 7 for the update at step 8, released by it.
+    (lambda: tf_dsr.RigL(period=8, end_step=12, seed=0), "0" * 6 + "1" + "0" * 17),
+    # Armed at the end of epoch 0 for step 9, which falls in the stopped
+    # epoch 1: released when that epoch begins.
+    (lambda: tf_dsr.DynamicReparam(0.05, period=9, stop_epoch=1, seed=0, growth="gradient"),
+     "0" * 7 + "1" + "0" * 16),
+])
+def test_capture_is_not_left_armed_once_updates_stop(make, expected):
+    model = compile_small(small_model())
+    x, y = small_data(80)
+    callback = make()
+    spy = _ArmedSpy(callback)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model.fit(x, y, batch_size=10, epochs=3, verbose=0, callbacks=[callback, spy])
+    assert spy.armed == expected
+
+
+def _fraction(alpha, t, length):
+    return alpha / 2 * (1 + np.cos(np.pi * t / length))
+
+
+def test_a_second_fit_starts_a_new_schedule_over_itself(tmp_path):
+    # 8 steps per epoch, period 4: updates at 4, 8, 12 of each 16-step fit.
+    model = compile_small(small_model())
+    x, y = small_data(80)
+    rigl = tf_dsr.RigL(drop_fraction=0.3, period=4, seed=0)
+    model.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[rigl])
+    assert (rigl.t_begin, rigl.t_end) == (0, 16)
+    assert int(rigl.state.num_reallocations.numpy()) == 3
+
+    steps = record_steps(rigl)
+    model.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[rigl])
+    assert (rigl.t_begin, rigl.t_end) == (16, 32)
+    assert steps == [20, 24, 28]
+    assert rigl.last_report.info["drop_fraction"] == pytest.approx(
+        _fraction(0.3, 12, 16), rel=1e-6)
+
+    # A new callback on the same model, and the model saved and loaded.
+    fresh = tf_dsr.RigL(drop_fraction=0.3, period=4, seed=0)
+    model.fit(x, y, batch_size=10, epochs=4, verbose=0, callbacks=[fresh])
+    assert (fresh.t_begin, fresh.t_end) == (32, 64)
+    assert int(fresh.state.num_reallocations.numpy()) == 6 + 7
+    model.save(tmp_path / "rigl.keras")
+    loaded = tf_dsr.load_model(tmp_path / "rigl.keras")
+    again = tf_dsr.RigL(drop_fraction=0.3, period=4, seed=0)
+    loaded.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[again])
+    assert (again.t_begin, again.t_end) == (64, 80)
+    assert int(again.state.num_reallocations.numpy()) == 13 + 3
+
+
+def test_explicit_end_step_is_kept_across_fits():
+    model = compile_small(small_model())
+    x, y = small_data(80)
+    rigl = tf_dsr.RigL(period=4, end_step=30, seed=0)
+    for _ in range(2):
+        model.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[rigl])
+        assert (rigl.t_begin, rigl.t_end) == (0, 30)
+    # Updates at 4, 8, ..., 28: one schedule over both fits.
+    assert int(rigl.state.num_reallocations.numpy()) == 7
+
+
+def test_initial_epoch_counts_only_the_epochs_this_fit_runs():
+    model = compile_small(small_model())
+    x, y = small_data(80)
+    rigl = tf_dsr.RigL(period=4, seed=0)
+    model.fit(x, y, batch_size=10, epochs=3, initial_epoch=1, verbose=0, callbacks=[rigl])
+    assert (rigl.t_begin, rigl.t_end) == (0, 16)
+    stopped = tf_dsr.RigL(period=4, stop_epoch=2, seed=0)
+    model = compile_small(small_model())
+    model.fit(x, y, batch_size=10, epochs=3, initial_epoch=1, verbose=0, callbacks=[stopped])
+    assert (stopped.t_begin, stopped.t_end) == (0, 8)
+
+
+def test_a_model_saved_before_the_schedule_was_recorded_starts_one(tmp_path):
+    model = compile_small(small_model())
+    x, y = small_data(80)
+    rigl = tf_dsr.RigL(period=4, seed=0)
+    model.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[rigl])
+    model.save_weights(tmp_path / "new.weights.h5")
+    # The layout of files written before: the four common variables only.
+    import h5py
+    with h5py.File(tmp_path / "new.weights.h5", "r+") as f:
+        group = f["_tf_dsr_state/rigl/vars"]
+        for key in sorted(group.keys(), key=int)[4:]:
+            del group[key]
+    model.load_weights(tmp_path / "new.weights.h5")
+    assert int(rigl.state.num_reallocations.numpy()) == 3
+    assert int(rigl.state.schedule_end.numpy()) == -1
+    model.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[rigl])
+    assert (rigl.t_begin, rigl.t_end) == (16, 32)
+    assert int(rigl.state.num_reallocations.numpy()) == 6
+
+
+@pytest.mark.parametrize("make", [
+    lambda: tf_dsr.RigL(period=1000, seed=0),
+    lambda: tf_dsr.RigL(period=4, stop_epoch=0, seed=0),
+    # The only due step (8) is T_end, where f = 0.
+    lambda: tf_dsr.RigL(period=8, stop_epoch=1, seed=0),
+    lambda: tf_dsr.RigL(period=4, end_step=30, seed=0),  # second fit: past T_end
+    lambda: tf_dsr.DynamicReparam(0.05, period=1000, seed=0),
+    lambda: tf_dsr.SET(prune_fraction=0.2, period=4, stop_epoch=0, seed=0),
+])
+def test_a_fit_where_no_update_can_run_warns(make):
+    model = compile_small(small_model())
+    x, y = small_data(80)
+    callback = make()
+    if getattr(callback, "end_step", None):
+        model.fit(x, y, batch_size=10, epochs=4, verbose=0, callbacks=[callback])
+    with pytest.warns(UserWarning, match="no update can run in this fit"):
+        model.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[callback])
+    assert int(callback.state.num_reallocations.numpy()) in (0, 7)
+
+
+def test_a_fit_where_updates_can_run_does_not_warn():
+    model = compile_small(small_model())
+    x, y = small_data(80)
+    for callback in (tf_dsr.RigL(period=7, stop_epoch=1, seed=0),
+                     tf_dsr.DynamicReparam(0.05, period=8, stop_epoch=1, seed=0)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            model.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[callback])
+        assert int(callback.state.num_reallocations.numpy()) == 1
+
+
+def test_an_end_step_no_update_can_precede_is_refused():
+    with pytest.raises(ValueError, match="end_step=4 is at or below period=4"):
+        tf_dsr.RigL(period=4, end_step=4)
+    with pytest.raises(ValueError, match="end_step=1"):
+        tf_dsr.RigL(period={0: 4, 3: 2}, end_step=1)
+
+
+class _Overflow(keras.callbacks.Callback):
+    """Writes Inf into `watched`'s captured gradient at the end of the step
+    `at`, as a float16 loss-scale overflow would."""
+
+    def __init__(self, watched, at):
+        super().__init__()
+        self.watched, self.at = watched, at
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) == self.at:
+            variable = self.watched._capture.variables[0]
+            variable.assign(np.full(variable.shape, np.inf, np.float32))
+
+
+def test_an_update_whose_gradient_overflowed_runs_after_the_next_step():
+    model = compile_small(small_model())
+    x, y = small_data(80)
+    rigl = tf_dsr.RigL(period=4, seed=0)
+    steps = record_steps(rigl)
+    with pytest.warns(RuntimeWarning, match="update due at step 4 holds NaN or Inf"):
+        model.fit(x, y, batch_size=10, epochs=2, verbose=0,
+                  callbacks=[_Overflow(rigl, 4), rigl])
+    # Retried at step 5, on the period grid (last_step 4): none is lost.
+    assert steps == [5, 8, 12]
+    assert int(rigl.state.num_reallocations.numpy()) == 3
+    assert not rigl.last_report.skipped

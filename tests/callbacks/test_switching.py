@@ -117,6 +117,7 @@ def test_gradient_methods_follow_one_another():
     third = _fit(model, tf_dsr.RigL(period=5, seed=0))
     assert first._capture is None and second._capture is None
     assert int(second.state.num_reallocations.numpy()) == 4
-    # The third RigL continues the first's state: T_end counts from the
-    # first start (20 steps), so it is past its schedule and stays still.
-    assert int(third.state.num_reallocations.numpy()) == 3
+    # The third RigL continues the first's state (3 updates), which is past
+    # its T_end: it starts a new schedule over its own fit (3 more).
+    assert int(third.state.num_reallocations.numpy()) == 6
+    assert (third.t_begin, third.t_end) == (40, 60)

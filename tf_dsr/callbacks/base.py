@@ -172,6 +172,9 @@ class ReparamCallback(keras.callbacks.Callback):
         self._epoch = 0
         self._bound_model = None
         self._capture = None
+        # Mirrors whether this callback left the capture armed, so that a
+        # stopped batch end disarms it without a variable write per step.
+        self._armed = False
 
     @property
     def seed(self):
@@ -435,18 +438,29 @@ class ReparamCallback(keras.callbacks.Callback):
             )
         self.last_report = report
         self._last_step_seen = int(step if mark is None else mark)
-        if self._capture is not None:
-            self._capture.release()
+        self._release_capture()
         return report
 
     def gradients_captured(self):
-        """Whether a dense gradient was captured since the last request."""
-        return bool(tf.convert_to_tensor(self._gradient_capture().captured).numpy())
+        """Whether a dense gradient was captured since the last request
+        (False when no capture was ever set up: asking attaches nothing)."""
+        if self._capture is None:
+            return False
+        return bool(tf.convert_to_tensor(self._capture.captured).numpy())
 
     def request_gradients(self):
         """Arms the dense-gradient capture for the next training step(s)."""
         if self.needs_gradients:
-            self._gradient_capture().request()
+            self._request_capture()
+
+    def _request_capture(self):
+        self._gradient_capture().request()
+        self._armed = True
+
+    def _release_capture(self):
+        if self._capture is not None:
+            self._capture.release()
+        self._armed = False
 
     def _check_masks_binary(self):
         """Raises before anything changes if a mask holds a value not 0/1."""
@@ -490,6 +504,10 @@ class ReparamCallback(keras.callbacks.Callback):
         self._warn_if_steps_per_execution_exceeds_period()
         if self.needs_gradients:
             self._gradient_capture()
+        # What depends on the epoch this fit starts at, and on a state that
+        # `BackupAndRestore` may restore after this hook, waits for the
+        # first epoch begin.
+        self._fit_starting = True
 
     def on_train_end(self, logs=None):
         self.model_state.release(self)
@@ -497,8 +515,7 @@ class ReparamCallback(keras.callbacks.Callback):
         # detaching would make Keras trace the train function again at every
         # `fit` (a second per fit on LeNet-300-100). `detach_gradients()`
         # removes them.
-        if self._capture is not None:
-            self._capture.release()
+        self._release_capture()
 
     def detach_gradients(self):
         """Removes the dense-gradient hooks from the model's layers.
@@ -545,11 +562,67 @@ class ReparamCallback(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
         self._refresh_mirrors()
+        if getattr(self, "_fit_starting", False):
+            self._fit_starting = False
+            self._begin_fit(epoch)
         # After `BackupAndRestore` restored the state (it runs in
         # `on_train_begin`, possibly after this callback's).
         step = self._optimizer_step()
         if step is not None:
             self._arm_if_next_update_due(step - self._start_step_seen)
+
+    def _begin_fit(self, epoch):
+        """Runs at the first epoch begin of each `fit` (`epoch`: the one it
+        starts at), after `BackupAndRestore` restored the state."""
+        self._warn_if_no_update_can_run(epoch)
+
+    def _fit_length(self, epoch):
+        """Steps this fit runs from `epoch` on, and how many of them come
+        before `stop_epoch` (None, None if `fit` did not say its length)."""
+        params = self.params or {}
+        steps, epochs = params.get("steps"), params.get("epochs")
+        if not steps or not epochs:
+            return None, None
+        stop = epochs if self.stop_epoch is None else min(self.stop_epoch, epochs)
+        return max(0, epochs - epoch) * steps, max(0, stop - epoch) * steps
+
+    def _last_updatable_step(self, epoch):
+        """The last method step of this fit whose batch end may update
+        (None if unknown)."""
+        _, before_stop = self._fit_length(epoch)
+        step = self.method_step()
+        if before_stop is None or step is None:
+            return None
+        return step + before_stop
+
+    def _warn_if_no_update_can_run(self, epoch):
+        last = self._last_updatable_step(epoch)
+        if last is None:
+            return
+        # The smallest period this fit may use from `epoch` on.
+        period = min([self.current_period(epoch)]
+                     + [p for e, p in self.period.items() if e > epoch])
+        first_due = self._last_step_seen + period
+        if first_due > last:
+            step = self.method_step()
+            length, _ = self._fit_length(epoch)
+            warnings.warn(
+                f"{type(self).__name__}: no update can run in this fit. The first "
+                f"is due at the method's step {first_due} (last update or start "
+                f"{self._last_step_seen} + period {period}), and the last step "
+                f"that can update is {last} (the fit runs steps {step + 1} to "
+                f"{step + length}{self._update_window_text()}). "
+                + (f"Use period <= {last - self._last_step_seen}, train longer, or "
+                   if last > self._last_step_seen else "Train longer, or ")
+                + "move the end of the updates later.",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    def _update_window_text(self):
+        if self.stop_epoch is None:
+            return ""
+        return f"; stop_epoch={self.stop_epoch} ends updates at that epoch's start"
 
     def _stopped(self, step):
         """Whether updates are over at the method's step `step` (no host
@@ -560,14 +633,23 @@ class ReparamCallback(keras.callbacks.Callback):
         # Arm the capture between steps when the next batch end (Keras runs
         # `steps_per_execution` steps before it) is due for an update: no
         # batch-begin hook, which would cost a host sync on every step.
-        if not self.needs_gradients or self._stopped(step):
+        if not self.needs_gradients:
             return
-        if step + self._steps_per_execution() - self._last_step_seen >= self.current_period():
-            self._gradient_capture().request()
+        next_step = step + self._steps_per_execution()
+        # Stopped where the update would run, not now: armed for an update
+        # that never runs, every later step would write dense gradients.
+        if self._stopped(next_step):
+            if self._armed:
+                self._release_capture()
+        elif next_step - self._last_step_seen >= self.current_period():
+            self._request_capture()
 
     def on_train_batch_end(self, batch, logs=None):
         step = self._optimizer_step() - self._start_step_seen
         if self._stopped(step):
+            # Armed at the last batch end of the epoch before `stop_epoch`.
+            if self._armed:
+                self._release_capture()
             self._add_logs(logs)
             return
         self._reallocate_if_due(step)
@@ -591,7 +673,20 @@ class ReparamCallback(keras.callbacks.Callback):
                     RuntimeWarning,
                     stacklevel=2,
                 )
-                self._gradient_capture().request()
+                self._request_capture()
+            elif step - last >= period and self.needs_gradients and not self._capture.finite():
+                # A float16 loss-scale overflow (the optimizer skips that
+                # step too): the update would be skipped and its period
+                # lost. Capture again and update after the next step.
+                warnings.warn(
+                    f"{type(self).__name__}: the dense gradient captured for the "
+                    f"update due at step {step} holds NaN or Inf (a loss-scale "
+                    "overflow under mixed precision?); the update runs after the "
+                    "next step.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                self._request_capture()
             elif step - last >= period:
                 # Land on the period grid so that steps_per_execution > 1
                 # keeps the number of reallocations that `period` implies.

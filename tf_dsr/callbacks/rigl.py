@@ -1,5 +1,7 @@
 """RigL: the Rigged Lottery (Evci et al., ICML 2020)."""
 
+import numpy as np
+
 from tf_dsr.callbacks.base import ReparamCallback
 from tf_dsr.callbacks.base import validate_optional_int
 from tf_dsr.callbacks.state import MethodState
@@ -9,8 +11,40 @@ from tf_dsr.core import rigl
 
 @register_state("rigl")
 class RigLState(MethodState):
-    """State of `RigL`: the variables every method has (T_end comes from
-    the callback's arguments and the length of the run)."""
+    """State of `RigL`: the variables every method has and its schedule.
+
+    Attributes (int64 scalar variables, -1 until a schedule starts):
+        schedule_begin: the method's step where the cosine schedule in
+            force started.
+        schedule_end: T_end, the method's step where it ends.
+        fit_end: the method's step where the fit that runs the schedule
+            ends (planned when it starts, actual when it ends): a fit
+            starting before it resumes the schedule, one starting at or
+            after it starts a new one.
+    """
+
+    SCHEDULE = ("schedule_begin", "schedule_end", "fit_end")
+
+    def build_method_variables(self):
+        for name in self.SCHEDULE:
+            setattr(self, name, self._int_variable(name, -1))
+
+    def reset_method_variables(self):
+        for name in self.SCHEDULE:
+            getattr(self, name).assign(-1)
+
+    def load_own_variables(self, store):
+        keys = sorted(store.keys(), key=int) if store is not None else []
+        common = len(self.variables) - len(self.SCHEDULE)
+        if len(keys) == common:
+            # Written before the schedule was recorded: a later fit starts
+            # a new one.
+            values = [np.asarray(store[k]) for k in keys] + [np.asarray(-1)] * len(self.SCHEDULE)
+            self.check_values(values)
+            for variable, value in zip(self.variables, values):
+                variable.assign(value)
+            return
+        super().load_own_variables(store)
 
 
 class RigL(ReparamCallback):
@@ -29,6 +63,16 @@ class RigL(ReparamCallback):
     `tf_dsr.dense_gradients` at the training step just before each update
     only. The model, `compile` and `fit` are the user's, unchanged.
 
+    The schedule (its start and T_end, in the method's steps) is recorded
+    in the state when a fit starts one, and `t` counts from its start. A
+    fit that starts before the recorded fit's end (a run resumed by
+    `BackupAndRestore`) keeps it, so the resumed run equals the
+    uninterrupted one; a later fit (this callback again, a new `RigL` on
+    the model, or a model from `tf_dsr.load_model`) starts a new schedule
+    over its own epochs, from the steps already taken. `end_step` keeps
+    one schedule, from the method's start, over every fit. A fit in which
+    no update can run (the first due step at or after T_end) warns.
+
     Reference: Evci, Gale, Menick, Castro and Elsen, "Rigging the Lottery:
     Making All Tickets Winners", ICML 2020, Algorithm 1. RigL's default
     initial split is ERK with a dense first layer: build with
@@ -39,13 +83,15 @@ class RigL(ReparamCallback):
             first update. Defaults to 0.3 (the paper's).
         period: int steps between updates (Delta T), or a schedule
             `{epoch: steps}` with key 0. Defaults to 100 (the paper's).
-        stop_epoch: int or None. T_end is `stop_epoch * steps_per_epoch`,
-            and no update runs from that epoch on; None: T_end is the whole
-            run (`epochs * steps_per_epoch` of `fit`). The paper stops at
-            75% of training. Defaults to None.
-        end_step: int or None, T_end in steps, overriding the one derived
-            from `fit` (custom loops, or a second `fit` continuing the same
-            schedule). Defaults to None.
+        stop_epoch: int or None. T_end is the start of epoch
+            `stop_epoch` of the fit, and no update runs from that epoch
+            on; None: T_end is the end of the fit (it runs
+            `epochs - initial_epoch` epochs). The paper stops at 75% of
+            training. Defaults to None.
+        end_step: int or None, T_end in the method's steps, from its start,
+            overriding the one derived from `fit` (custom loops, or several
+            `fit` calls sharing one schedule); at or below `period` no
+            update could run, which raises. Defaults to None.
         seed: int in [0, 2**63 - 1] or None, breaks ties (equal magnitudes,
             equal gradients) at random with the step and layer; None draws
             one, saved in the state.
@@ -70,15 +116,24 @@ class RigL(ReparamCallback):
         super().__init__(period, stop_epoch=stop_epoch, seed=seed, jit_compile=jit_compile)
         self.drop_fraction = rigl.validate_drop_fraction(drop_fraction)
         self.end_step = validate_optional_int(end_step, "end_step", 1, " (T_end in steps)")
-        self._end_step_in_force = self.end_step
+        shortest = min(self.period.values())
+        if self.end_step is not None and self.end_step <= shortest:
+            raise ValueError(
+                f"RigL: end_step={self.end_step} is at or below period={shortest}: "
+                f"the first update is due at step {shortest} or later and none "
+                f"runs from T_end on, so no update could ever run. Pass "
+                f"end_step > {shortest}, or a smaller period."
+            )
+        # (begin, T_end) of the cosine schedule in force, method steps.
+        self._schedule = None if self.end_step is None else (0, self.end_step)
 
     def on_train_begin(self, logs=None):
-        self._end_step_in_force = self._resolve_end_step()
+        self._check_run_length()
         super().on_train_begin(logs)
 
-    def _resolve_end_step(self):
+    def _check_run_length(self):
         if self.end_step is not None:
-            return self.end_step
+            return
         params = self.params or {}
         steps, epochs = params.get("steps"), params.get("epochs")
         if not steps or not epochs:
@@ -88,20 +143,72 @@ class RigL(ReparamCallback):
                 f"{epochs!r}; a dataset of unknown size?). Pass "
                 "`steps_per_epoch` to fit, or `end_step` to RigL."
             )
-        epochs = epochs if self.stop_epoch is None else min(self.stop_epoch, epochs)
-        return max(1, int(epochs) * int(steps))
+
+    def _begin_fit(self, epoch):
+        self._schedule = self._schedule_for_fit(epoch)
+        super()._begin_fit(epoch)
+
+    def _schedule_for_fit(self, epoch):
+        state = self.state
+        step = self.method_step()
+        length, before_stop = self._fit_length(epoch)
+        recorded = tuple(int(getattr(state, name).numpy()) for name in state.SCHEDULE)
+        if self.end_step is not None:
+            begin, end = 0, self.end_step
+        elif recorded[1] >= 0 and step < recorded[2]:
+            # Within the fit that started the recorded schedule: a run
+            # resumed by `BackupAndRestore`, or restarted after a crash.
+            begin, end = recorded[0], recorded[1]
+        else:
+            # A new fit: a new schedule over it, from where the method
+            # stands, and its period grid starts here too.
+            begin, end = step, step + before_stop
+            if int(state.last_step.numpy()) < begin:
+                state.last_step.assign(begin)
+                self._refresh_mirrors()
+        state.schedule_begin.assign(begin)
+        state.schedule_end.assign(end)
+        state.fit_end.assign(-1 if length is None else step + length)
+        return begin, end
+
+    def on_train_end(self, logs=None):
+        # The fit is over (also when stopped early): the next one starts a
+        # new schedule.
+        step = self.method_step()
+        if step is not None and self._schedule is not None:
+            self.state.fit_end.assign(step)
+        super().on_train_end(logs)
 
     @property
     def t_end(self):
         """T_end in steps of this method (None before training starts)."""
-        return self._end_step_in_force
+        return None if self._schedule is None else self._schedule[1]
+
+    @property
+    def t_begin(self):
+        """The method's step where the cosine schedule in force started
+        (None before training starts)."""
+        return None if self._schedule is None else self._schedule[0]
+
+    def _fraction(self, step):
+        begin, end = self._schedule
+        return rigl.drop_fraction_at(step - begin, self.drop_fraction, max(1, end - begin))
 
     def drop_fraction_at(self, step):
         """f(t) at the method's step `step` (a float)."""
-        end = self.t_end
-        if end is None:
+        if self._schedule is None:
             raise ValueError("T_end is known once training starts; pass `end_step`.")
-        return float(rigl.drop_fraction_at(step, self.drop_fraction, end).numpy())
+        return float(self._fraction(step).numpy())
+
+    def _last_updatable_step(self, epoch):
+        # f(T_end) = 0: the last update is before T_end.
+        last = super()._last_updatable_step(epoch)
+        before_end = self.t_end - 1
+        return before_end if last is None else min(last, before_end)
+
+    def _update_window_text(self):
+        return (f"{super()._update_window_text()}; updates end before "
+                f"T_end={self.t_end}, the schedule starting at {self.t_begin}")
 
     def _stopped(self, step):
         # f(T_end) = 0: nothing moves from T_end on.
@@ -109,22 +216,22 @@ class RigL(ReparamCallback):
         return super()._stopped(step) or (end is not None and step >= end)
 
     def _update(self, kernels, masks, step, gradients):
-        end = self.t_end
-        if end is None:
+        if self._schedule is None:
             raise ValueError(
                 "RigL.reallocate needs T_end: train with `fit` first or pass "
                 "`end_step` to RigL."
             )
-        fraction = rigl.drop_fraction_at(step, self.drop_fraction, end)
+        fraction = self._fraction(step)
         return rigl.rigl_update(
             kernels, masks, gradients, fraction, seed=self.state.seed.value, step=step
         )
 
     def _step_function(self):
-        # T_end is a Python number in the traced graph: retrace if it moved.
-        if getattr(self, "_traced_end", None) != self.t_end:
+        # The schedule is Python numbers in the traced graph: retrace if it
+        # moved.
+        if getattr(self, "_traced_schedule", None) != self._schedule:
             self._step_fn = None
-            self._traced_end = self.t_end
+            self._traced_schedule = self._schedule
         return super()._step_function()
 
     def _method_logs(self):
