@@ -179,6 +179,9 @@ def test_tf_train_checkpoint_of_the_model_carries_every_method_state(
         method: {v.name: v.numpy() for v in state.variables}
         for method, state in (("dsr", dsr.state), ("rigl", rigl.state))
     }
+    # A checkpoint dependency only: no Keras sublayer, no model weight.
+    assert all(layer.name != "tf_dsr_state" for layer in model.layers)
+    assert len(model.weights) == len(compile_small(small_model()).weights)
     path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
 
     fresh = compile_small(small_model())

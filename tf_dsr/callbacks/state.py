@@ -358,7 +358,15 @@ def _track_for_checkpoints(parent, child, name):
     restore) gets the saved values then (TensorFlow's deferred
     restoration).
     """
-    parent._track_trackable(child, name=name, overwrite=True)
+    # Keras wraps TensorFlow's dependency dict in its own tracked dict,
+    # which would also make `child` a Keras sublayer (and raise on a built
+    # subclassed model, whose Keras tracker is locked): add the TensorFlow
+    # dependency with Keras' tracking off. Keras has no public switch for
+    # that; its private one is used here only.
+    from keras.src.utils.tracking import DotNotTrackScope
+
+    with DotNotTrackScope():
+        parent._track_trackable(child, name=name, overwrite=True)
 
 
 def existing_state(model):
