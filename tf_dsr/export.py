@@ -22,7 +22,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_dsr.convert import is_graph_model
 from tf_dsr.layers.base import kernels_read_from
 from tf_dsr.layers.find import check_masks
 from tf_dsr.layers.find import find_sparse_kernels
@@ -41,6 +40,17 @@ _TFLITE_BLOCK_OVER_RANDOM = 0.9
 # Random zeros fill whole 1x4 blocks often enough (s^4 / s > 0.9) above
 # this sparsity.
 _TFLITE_UNSTRUCTURED_SPARSITY = 0.9 ** (1 / 3)
+
+
+def is_graph_model(model):
+    """True for Sequential and Functional models (their inputs are known)."""
+    if isinstance(model, keras.Sequential):
+        return True
+    # `Functional` is not public API; match it by name in the class hierarchy.
+    return any(
+        cls.__name__ == "Functional" and cls.__module__.startswith("keras")
+        for cls in type(model).__mro__
+    )
 
 
 def _check_model(model, function_name):

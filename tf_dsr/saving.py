@@ -1,4 +1,4 @@
-"""Loading a `.keras` file together with its reallocation state."""
+"""Loading a `.keras` file: its sparse layers, masks and method states."""
 
 import io
 import os
@@ -12,6 +12,12 @@ from tf_dsr.callbacks.state import STATE_CLASSES
 from tf_dsr.callbacks.state import attach_state
 from tf_dsr.callbacks.state import legacy_method
 from tf_dsr.callbacks.state import warn_unmapped_legacy
+from tf_dsr.layers.record import RECORD_ATTRIBUTE
+from tf_dsr.layers.record import RECORD_KEY
+from tf_dsr.layers.record import attach_record
+from tf_dsr.layers.record import make_recorded_layers_sparse
+from tf_dsr.layers.record import parse_record
+from tf_dsr.layers.record import register_made_classes
 
 _WEIGHTS = "model.weights.h5"
 
@@ -55,9 +61,12 @@ def _saved_states(filepath):
     states = {}
     try:
         with h5py.File(data, "r") as weights:
+            record = weights.get(f"{RECORD_ATTRIBUTE}/vars/{RECORD_KEY}")
+            if record is not None:
+                states[RECORD_ATTRIBUTE] = parse_record(record[()])
             root = weights.get(STATE_ATTRIBUTE)
             if root is None:
-                return {}
+                return states
             legacy = _values(root.get("vars"))
             for name in root:
                 if name != "vars" and name in STATE_CLASSES:
@@ -126,11 +135,17 @@ def load_model(filepath, **kwargs):
     states = {}
     if filepath.endswith(".keras") and os.path.isfile(filepath):
         states = _saved_states(filepath)
-        # Check every state before building anything.
-        for method, values in states.items():
-            if not (isinstance(values, tuple) and values[0] == "legacy"):
-                STATE_CLASSES[method]().check_values(values)
+    record = states.pop(RECORD_ATTRIBUTE, [])
+    # Check every state before building anything.
+    for method, values in states.items():
+        if not (isinstance(values, tuple) and values[0] == "legacy"):
+            STATE_CLASSES[method]().check_values(values)
+    register_made_classes(record, kwargs.get("custom_objects"))
     model = keras.models.load_model(filepath, **kwargs)
+    if record:
+        with model.distribute_strategy.scope():
+            make_recorded_layers_sparse(model, record)
+        attach_record(model)
     if states:
         container = attach_state(model)
         for method, values in states.items():
@@ -140,4 +155,8 @@ def load_model(filepath, **kwargs):
             else:
                 for variable, value in zip(state.variables, values):
                     variable.assign(value)
+    if record:
+        # Layers the config made plain hold their masked kernels but new
+        # masks: load the file's masks (and everything else) into them.
+        model.load_weights(filepath)
     return model

@@ -235,7 +235,7 @@ class ModelState(keras.layers.Layer):
 
     # Marks the layer as tf_dsr's method state for code below the callbacks
     # (`tf_dsr.strip` leaves it out of the plain copy).
-    _tf_dsr_method_state = True
+    _tf_dsr_internal = True
 
     def __init__(self, strategy=None, **kwargs):
         super().__init__(trainable=False, **kwargs)

@@ -3,6 +3,8 @@
 from tf_dsr.layers.attention import SparseMultiHeadAttention
 from tf_dsr.layers.base import SparseKernel
 from tf_dsr.layers.base import SparseLayer
+from tf_dsr.layers.classes import SPARSE_CLASSES
+from tf_dsr.layers.classes import sparse_class_for
 from tf_dsr.layers.conv import SparseConv1D
 from tf_dsr.layers.conv import SparseConv1DTranspose
 from tf_dsr.layers.conv import SparseConv2D
@@ -16,6 +18,7 @@ from tf_dsr.layers.conv import SparseSeparableConv2D
 from tf_dsr.layers.dense import SparseDense
 from tf_dsr.layers.dense import SparseEinsumDense
 from tf_dsr.layers.dense import SparseEmbedding
+from tf_dsr.layers.dense import SparseReversibleEmbedding
 from tf_dsr.layers.find import find_dense_kernels
 from tf_dsr.layers.find import find_sparse_kernels
 from tf_dsr.layers.find import find_sparse_layers
@@ -25,19 +28,3 @@ from tf_dsr.layers.rnn import SparseLSTM
 from tf_dsr.layers.rnn import SparseLSTMCell
 from tf_dsr.layers.rnn import SparseSimpleRNN
 from tf_dsr.layers.rnn import SparseSimpleRNNCell
-
-# Every sparse class, keyed by the Keras class it masks (exact types: a
-# user's subclass of Dense may compute something else with its kernel).
-SPARSE_CLASSES = {
-    cls.keras_class(): cls
-    for cls in (
-        SparseDense, SparseEinsumDense, SparseEmbedding,
-        SparseConv1D, SparseConv2D, SparseConv3D,
-        SparseConv1DTranspose, SparseConv2DTranspose, SparseConv3DTranspose,
-        SparseDepthwiseConv1D, SparseDepthwiseConv2D,
-        SparseSeparableConv1D, SparseSeparableConv2D,
-        SparseSimpleRNNCell, SparseGRUCell, SparseLSTMCell,
-        SparseSimpleRNN, SparseGRU, SparseLSTM,
-        SparseMultiHeadAttention,
-    )
-}

@@ -3,11 +3,10 @@
 import keras
 
 from tf_dsr.layers.base import SparseLayer
-from tf_dsr.layers.base import adopt
 from tf_dsr.layers.dense import SparseEinsumDense
+from tf_dsr.layers.swap import make_sparse
 
 
-@keras.saving.register_keras_serializable(package="tf_dsr")
 class SparseMultiHeadAttention(SparseLayer, keras.layers.MultiHeadAttention):
     """`keras.layers.MultiHeadAttention` with sparse projections.
 
@@ -44,5 +43,5 @@ class SparseMultiHeadAttention(SparseLayer, keras.layers.MultiHeadAttention):
             index = self.__dict__.get("_tf_dsr_num_projections", 0)
             self.__dict__["_tf_dsr_num_projections"] = index + 1
             seed = None if self.seed is None else self.seed + index
-            adopt(value, SparseEinsumDense, self.sparsity, seed)
+            make_sparse(value, SparseEinsumDense, self.sparsity, seed)
         super().__setattr__(name, value)

@@ -34,6 +34,8 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
+from tf_dsr._keras_internals import own_variables
+from tf_dsr._keras_internals import unlocked
 from tf_dsr.core import blocks
 from tf_dsr.core.selection import random_subset
 
@@ -42,9 +44,6 @@ MAX_SEED = 2**63 - 1
 # active, keyed by (id(layer), attribute). Per thread: two threads may
 # trace the same layer at once.
 _GIVEN = threading.local()
-# Set while `constructs_plain_layers` is active: sparse layer classes then
-# construct their plain Keras layer. Per thread.
-_PLAIN = threading.local()
 
 
 def num_active_at_init(size, sparsity):
@@ -245,26 +244,6 @@ def kernels_read_from(values):
         _GIVEN.values = previous
 
 
-@contextlib.contextmanager
-def constructs_plain_layers():
-    """While active, constructing a sparse layer gives its Keras layer.
-
-    `tf_dsr.SparseDense(64, sparsity=0.9)` returns `keras.layers.Dense(64)`
-    (`sparsity` and `block_shape` dropped; `seed` kept where the Keras layer takes
-    one), and so for every sparse class, at any depth of the code that
-    runs: a subclassed model's or a custom layer's `__init__`, or
-    `from_config`. `tf_dsr.strip` uses it to re-create, from their
-    constructor arguments, models whose layer graph Keras does not know.
-    Per thread; nests.
-    """
-    previous = getattr(_PLAIN, "active", False)
-    _PLAIN.active = True
-    try:
-        yield
-    finally:
-        _PLAIN.active = previous
-
-
 def reads_given_kernels(layer):
     """True while `kernels_read_from` gives `layer` its kernels."""
     return any(key[0] == id(layer) for key in getattr(_GIVEN, "values", {}))
@@ -348,6 +327,53 @@ class _MaskedAttribute:
             self.parent.__set__(layer, value)
         else:
             layer.__dict__[self.attribute] = value
+        # A kernel a layer's code assigns to its attribute (a custom
+        # layer's `self.w = self.add_weight(name="weight", ...)`) gets its
+        # mask here; one made by `add_weight(name=<attribute>)` has it.
+        if (
+            isinstance(value, keras.Variable) and value.trainable
+            and self.attribute not in layer.__dict__.get("_tf_dsr_masks", {})
+        ):
+            layer._mask_kernel(self.attribute, value)
+
+
+def raw_kernel(layer, attribute):
+    """The variable behind a sparse layer's kernel attribute, or None
+    (unbuilt, or a kernel its Keras class did not create, such as the
+    reverse table of a tied `ReversibleEmbedding`)."""
+    try:
+        value = getattr(type(layer), attribute).raw(layer)
+    except AttributeError:
+        return None
+    return value if isinstance(value, keras.Variable) else None
+
+
+class MaskSet(keras.layers.Layer):
+    """The 0/1 masks of one sparse layer, a child of that layer.
+
+    A child, not the layer's own variables, so that the layer's own entry
+    in a weights file keeps the Keras layer's layout (a plain Keras layer
+    loads it) and the masks sit in an entry of their own
+    (`<layer>/_tf_dsr_mask_set`), which a plain layer has no attribute for
+    and skips. Each mask is also an attribute, which makes it a
+    `tf.train.Checkpoint` dependency.
+    """
+
+    # Not a layer of the user's model: the layer walk skips it.
+    _tf_dsr_internal = True
+
+    def __init__(self, **kwargs):
+        super().__init__(trainable=False, **kwargs)
+        self.built = True
+
+    def add_mask(self, name, shape, initializer, dtype):
+        with unlocked(self):
+            mask = self.add_weight(
+                name=name, shape=shape, initializer=initializer,
+                trainable=False, dtype=dtype,
+            )
+            setattr(self, name, mask)
+        return mask
 
 
 _ADD_WEIGHT_SIGNATURE = inspect.signature(keras.layers.Layer.add_weight)
@@ -420,18 +446,21 @@ class SparseLayer(keras.layers.Layer):
             cls._keras_takes_seed = (
                 "seed" in inspect.signature(keras_class.__init__).parameters
             )
+            # Registered (and exported) as `Sparse<Name>`, but named like its
+            # Keras class: Keras' saving addresses a layer in a list (a
+            # Functional model's `layers`) by its class name, so a sparse
+            # layer's weights sit where the Keras layer's do and a plain
+            # model loads them.
+            cls.sparse_name = cls.__dict__.get("sparse_name", cls.__name__)
+            registered = cls.__dict__.get("registered_name", cls.sparse_name)
+            cls.__name__ = keras_class.__name__
+            cls.__qualname__ = keras_class.__qualname__
+            keras.saving.register_keras_serializable(
+                package="tf_dsr", name=registered)(cls)
 
-    def __new__(cls, *args, **kwargs):
-        if getattr(_PLAIN, "active", False):
-            # Not an instance of `cls`, so Python does not call `__init__`
-            # on it: the Keras constructor below is the whole construction.
-            kwargs = {key: value for key, value in kwargs.items()
-                      if key not in ("sparsity", "block_shape")}
-            seed = kwargs.pop("seed", None)
-            if cls._keras_takes_seed:
-                kwargs["seed"] = seed
-            return cls.keras_class()(*args, **kwargs)
-        return super().__new__(cls, *args, **kwargs)
+    def __repr__(self):
+        return (f"<{self.sparse_name} name={self.name}, built={self.built}, "
+                f"sparsity={self.sparsity}>")
 
     @classmethod
     def keras_class(cls):
@@ -515,6 +544,26 @@ class SparseLayer(keras.layers.Layer):
         self._tf_dsr_masks[name] = mask
         return kernel
 
+    def _mask_kernel(self, name, kernel):
+        """Adds the mask of an existing kernel variable and zeroes the
+        kernel where the mask is 0 (a layer built before it became sparse,
+        or a kernel created under another name than its attribute)."""
+        mask = self._add_mask(name, tuple(int(d) for d in kernel.shape))
+        with tf.init_scope():
+            # Eagerly, also when Keras builds the layer inside a function.
+            kernel.assign(masked_value(kernel, mask))
+        self._tf_dsr_kernels[name] = kernel
+        self._tf_dsr_masks[name] = mask
+
+    def _mask_existing_kernels(self):
+        """Masks every declared kernel the layer already holds."""
+        for name in self.sparse_kernel_names:
+            if name in self.__dict__.get("_tf_dsr_masks", {}):
+                continue
+            kernel = raw_kernel(self, name)
+            if kernel is not None:
+                self._mask_kernel(name, kernel)
+
     def _add_mask(self, name, shape):
         block_shape = self.kernel_block_shape(name, shape)
         grid = shape if block_shape is None else blocks.grid_shape(shape, block_shape)
@@ -546,20 +595,25 @@ class SparseLayer(keras.layers.Layer):
                 chosen = blocks.expand_mask(chosen, block_shape)
             return tf.cast(chosen, dtype or "float32")
 
+        self._init_mask_dicts()
+        mask = self._tf_dsr_mask_set.add_mask(
+            mask_attribute(name, self.sparse_kernel_names), shape,
+            mask_initializer, self.variable_dtype,
+        )
+        # Not tracked by this layer (the mask set holds it): the layer's own
+        # variables stay those of its Keras class.
+        object.__setattr__(self, mask_attribute(name, self.sparse_kernel_names), mask)
+        return mask
+
+    def _init_mask_dicts(self):
         if "_tf_dsr_masks" not in self.__dict__:
-            # Plain dicts, not tracked by Keras: the variables are already
-            # tracked through `add_weight`.
+            # Plain dicts, not tracked by Keras: the variables are tracked
+            # where they are created.
             object.__setattr__(self, "_tf_dsr_masks", {})
             object.__setattr__(self, "_tf_dsr_kernels", {})
-        mask = super().add_weight(
-            name=mask_attribute(name, self.sparse_kernel_names),
-            shape=shape,
-            initializer=mask_initializer,
-            trainable=False,
-            dtype=self.variable_dtype,
-        )
-        setattr(self, mask_attribute(name, self.sparse_kernel_names), mask)
-        return mask
+        if "_tf_dsr_mask_set" not in self.__dict__:
+            with unlocked(self):
+                self._tf_dsr_mask_set = MaskSet(name=f"{self.name}_masks")
 
     # ----- what the methods, export and reporting read -----------------
     def sparse_kernels(self):
@@ -598,12 +652,29 @@ class SparseLayer(keras.layers.Layer):
 
     # ----- Keras integration -------------------------------------------
     def save_own_variables(self, store):
-        # Keras' Dense/Conv/Embedding save only their kernel and bias and
-        # would drop the masks; the base Layer saves every variable.
-        keras.layers.Layer.save_own_variables(self, store)
+        # The Keras layer's own layout (`Layer.save_own_variables`: its own
+        # variables in order), with each kernel saved as `kernel * mask`:
+        # a plain Keras layer loads the entry as the model `tf_dsr.strip`
+        # gives. The masks are saved by the mask set, a child entry that a
+        # plain layer does not have and skips.
+        masked = {id(pair.kernel): pair for pair in self.sparse_kernels()}
+        for i, variable in enumerate(own_variables(self)):
+            pair = masked.get(id(variable))
+            value = variable if pair is None else pair.masked
+            store[str(i)] = keras.ops.convert_to_numpy(value)
 
     def load_own_variables(self, store):
-        keras.layers.Layer.load_own_variables(self, store)
+        variables = own_variables(self)
+        if len(store.keys()) != len(variables):
+            raise ValueError(
+                f"Layer '{self.name}' ({type(self).__name__}) holds "
+                f"{len(variables)} variables "
+                f"({[v.name for v in variables]}); the file has "
+                f"{len(store.keys())} for it. Load a file saved from the same "
+                "model."
+            )
+        for i, variable in enumerate(variables):
+            variable.assign(store[str(i)])
 
     def enable_lora(self, *args, **kwargs):
         raise ValueError(
@@ -623,39 +694,6 @@ class SparseLayer(keras.layers.Layer):
             config["block_shape"] = (
                 None if self.block_shape is None else list(self.block_shape))
         return config
-
-
-def adopt(layer, sparse_class, sparsity, seed):
-    """Turns an unbuilt Keras `layer` into `sparse_class`, in place.
-
-    For sublayers a Keras layer creates in its own code (an LSTM's cell,
-    the projections of MultiHeadAttention): Keras made `layer` from every
-    argument, and the sparse class only adds masks at build, so changing
-    the instance's class keeps every argument without restating any.
-
-    Args:
-        layer: an unbuilt Keras layer of exactly `sparse_class.keras_class()`.
-        sparse_class: the tf_dsr class to turn it into.
-        sparsity: float in [0, 1), validated by the caller.
-        seed: int or None, the mask seed (ignored for layers whose Keras
-            class takes a `seed` of its own).
-
-    Raises:
-        TypeError: if `layer` is built or not exactly the Keras class
-            `sparse_class` masks (a Keras version tf_dsr does not know).
-    """
-    if layer.built or type(layer) is not sparse_class.keras_class():
-        raise TypeError(
-            f"tf_dsr expected Keras to create an unbuilt "
-            f"{sparse_class.keras_class().__name__}; got {type(layer).__name__} "
-            f"(built={layer.built}). This Keras version is not supported."
-        )
-    layer.__class__ = sparse_class
-    layer.sparsity = sparsity
-    if not sparse_class._keras_takes_seed:
-        # A layer with a seed of its own (a cell's dropout) keeps it: it
-        # seeds its masks too.
-        layer.seed = seed
 
 
 def mask_attribute(kernel_attribute, kernel_names):

@@ -1,14 +1,14 @@
-"""Sparse counterparts of Keras' Dense, EinsumDense and Embedding."""
+"""Sparse counterparts of Keras' Dense, EinsumDense, Embedding and ReversibleEmbedding."""
 
 import keras
 
+from tf_dsr._keras_internals import set_keras_mask
 from tf_dsr.layers.base import SparseLayer
 from tf_dsr.layers.base import computed_rows
 from tf_dsr.layers.base import masked_value
 from tf_dsr.layers.base import reads_given_kernels
 
 
-@keras.saving.register_keras_serializable(package="tf_dsr")
 class SparseDense(SparseLayer, keras.layers.Dense):
     """`keras.layers.Dense` whose kernel is sparse from the first step.
 
@@ -56,7 +56,6 @@ class SparseDense(SparseLayer, keras.layers.Dense):
     supports_block_shape = True
 
 
-@keras.saving.register_keras_serializable(package="tf_dsr")
 class SparseEinsumDense(SparseLayer, keras.layers.EinsumDense):
     """`keras.layers.EinsumDense` whose kernel is sparse from the first step.
 
@@ -85,7 +84,6 @@ class SparseEinsumDense(SparseLayer, keras.layers.EinsumDense):
     sparse_kernel_names = ("kernel",)
 
 
-@keras.saving.register_keras_serializable(package="tf_dsr")
 class SparseEmbedding(SparseLayer, keras.layers.Embedding):
     """`keras.layers.Embedding` whose table is sparse from the first step.
 
@@ -122,18 +120,64 @@ class SparseEmbedding(SparseLayer, keras.layers.Embedding):
             # A whole table given from outside (`tf_dsr.export`): Keras'
             # own call gathers its rows.
             return super().call(inputs)
-        # Rows of `embeddings * mask`, computed from the gathered rows of
-        # each: the product over the whole table would cost a pass over
-        # every row per step and make the table's gradient dense.
-        if inputs.dtype not in ("int32", "int64"):
-            inputs = keras.ops.cast(inputs, "int32")
-        pair = self.sparse_kernels()[0]
-        outputs = computed_rows(
-            pair,
-            masked_value(
-                keras.ops.take(pair.kernel, inputs, axis=0),
-                keras.ops.take(pair.mask, inputs, axis=0),
-            ),
-            inputs,
-        )
-        return keras.ops.cast(outputs, self.compute_dtype)
+        return gathered_rows(self, inputs)
+
+
+def gathered_rows(layer, inputs):
+    """Rows `inputs` of a sparse table layer's `embeddings * mask`.
+
+    Computed from the gathered rows of the table and of its mask: the
+    product over the whole table would cost a pass over every row per
+    step (vocabulary x width) and make the table's gradient dense.
+    """
+    if inputs.dtype not in ("int32", "int64"):
+        inputs = keras.ops.cast(inputs, "int32")
+    pair = layer.sparse_kernels()[0]
+    outputs = computed_rows(
+        pair,
+        masked_value(
+            keras.ops.take(pair.kernel, inputs, axis=0),
+            keras.ops.take(pair.mask, inputs, axis=0),
+        ),
+        inputs,
+    )
+    return keras.ops.cast(outputs, layer.compute_dtype)
+
+
+class SparseReversibleEmbedding(SparseLayer, keras.layers.ReversibleEmbedding):
+    """`keras.layers.ReversibleEmbedding` with a sparse table.
+
+    The token table of keras-hub's language models: the same table maps
+    tokens to vectors and (with `reverse=True`) vectors to logits. The
+    table carries a 0/1 mask, and so does the separate reverse table of an
+    untied layer (`tie_weights=False`). Looking tokens up gathers rows of
+    the table and of its mask; the reverse projection multiplies by the
+    whole masked table, as the logits need every row anyway.
+
+    Args:
+        input_dim: int, vocabulary size.
+        output_dim: int, dimension of the embedding vectors.
+        sparsity: float in [0, 1), fraction of zeros in each table.
+            Defaults to 0.9.
+        seed: int or None, seeds the masks.
+        **kwargs: every other argument of `keras.layers.ReversibleEmbedding`.
+
+    Example:
+
+    >>> layer = tf_dsr.SparseReversibleEmbedding(100, 8, sparsity=0.5)
+    >>> vectors = layer(keras.ops.array([[3, 7]]))
+    >>> tuple(layer(vectors, reverse=True).shape), int(keras.ops.sum(layer.embeddings_mask))
+    ((1, 2, 100), 400)
+    """
+
+    sparse_kernel_names = ("embeddings", "reverse_embeddings")
+
+    def call(self, inputs, reverse=False):
+        if reverse or reads_given_kernels(self):
+            return super().call(inputs, reverse=reverse)
+        outputs = gathered_rows(self, inputs)
+        # Keras' Embedding masks token 0 when `mask_zero`.
+        mask = keras.layers.Embedding.compute_mask(self, inputs)
+        if mask is not None:
+            set_keras_mask(outputs, mask)
+        return outputs

@@ -22,7 +22,10 @@ def _children(layer):
     while stack:
         value = stack.pop()
         if isinstance(value, keras.layers.Layer):
-            yield value
+            # tf_dsr's own layers (a sparse layer's masks, the method state)
+            # are not layers of the user's model.
+            if not getattr(type(value), "_tf_dsr_internal", False):
+                yield value
         elif isinstance(value, (list, tuple)):
             stack.extend(reversed(value))
         elif isinstance(value, dict):

@@ -12,10 +12,10 @@ input and recurrent kernels as between any two layers.
 import keras
 
 from tf_dsr.layers.base import SparseLayer
-from tf_dsr.layers.base import adopt
 from tf_dsr.layers.base import computed_value
 from tf_dsr.layers.base import kernels_read_from
 from tf_dsr.layers.base import reads_given_kernels
+from tf_dsr.layers.swap import make_sparse
 
 _KERNELS = ("kernel", "recurrent_kernel")
 
@@ -49,7 +49,7 @@ def _sparse_cell(keras_class, example_counts):
             "__module__": __name__,
         },
     )
-    return keras.saving.register_keras_serializable(package="tf_dsr")(cls)
+    return cls
 
 
 # Example counts: half of 4 x (g * 8) and of 8 x (g * 8), g gates.
@@ -67,7 +67,7 @@ class _SparseRecurrent(SparseLayer):
         super().__init__(*args, sparsity=sparsity, seed=seed, **kwargs)
         # The cell took the layer's `seed` (dropout) from Keras; it seeds the
         # cell's masks too.
-        adopt(self.cell, self.cell_class, self.sparsity, None)
+        make_sparse(self.cell, self.cell_class, self.sparsity, None)
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         cell = self.cell
@@ -119,7 +119,7 @@ def _sparse_recurrent(keras_class, cell_class):
             "__module__": __name__,
         },
     )
-    return keras.saving.register_keras_serializable(package="tf_dsr")(cls)
+    return cls
 
 
 SparseSimpleRNN = _sparse_recurrent(keras.layers.SimpleRNN, SparseSimpleRNNCell)

@@ -1,0 +1,141 @@
+"""Making a layer sparse, or plain again, in place.
+
+The way Keras' `Model.quantize()` and `Dense.enable_lora()` change a
+layer: the layer object stays where it is (in a Functional graph, a
+keras-hub block, a subclassed model's attribute) and changes its class to
+the sparse class of its Keras class, which adds the masks. A built layer
+gets its masks at once, its kernels zeroed where the mask is 0; an
+unbuilt one gets them when it builds. Nothing is rebuilt from a config,
+so every argument, name, sharing and weight of the layer is kept.
+"""
+
+import keras
+
+from tf_dsr._keras_internals import unlocked
+from tf_dsr._keras_internals import untrack
+from tf_dsr.core import blocks
+from tf_dsr.layers.base import mask_attribute
+from tf_dsr.layers.base import num_active_at_init
+
+
+def _product(shape):
+    size = 1
+    for dim in shape:
+        size *= int(dim)
+    return size
+
+
+def check_sparsifiable(layer, sparse_class, sparsity, block_shape=None):
+    """Raises, changing nothing, unless `make_sparse` can convert `layer`.
+
+    Checks the layer's type, quantization and LoRA, and for a built layer
+    that each kernel holds a trainable variable, takes `block_shape` and
+    keeps at least one active weight (or block) at `sparsity`.
+    """
+    if type(layer) is not sparse_class.keras_class():
+        raise TypeError(
+            f"Layer '{layer.name}' is a {type(layer).__name__}; "
+            f"{sparse_class.__name__} masks a {sparse_class.keras_class().__name__}."
+        )
+    if getattr(layer, "quantization_mode", None) is not None or getattr(
+        layer, "lora_enabled", False
+    ):
+        raise ValueError(
+            f"Layer '{layer.name}' is quantized or has LoRA enabled; sparse "
+            "layers hold plain float kernels. Sparsify the float model "
+            "first, and quantize or add LoRA after `tf_dsr.strip`."
+        )
+    if block_shape is not None and not sparse_class.supports_block_shape:
+        raise ValueError(
+            f"Layer '{layer.name}' ({type(layer).__name__}) takes no "
+            f"`block_shape`: only Dense and Conv1D/2D/3D kernels end in "
+            "(input, output) axes."
+        )
+    if not layer.built:
+        return
+    for name in sparse_class.sparse_kernel_names:
+        value = getattr(layer, name, None)
+        if value is None and "registered_name" in sparse_class.__dict__:
+            raise ValueError(
+                f"Layer '{layer.name}' ({type(layer).__name__}) has no attribute "
+                f"`{name}` to mask. `kernels` names the attributes its `call` "
+                "reads its trainable kernels from (`self.<name>`); it has "
+                f"{sorted(v.name for v in layer.trainable_weights)} as weights."
+            )
+        if value is None:
+            # A kernel this layer does not have (a tied reverse table).
+            continue
+        if not isinstance(value, keras.Variable) or not value.trainable:
+            what = ("a non-trainable variable" if isinstance(value, keras.Variable)
+                    else f"a {type(value).__name__}")
+            raise ValueError(
+                f"Layer '{layer.name}' ({type(layer).__name__}): `{name}` is "
+                f"{what}, not a trainable variable, so tf_dsr cannot mask it. "
+                "Name the attribute that holds the trainable kernel variable."
+            )
+        shape = tuple(int(d) for d in value.shape)
+        grid = _grid(shape, block_shape, name, layer.name)
+        if num_active_at_init(_product(grid), sparsity) < 1:
+            raise ValueError(
+                f"Layer '{layer.name}': sparsity={sparsity} leaves no active "
+                f"weight in its {name} of shape {shape} ({_product(grid)} "
+                f"{'weights' if block_shape is None else 'blocks'}). Use a "
+                f"sparsity below {1 - 0.5 / _product(grid):.6f}, or keep it dense."
+            )
+
+
+def _grid(shape, block_shape, name, layer_name):
+    if block_shape is None:
+        return shape
+    full = (1,) * (len(shape) - 2) + tuple(block_shape)
+    blocks.validate_block_shape(full, shape, f"{name} of layer '{layer_name}'")
+    return blocks.grid_shape(shape, full)
+
+
+def make_sparse(layer, sparse_class, sparsity, seed=None, block_shape=None):
+    """Turns `layer` into `sparse_class`, in place.
+
+    A built layer gets its masks now (exactly `round((1 - sparsity) *
+    size)` ones per kernel, seeded) and its kernels are zeroed where the
+    mask is 0; an unbuilt one gets them when it builds. Call
+    `check_sparsifiable` first: this function assumes it passed.
+
+    Args:
+        layer: a layer of exactly `sparse_class.keras_class()`.
+        sparse_class: the `SparseLayer` class to turn it into.
+        sparsity: float in [0, 1).
+        seed: int or None, the mask seed (a layer whose Keras class takes a
+            `seed` of its own, for dropout, keeps that one when it has one).
+        block_shape: None or `(b_in, b_out)`.
+    """
+    with unlocked(layer):
+        layer.__class__ = sparse_class
+        layer.sparsity = sparsity
+        if not sparse_class._keras_takes_seed or getattr(layer, "seed", None) is None:
+            layer.seed = seed
+        layer.block_shape = None if block_shape is None else tuple(block_shape)
+        if layer.built:
+            layer._mask_existing_kernels()
+
+
+def make_plain(layer):
+    """Turns sparse `layer` back into its Keras class, in place, with each
+    kernel holding `kernel * mask` (exact zeros where the mask was 0)."""
+    for pair in layer.sparse_kernels():
+        pair.kernel.assign(pair.masked)
+    keras_class = layer.keras_class()
+    with unlocked(layer):
+        mask_set = layer.__dict__.get("_tf_dsr_mask_set")
+        if mask_set is not None:
+            untrack(layer, mask_set)
+            delattr(layer, "_tf_dsr_mask_set")
+        for name in layer.sparse_kernel_names:
+            attribute = mask_attribute(name, layer.sparse_kernel_names)
+            layer.__dict__.pop(attribute, None)
+        for attribute in ("_tf_dsr_masks", "_tf_dsr_kernels", "_tf_dsr_gradient_hooks",
+                          "_tf_dsr_num_projections", "_mask_seed", "sparsity",
+                          "block_shape"):
+            layer.__dict__.pop(attribute, None)
+        if not layer._keras_takes_seed:
+            layer.__dict__.pop("seed", None)
+        layer.__class__ = keras_class
