@@ -53,6 +53,8 @@ def check_sparsifiable(layer, sparse_class, sparsity, block_shape=None):
         )
     if not layer.built:
         return
+    if "registered_name" in sparse_class.__dict__:
+        check_reads_kernels(layer, sparse_class.sparse_kernel_names)
     for name in sparse_class.sparse_kernel_names:
         value = getattr(layer, name, None)
         if value is None and "registered_name" in sparse_class.__dict__:
@@ -90,6 +92,50 @@ def _grid(shape, block_shape, name, layer_name):
     full = (1,) * (len(shape) - 2) + tuple(block_shape)
     blocks.validate_block_shape(full, shape, f"{name} of layer '{layer_name}'")
     return blocks.grid_shape(shape, full)
+
+
+def check_reads_kernels(layer, kernel_names):
+    """Raises unless `layer.call` reads each named kernel as `self.<name>`.
+
+    The mask applies where `call` reads the attribute; a kernel read
+    another way (`self.weights[0]`, a copy kept elsewhere) would train
+    dense under a mask that changes nothing. The call is traced once on
+    symbolic inputs of the shape the layer was built with
+    (`get_build_config`); a layer built another way, or whose call needs
+    more than its input, is not traced and cannot be checked here.
+    """
+    build_config = layer.get_build_config() if layer.built else None
+    if not build_config or "input_shape" not in build_config:
+        return
+    read = set()
+
+    class Watched(type(layer)):
+        def __getattribute__(self, name):
+            if name in kernel_names:
+                read.add(name)
+            return super().__getattribute__(name)
+
+    original = layer.__class__
+    inputs = keras.tree.map_shape_structure(
+        lambda shape: keras.KerasTensor(shape, dtype=layer.input_dtype),
+        build_config["input_shape"],
+    )
+    layer.__class__ = Watched
+    try:
+        layer.compute_output_spec(inputs)
+    except Exception:  # The call needs more than its input: not checkable.
+        return
+    finally:
+        layer.__class__ = original
+    unread = [name for name in kernel_names if name not in read]
+    if unread:
+        raise ValueError(
+            f"Layer '{layer.name}' ({type(layer).__name__}): its `call` never "
+            f"reads `self.{unread[0]}`, so a mask on it would change nothing "
+            "(the kernel is read another way, e.g. `self.weights[0]`). Name "
+            "the attribute `call` reads, or read the kernel as "
+            f"`self.{unread[0]}` in `call`."
+        )
 
 
 def make_sparse(layer, sparse_class, sparsity, seed=None, block_shape=None):
