@@ -128,10 +128,18 @@ def _candidates(model, named):
 
 
 def _selects(candidate, selector, names):
-    """True when `selector` picks the candidate or a layer holding it."""
-    layers = candidate.ancestors + [candidate.layer]
+    """True when `selector` picks the candidate.
+
+    Names pick a layer and every candidate inside it. A predicate is asked
+    about the candidate itself and, for a recurrent cell, about the
+    recurrent layer holding it (`isinstance(layer, keras.layers.LSTM)`
+    selects the LSTM's cell).
+    """
     if callable(selector):
-        return any(selector(layer) for layer in layers)
+        parent = candidate.ancestors[-1] if candidate.ancestors else None
+        return bool(selector(candidate.layer)) or (
+            isinstance(parent, keras.layers.RNN) and bool(selector(parent)))
+    layers = candidate.ancestors + [candidate.layer]
     return any(layer.name in names for layer in layers) or candidate.path in names
 
 
@@ -222,9 +230,13 @@ def _check_block_shape(candidates, block_shape):
 
 
 def _why_dense(layer, kept_at, path, named_classes):
-    """Why `sparsify` leaves a layer holding a dense kernel dense."""
+    """Why `sparsify` leaves a layer holding a dense kernel dense.
+
+    Returns the path to report it under: the outermost kept layer holding
+    it (a kept `LSTM` is reported once, not as its cell), else its own.
+    """
     parts = path.split("/")
-    for i in range(len(parts), 0, -1):
+    for i in range(1, len(parts) + 1):
         prefix = "/".join(parts[:i])
         if prefix in kept_at:
             return prefix, kept_at[prefix]
@@ -332,10 +344,11 @@ def sparsify(model, sparsity, keep_dense=None, include=None, seed=None,
         model: a built `keras.Model` of any kind.
         sparsity: float in [0, 1), fraction of zeros in each new kernel.
         keep_dense: None (the default rule above), a list of layer names
-            (or paths, `"block/dense"`), or a predicate `fn(layer) -> bool`;
-            a selected layer stays dense with every layer inside it (naming
-            a transformer block keeps the whole block dense), all others
-            become sparse. Defaults to None.
+            (or paths, `"block/dense"`), or a predicate `fn(layer) -> bool`
+            asked about each convertible layer (and about the recurrent
+            layer holding a cell). A named layer stays dense with every
+            layer inside it (naming a transformer block keeps the whole
+            block dense); all others become sparse. Defaults to None.
         include: None, names or a predicate, as `keep_dense`: selected
             layers become sparse although the default rule keeps them
             dense. A layer selected by both raises a `ValueError`.
@@ -439,6 +452,23 @@ _SHIP_DIRECTLY = (
 )
 
 
+def _own_classes(model):
+    """`{registered name: class}` for the model's and layers' classes that
+    are not Keras' or tf_dsr's (a user's unregistered subclassed model or
+    layer): `strip` has them at hand, so its copy loads without the user
+    registering them."""
+    found = {}
+    for layer in walk_layers(model):
+        classes = [type(layer)]
+        if isinstance(layer, SparseLayer):
+            classes.append(layer.keras_class())
+        for cls in classes:
+            if cls is None or cls.__module__.split(".")[0] in ("keras", "tf_dsr"):
+                continue
+            found.setdefault(keras.saving.get_registered_name(cls), cls)
+    return found
+
+
 def strip(model):
     """Returns a plain Keras copy of `model`: same class, masks folded in.
 
@@ -478,7 +508,8 @@ def strip(model):
         path = os.path.join(directory, "model.keras")
         try:
             model.save(path)
-            plain = keras.saving.load_model(path, compile=False)
+            plain = keras.saving.load_model(
+                path, custom_objects=_own_classes(model), compile=False)
         except (NotImplementedError, TypeError, ValueError) as error:
             raise TypeError(
                 f"`tf_dsr.strip` copies model '{model.name}' (a "
