@@ -229,14 +229,11 @@ def _check_block_shape(candidates, block_shape):
         )
 
 
-def _why_dense(layer, kept_at, path, named_classes):
-    """Why `sparsify` leaves a layer holding a dense kernel dense.
-
-    Returns the path to report it under: the outermost kept layer holding
-    it (a kept `LSTM` is reported once, not as its cell), else its own.
-    """
+def _why_dense(layer, kept_at, path):
+    """`(path, why)`: where a layer holding a dense kernel is reported (the
+    kept layer holding it, or itself) and why it is dense."""
     parts = path.split("/")
-    for i in range(1, len(parts) + 1):
+    for i in range(len(parts), 0, -1):
         prefix = "/".join(parts[:i])
         if prefix in kept_at:
             return prefix, kept_at[prefix]
@@ -245,8 +242,7 @@ def _why_dense(layer, kept_at, path, named_classes):
     base = next((c for c in SPARSE_CLASSES if isinstance(layer, c)), None)
     if base is not None:
         why += (f" (a subclass of {base.__name__}: it may use its kernel "
-                "differently, so it is left alone")
-        why += ")"
+                "differently, so it is left alone)")
     why += f"; to mask it, name its kernel: `kernels={{{kind}: ['<attribute>']}}`"
     return path, why
 
@@ -258,7 +254,7 @@ def _dense_report(model, kept):
     kept_at = {path_of[i]: why for i, why in kept.items() if i in path_of}
     entries = {}
     for _, layer, variable in find_dense_kernels(model):
-        path, why = _why_dense(layer, kept_at, path_of[id(layer)], None)
+        path, why = _why_dense(layer, kept_at, path_of[id(layer)])
         holder = next((l for p, l in named if (p or l.name) == path), layer)
         entry = entries.setdefault(path, [type(holder).__name__, 0, why])
         entry[1] += counting.num_weights(variable)

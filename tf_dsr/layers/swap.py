@@ -53,11 +53,10 @@ def check_sparsifiable(layer, sparse_class, sparsity, block_shape=None):
         )
     if not layer.built:
         return
-    if "registered_name" in sparse_class.__dict__:
-        check_reads_kernels(layer, sparse_class.sparse_kernel_names)
+    named_by_user = "registered_name" in sparse_class.__dict__
     for name in sparse_class.sparse_kernel_names:
         value = getattr(layer, name, None)
-        if value is None and "registered_name" in sparse_class.__dict__:
+        if value is None and named_by_user:
             raise ValueError(
                 f"Layer '{layer.name}' ({type(layer).__name__}) has no attribute "
                 f"`{name}` to mask. `kernels` names the attributes its `call` "
@@ -84,6 +83,8 @@ def check_sparsifiable(layer, sparse_class, sparsity, block_shape=None):
                 f"{'weights' if block_shape is None else 'blocks'}). Use a "
                 f"sparsity below {1 - 0.5 / _product(grid):.6f}, or keep it dense."
             )
+    if named_by_user:
+        check_reads_kernels(layer, sparse_class.sparse_kernel_names)
 
 
 def _grid(shape, block_shape, name, layer_name):
