@@ -19,9 +19,10 @@ VOCAB, STEPS = 64, 8
 
 def gpt2(seed=0):
     keras.utils.set_random_seed(seed)
+    # No dropout: a resumed run must compute exactly what the first one did.
     backbone = keras_hub.models.GPT2Backbone(
         vocabulary_size=VOCAB, num_layers=1, num_heads=2, hidden_dim=16,
-        intermediate_dim=32, max_sequence_length=STEPS)
+        intermediate_dim=32, max_sequence_length=STEPS, dropout=0.0)
     return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
 
 
@@ -173,3 +174,40 @@ def test_an_unbuilt_subclassed_model_is_refused():
 
     with pytest.raises(ValueError, match="needs a built model"):
         tf_dsr.sparsify(Net(), 0.5)
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def __init__(self, at_epoch):
+        super().__init__()
+        self.at_epoch = at_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.at_epoch:
+            raise RuntimeError("simulated crash")
+
+
+def test_backup_and_restore_resumes_a_keras_hub_model_exactly(tmp_path):
+    x, y = data()
+
+    def run(seed, extra=()):
+        model = sparse_gpt2(seed=seed)
+        reparam = tf_dsr.DynamicReparam(prune_target=0.05, period=3, seed=4)
+        model.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0,
+                  callbacks=[reparam, *extra])
+        return model, reparam
+
+    reference, reparam = run(0)
+    assert int(reparam.state.num_reallocations.numpy()) >= 3
+    backup = str(tmp_path / "backup")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(0, [keras.callbacks.BackupAndRestore(backup), _Interrupt(at_epoch=1)])
+    # A new process rebuilds and sparsifies the model from code: another
+    # seed, so only what BackupAndRestore restores can make them equal.
+    resumed, resumed_reparam = run(7, [keras.callbacks.BackupAndRestore(backup)])
+
+    assert float(resumed_reparam.state.threshold.numpy()) == float(
+        reparam.state.threshold.numpy())
+    for a, b in zip(masks(resumed), masks(reference)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(resumed.predict(x, verbose=0),
+                               reference.predict(x, verbose=0), atol=1e-5)
