@@ -132,6 +132,9 @@ def test_gradual_global_scope_prunes_across_layers():
         ({"final_sparsity": -0.1}, ValueError),
         ({"final_sparsity": "0.9"}, TypeError),
         ({"initial_sparsity": 1.2}, ValueError),
+        # It only prunes: a schedule that would make the model denser is
+        # refused before training (it used to end silently in between).
+        ({"initial_sparsity": 0.8, "final_sparsity": 0.5}, ValueError),
         ({"begin_step": 10, "end_step": 10}, ValueError),
         ({"begin_step": -1}, ValueError),
         ({"end_step": 2.5}, TypeError),

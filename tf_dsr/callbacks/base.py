@@ -462,7 +462,7 @@ class ReparamCallback(keras.callbacks.Callback):
             self._capture.release()
         self._armed = False
 
-    def _check_masks_binary(self):
+    def _check_masks_binary(self, where=None):
         """Raises before anything changes if a mask holds a value not 0/1."""
         if self._binary_fn is None:
             self._binary_fn = tf.function(
@@ -478,7 +478,7 @@ class ReparamCallback(keras.callbacks.Callback):
             check_masks(
                 [(name, pair) for name, pair in zip(self.kernel_names, self.kernels)
                  if name in bad],
-                f"{type(self).__name__}.reallocate",
+                where or f"{type(self).__name__}.reallocate",
             )
 
     def _optimizer_step(self):
@@ -501,6 +501,9 @@ class ReparamCallback(keras.callbacks.Callback):
         self._sync_seed()
         self._refresh_mirrors()
         self._check_optimizer()
+        # A mask of NaN or 0.5 would train a whole period wrongly before the
+        # first update refused it: refuse it now.
+        self._check_masks_binary(f"{type(self).__name__} at the start of fit")
         self._warn_if_steps_per_execution_exceeds_period()
         if self.needs_gradients:
             self._gradient_capture()

@@ -85,6 +85,14 @@ class GradualPruning(ReparamCallback):
         for name, value in (("begin_step", begin_step), ("end_step", end_step)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise TypeError(f"`{name}` must be an int number of steps. Received: {value!r}.")
+        if initial_sparsity > final_sparsity:
+            raise ValueError(
+                "GradualPruning only prunes: `initial_sparsity` must not exceed "
+                f"`final_sparsity`. Received: initial_sparsity={initial_sparsity}, "
+                f"final_sparsity={final_sparsity}. Swap them, or to make a model "
+                "denser train it with DynamicReparam/SET/RigL from a lower "
+                "`tf_dsr.sparsify` sparsity."
+            )
         if begin_step < 0 or end_step <= begin_step:
             raise ValueError(
                 "Need 0 <= begin_step < end_step. Received: "
