@@ -337,6 +337,36 @@ class Data:
 # ----- the run --------------------------------------------------------------
 
 
+class ResumableBackup(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore(double_checkpoint=True)` that survives a kill
+    inside its very first save.
+
+    Keras restores the previous backup (`.bkp`) when the latest one cannot
+    be opened, but the first save has no previous backup: a kill inside
+    it leaves a half-written `latest.weights.h5` that makes every rerun
+    fail (`OSError: bad object header version number`). No epoch's backup
+    survived then, so this starts the run anew, with a warning, after
+    removing the broken files.
+    """
+
+    def __init__(self, backup_dir):
+        super().__init__(backup_dir, double_checkpoint=True)
+
+    def on_train_begin(self, logs=None):
+        try:
+            super().on_train_begin(logs)
+        except OSError as error:
+            if os.path.exists(self._prev_weights_path):
+                raise  # Keras found a previous backup and could not use it.
+            logging.warning(
+                "The backup in %s cannot be opened (%s) and there is no earlier "
+                "one: a run killed inside its first save. Starting anew.",
+                self.backup_dir, error)
+            for path in (self._weights_path, self._training_metadata_path):
+                if os.path.exists(path):
+                    os.remove(path)
+
+
 def method_callback(flag_values, steps_per_epoch):
     """The mask-updating callback of `--method`, from the registry
     (`tf_dsr.methods`; None for static, dense and thin)."""
@@ -528,9 +558,9 @@ def run(recipe, flag_values, load_data, build_model, model_builder):
         callbacks.append(keras.callbacks.TerminateOnNaN())
         if fv.backup_dir:
             # Two copies: a kill during the end-of-epoch save leaves the
-            # latest one truncated, and Keras then restores the previous one.
-            callbacks.append(
-                keras.callbacks.BackupAndRestore(fv.backup_dir, double_checkpoint=True))
+            # latest one truncated, and Keras then restores the previous one
+            # (or, after a kill inside the first save, the run starts anew).
+            callbacks.append(ResumableBackup(fv.backup_dir))
         logging.info("%s on %s, method %s, sparsity %s: %d epochs of %d steps",
                      recipe.model, recipe.dataset, fv.method, fv.sparsity, fv.epochs,
                      steps_per_epoch)
