@@ -70,3 +70,40 @@ def test_dense_storage_inspects_nothing():
         warnings.simplefilter("always")
         tf_dsr.to_tflite(model, sparse_weights=False)
     assert not [w for w in caught if "tf_dsr.to_tflite" in str(w.message)]
+
+
+def _einsum_block_model(block_shape=(4, 1), sparsity=0.9):
+    # Attention-style projections: keras-hub's (abc,cde->abde; abcd,cde->abe)
+    # and Gemma's (btd,ndh->btnh), whose input axis sits mid-kernel.
+    tokens = keras.Input((8, 64))
+    q = tf_dsr.SparseEinsumDense("abc,cde->abde", (None, 4, 16), bias_axes="de",
+                                 sparsity=sparsity, block_shape=block_shape, seed=0,
+                                 name="query")(tokens)
+    o = tf_dsr.SparseEinsumDense("abcd,cde->abe", (None, 64), bias_axes="e",
+                                 sparsity=sparsity, block_shape=block_shape, seed=1,
+                                 name="output")(q)
+    g = tf_dsr.SparseEinsumDense("btd,ndh->btnh", (None, 4, 16), sparsity=sparsity,
+                                 block_shape=block_shape, seed=2, name="gemma_query")(o)
+    model = keras.Model(tokens, g)
+    for _, pair in tf_dsr.layers.find_sparse_kernels(model):  # trained-looking kernels
+        pair.kernel.assign(pair.masked + 0.01 * tf.cast(pair.mask, tf.float32))
+    return model
+
+
+def test_block_sparse_einsum_dense_layers_run_on_the_sparse_kernel_and_match_keras():
+    model = _einsum_block_model()
+    x = np.random.default_rng(0).standard_normal((1, 8, 64)).astype("float32")
+    flatbuffer, warned = _convert(model)
+    ops = [op for op, _, _ in tflite_ops(flatbuffer)]
+    assert ops.count("FULLY_CONNECTED") == 3
+    assert "DENSIFY" not in ops
+    assert warned == []
+    np.testing.assert_allclose(_run(flatbuffer, x), model(x, training=False), atol=1e-5)
+
+
+def test_unstructured_einsum_dense_layers_are_named_as_densified():
+    model = _einsum_block_model(block_shape=None, sparsity=0.8)
+    flatbuffer, warned = _convert(model)
+    assert [op for op, _, _ in tflite_ops(flatbuffer)].count("DENSIFY") == 3
+    assert sorted(m.split("'")[1] for m in warned) == ["gemma_query", "output", "query"]
+    assert all("block_shape=(4, 1)" in m for m in warned)

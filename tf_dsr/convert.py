@@ -213,13 +213,32 @@ def _layers_to_keep_dense(model, candidates, keep_dense, include):
     return kept
 
 
-def _check_block_shape(candidates, block_shape):
-    problems = []
-    for c in candidates:
+def _block_problem(candidate, block_shape):
+    """Why `block_shape` cannot apply to a candidate, or None."""
+    layer, sparse_class = candidate.layer, candidate.sparse_class
+    kind = type(layer).__name__
+    if not sparse_class.supports_block_shape:
+        return f"  {candidate.path} ({kind}): no block shape for this layer type"
+    for name in sparse_class.sparse_kernel_names:
+        kernel = getattr(layer, name, None)
+        if kernel is None:
+            continue
+        shape = tuple(int(d) for d in kernel.shape)
         try:
-            check_sparsifiable(c.layer, c.sparse_class, 0.0, block_shape)
+            input_axis, output_axis = sparse_class.block_axes(layer, name, len(shape))
         except ValueError as error:
-            problems.append(f"  {c.path} ({type(c.layer).__name__}): {error}")
+            return f"  {candidate.path} ({kind}): {error}"
+        full = [1] * len(shape)
+        full[input_axis], full[output_axis] = block_shape
+        bad = [i for i, (d, b) in enumerate(zip(shape, full)) if d % b]
+        if bad:
+            return (f"  {candidate.path} ({kind}, {name} {shape}): not a multiple "
+                    f"of the block {tuple(full)} along axis {bad[0]}")
+    return None
+
+
+def _check_block_shape(candidates, block_shape):
+    problems = [p for p in (_block_problem(c, block_shape) for c in candidates) if p]
     if problems:
         raise ValueError(
             f"`tf_dsr.sparsify`: block_shape={tuple(block_shape)} cannot apply to "
@@ -384,7 +403,8 @@ def sparsify(model, sparsity, keep_dense=None, include=None, seed=None,
     ...     keras.layers.Dense(10),
     ... ])
     >>> sparse = tf_dsr.sparsify(model, sparsity=0.9, seed=0)
-    >>> sparse is model, [type(layer).__name__ for layer in model.layers]
+    >>> sparse is model, [getattr(layer, "sparse_name", type(layer).__name__)
+    ...                   for layer in model.layers]
     (True, ['Conv2D', 'SparseConv2D', 'Flatten', 'SparseDense', 'Dense'])
     >>> model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     >>> images = x.reshape(-1, 8, 8, 1)

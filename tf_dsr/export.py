@@ -276,12 +276,43 @@ def tflite_ops(flatbuffer):
         ]
 
 
+def _fully_connected_axes(pair):
+    """For a Dense or EinsumDense kernel: its output axes and input axes in
+    the order TFLite's `[output, input]` FULLY_CONNECTED weight flattens
+    them; None for other kernels (or an einsum TFLite cannot run as one)."""
+    keras_class = pair.layer.keras_class()
+    rank = len(pair.kernel.shape)
+    if keras_class is keras.layers.Dense and rank == 2:
+        return [1], [0]
+    if keras_class is not keras.layers.EinsumDense:
+        return None
+    left, output = pair.layer.equation.replace("...", "").split("->")
+    inputs, kernel = left.split(",")
+    ins = sorted((i for i, c in enumerate(kernel) if c in inputs and c not in output),
+                 key=lambda i: inputs.index(kernel[i]))
+    outs = sorted((i for i, c in enumerate(kernel) if c in output and c not in inputs),
+                  key=lambda i: output.index(kernel[i]))
+    if not ins or not outs or len(ins) + len(outs) != rank:
+        return None
+    return outs, ins
+
+
+def _fully_connected_weight(value, axes):
+    """`value` (a kernel) as TFLite's 2-D `[output, input]` weight."""
+    outs, ins = axes
+    value = np.transpose(value, outs + ins)
+    num_out = int(np.prod([value.shape[i] for i in range(len(outs))]))
+    return value.reshape(num_out, -1)
+
+
 def _tflite_weight_shape(pair):
     """The shape TFLite gives a sparse kernel, or None if not a matmul/conv weight."""
     shape = tuple(int(d) for d in pair.kernel.shape)
     keras_class = pair.layer.keras_class()
-    if keras_class is keras.layers.Dense and len(shape) == 2:
-        return (shape[1], shape[0])  # [out, in]
+    axes = _fully_connected_axes(pair)
+    if axes is not None:
+        outs, ins = axes
+        return (int(np.prod([shape[i] for i in outs])), int(np.prod([shape[i] for i in ins])))
     if keras_class in (keras.layers.Conv2D,) or (
         keras_class is keras.layers.SeparableConv2D and pair.attribute == "pointwise_kernel"
     ):
@@ -299,14 +330,18 @@ def _tflite_weight_shape(pair):
 
 def _zero_fractions(pair):
     """Fraction of zeros of the masked kernel, and of entries in whole all-zero
-    1x4 blocks of TFLite's [out, in] layout (Dense only; else None)."""
+    1x4 blocks of TFLite's [out, in] layout (Dense and EinsumDense; else None)."""
     value = np.asarray(keras.ops.convert_to_numpy(pair.masked))
     zeros = float(np.mean(value == 0))
-    if value.ndim != 2 or value.shape[0] % 4:
+    axes = _fully_connected_axes(pair)
+    if axes is None:
         return zeros, None
-    # Keras' [in, out]: 4 consecutive inputs of one output are TFLite's 1x4 block.
-    grouped = value.reshape(value.shape[0] // 4, 4, value.shape[1])
-    in_zero_blocks = float(np.mean(np.all(grouped == 0, axis=1)))
+    weight = _fully_connected_weight(value, axes)
+    if weight.shape[1] % 4:
+        return zeros, None
+    # 4 consecutive inputs of one output are TFLite's 1x4 block.
+    grouped = weight.reshape(weight.shape[0], weight.shape[1] // 4, 4)
+    in_zero_blocks = float(np.mean(np.all(grouped == 0, axis=2)))
     return zeros, in_zero_blocks
 
 
@@ -315,7 +350,7 @@ def _densify_advice(name, pair):
     layer = pair.layer
     where = f"`tf_dsr.to_tflite`: layer '{layer.name}'" + (
         f" ({name})" if name != layer.name else "")
-    if pair.layer.keras_class() is keras.layers.Dense:
+    if _fully_connected_axes(pair) is not None:
         blocks_text = (
             f"{in_blocks / zeros:.0%} of them in whole 1x4 blocks"
             if in_blocks is not None and zeros > 0

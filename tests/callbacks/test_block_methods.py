@@ -50,12 +50,20 @@ def test_dsr_on_block_scores_by_hand():
     assert float(core.info["threshold"]) == pytest.approx(0.01)
 
 
-def _block_model(sparsity, block_shape=(4, 1)):
-    model = keras.Sequential([
-        keras.Input((16,)),
-        tf_dsr.SparseDense(32, sparsity=sparsity, block_shape=block_shape, seed=1),
-        tf_dsr.SparseDense(12, sparsity=sparsity, block_shape=block_shape, seed=2),
-    ])
+def _block_model(sparsity, block_shape=(4, 1), kind="dense"):
+    if kind == "dense":
+        layers = [
+            tf_dsr.SparseDense(32, sparsity=sparsity, block_shape=block_shape, seed=1),
+            tf_dsr.SparseDense(12, sparsity=sparsity, block_shape=block_shape, seed=2),
+        ]
+    else:  # attention-style projections: (16) -> (4 heads, 8) -> (12)
+        layers = [
+            tf_dsr.SparseEinsumDense("ac,cde->ade", (4, 8), sparsity=sparsity,
+                                     block_shape=block_shape, seed=1),
+            tf_dsr.SparseEinsumDense("acd,cde->ae", (12,), sparsity=sparsity,
+                                     block_shape=block_shape, seed=2),
+        ]
+    model = keras.Sequential([keras.Input((16,)), *layers])
     model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "mse")
     return model
 
@@ -68,11 +76,12 @@ METHODS = {
 }
 
 
+@pytest.mark.parametrize("kind", ["dense", "einsum"])
 @pytest.mark.parametrize("block_shape", [(4, 1), (2, 2)])
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_every_mask_is_whole_blocks_after_every_update(method, block_shape):
+def test_every_mask_is_whole_blocks_after_every_update(method, block_shape, kind):
     sparsity, make = METHODS[method]
-    model = _block_model(sparsity, block_shape)
+    model = _block_model(sparsity, block_shape, kind)
     callback = make()
     callback.set_model(model)
     pairs = [pair for _, pair in tf_dsr.layers.find_sparse_kernels(model)]
@@ -149,10 +158,11 @@ def test_non_finite_kernel_skips_and_keeps_blocks():
     lambda: tf_dsr.DynamicReparam(prune_target=0.2, period=2, growth="gradient", seed=0,
                                   initial_threshold=0.2),
 ], ids=["rigl", "dsr-gradient-growth"])
-def test_gradient_growth_moves_whole_blocks(make):
+@pytest.mark.parametrize("kind", ["dense", "einsum"])
+def test_gradient_growth_moves_whole_blocks(make, kind):
     # Dense gradients per block (mean |dL/dW|) rank the blocks to grow.
     keras.utils.set_random_seed(0)
-    model = _block_model(0.75)
+    model = _block_model(0.75, kind=kind)
     callback = make()
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(96, 16)), rng.normal(size=(96, 12))

@@ -8,6 +8,7 @@ import pytest
 
 import tf_dsr
 from tf_dsr.core import blocks
+from tf_dsr.core.blocks import is_block_mask
 
 
 def _whole_blocks(pair):
@@ -83,7 +84,7 @@ def test_bad_block_shapes_are_refused(block_shape, error, match):
     lambda: tf_dsr.SparseLSTM(8, block_shape=(4, 1)),
 ])
 def test_layers_without_an_input_output_pair_refuse_blocks(make):
-    with pytest.raises(ValueError, match="SparseDense, SparseConv1D, SparseConv2D"):
+    with pytest.raises(ValueError, match="SparseDense, SparseEinsumDense, SparseConv1D"):
         make()
 
 
@@ -161,3 +162,35 @@ def test_conv1d_and_conv3d_take_blocks_at_one_tap(make, x_shape, full):
     assert pair.block_shape == full and _whole_blocks(pair)
     num_blocks = pair.size // (full[-2] * full[-1])
     assert int(pair.mask.numpy().sum()) == full[-2] * full[-1] * round(0.5 * num_blocks)
+
+
+@pytest.mark.parametrize("equation,output_shape,x_shape,axes", [
+    ("abc,cde->abde", (None, 4, 16), (2, 3, 32), (0, 2)),   # query/key/value
+    ("abcd,cde->abe", (None, 32), (2, 3, 4, 16), (1, 2)),   # attention output
+    ("btd,ndh->btnh", (None, 4, 16), (2, 3, 32), (1, 2)),   # Gemma's query
+    ("abc,cd->abd", (None, 16), (2, 3, 32), (0, 1)),        # a Dense on tokens
+])
+def test_einsum_dense_blocks_lie_along_its_innermost_input_and_output_axes(
+        equation, output_shape, x_shape, axes):
+    layer = tf_dsr.SparseEinsumDense(equation, output_shape, sparsity=0.75,
+                                     block_shape=(4, 2), seed=0)
+    layer(np.ones(x_shape, "float32"))
+    (_, pair), = tf_dsr.layers.find_sparse_kernels(layer)
+    expected = [1] * len(pair.kernel.shape)
+    expected[axes[0]], expected[axes[1]] = 4, 2
+    assert pair.block_shape == tuple(expected)
+    assert bool(is_block_mask(pair.mask, pair.block_shape))
+    num_blocks = pair.size // 8
+    assert int(pair.mask.numpy().sum()) == 8 * round(0.25 * num_blocks)
+
+
+@pytest.mark.parametrize("equation,output_shape,x_shape", [
+    ("abc,bc->ab", (4,), (2, 4, 8)),   # 'b' in input and output: batched
+    ("ab,c->abc", (4, 8), (2, 4)),     # no input axis in the kernel
+])
+def test_einsum_dense_layouts_without_a_fully_connected_block_are_refused(
+        equation, output_shape, x_shape):
+    layer = tf_dsr.SparseEinsumDense(equation, output_shape, sparsity=0.5,
+                                     block_shape=(4, 1))
+    with pytest.raises(ValueError, match="no TFLite FULLY_CONNECTED block"):
+        layer(np.ones(x_shape, "float32"))

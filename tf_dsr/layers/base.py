@@ -77,10 +77,11 @@ def validate_layer_block_shape(block_shape, layer_class):
     if block_shape is None:
         return None
     if not getattr(layer_class, "supports_block_shape", False):
-        supported = "SparseDense, SparseConv1D, SparseConv2D, SparseConv3D"
+        supported = "SparseDense, SparseEinsumDense, SparseConv1D, SparseConv2D, SparseConv3D"
+        name = getattr(layer_class, "sparse_name", layer_class.__name__)
         raise ValueError(
-            f"`block_shape` is supported by {supported}, whose kernels end in "
-            f"(input, output) axes; {layer_class.__name__} does not take it. "
+            f"`block_shape` is supported by {supported}, whose kernels have "
+            f"input and output axes; {name} does not take it. "
             f"Received: block_shape={block_shape!r}. Pass block_shape=None for "
             "this layer (with `tf_dsr.sparsify`, keep it dense with "
             "`keep_dense=[...]`)."
@@ -510,15 +511,34 @@ class SparseLayer(keras.layers.Layer):
     def kernel_block_shape(self, attribute, shape=None):
         """Full-rank block shape of kernel `attribute`'s mask, or None.
 
-        `(1, ..., 1, b_in, b_out)`: blocks span no spatial axis.
+        `b_in` on the kernel's innermost input axis, `b_out` on its
+        innermost output axis (`block_axes`), 1 elsewhere: blocks span no
+        spatial axis.
         """
         if self.block_shape is None:
             return None
         if shape is None:
             shape = self.__dict__["_tf_dsr_masks"][attribute].shape
-        full = (1,) * (len(shape) - 2) + tuple(self.block_shape)
+        return type(self).full_block_shape(self, attribute, shape, self.block_shape)
+
+    @classmethod
+    def block_axes(cls, layer, attribute, rank):
+        """`(input axis, output axis)` of a kernel along which blocks
+        extend: the axes whose entries are consecutive in the input and
+        output dimensions of TFLite's `[output, input]` weight. A Dense or
+        convolution kernel ends in `(..., input, output)`."""
+        return rank - 2, rank - 1
+
+    @classmethod
+    def full_block_shape(cls, layer, attribute, shape, block_shape):
+        """The full-rank block shape of `(b_in, b_out)` for a kernel of
+        `shape` of `layer` (a layer of this class, or of its Keras class
+        about to become one), checked to tile it."""
+        input_axis, output_axis = cls.block_axes(layer, attribute, len(shape))
+        full = [1] * len(shape)
+        full[input_axis], full[output_axis] = block_shape
         return blocks.validate_block_shape(
-            full, shape, f"{attribute} of layer '{self.name}'")
+            tuple(full), shape, f"{attribute} of layer '{layer.name}'")
 
     # ----- the hook into Keras' build ----------------------------------
     def add_weight(self, *args, **kwargs):

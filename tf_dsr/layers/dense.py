@@ -71,6 +71,16 @@ class SparseEinsumDense(SparseLayer, keras.layers.EinsumDense):
         sparsity: float in [0, 1), fraction of zeros in the kernel.
             Defaults to 0.9.
         seed: int or None, seeds the initial mask.
+        block_shape: None, or `(b_in, b_out)`: the mask is made of whole
+            blocks of `b_in` consecutive entries along the kernel's
+            innermost input axis (the kernel axis of the equation's input
+            term that comes last there) by `b_out` along its innermost
+            output axis. TFLite runs an EinsumDense as a FULLY_CONNECTED
+            whose `[output, input]` weight flattens those axes, so `(4, 1)`
+            gives its sparse kernel's 1x4 blocks. A kernel without input
+            or output axes, or with an axis in both terms (a batched
+            matmul, which TFLite has no sparse kernel for), refuses blocks.
+            Defaults to None (unstructured).
         **kwargs: every other argument of `keras.layers.EinsumDense`.
 
     Example:
@@ -79,9 +89,49 @@ class SparseEinsumDense(SparseLayer, keras.layers.EinsumDense):
     >>> y = layer(keras.ops.ones((2, 3, 32)))
     >>> tuple(y.shape), int(keras.ops.sum(layer.mask))  # kernel 32x4x16
     ((2, 3, 4, 16), 1024)
+    >>> blocked = tf_dsr.SparseEinsumDense(
+    ...     "abc,cde->abde", (None, 4, 16), sparsity=0.5, block_shape=(4, 1))
+    >>> y = blocked(keras.ops.ones((2, 3, 32)))
+    >>> mask = keras.ops.convert_to_numpy(blocked.mask).reshape(8, 4, 4, 16)
+    >>> bool((mask == mask[:, :1]).all())  # 4 consecutive inputs share a mask entry
+    True
     """
 
     sparse_kernel_names = ("kernel",)
+    supports_block_shape = True
+
+    @classmethod
+    def block_axes(cls, layer, attribute, rank):
+        return einsum_block_axes(layer.equation, layer.name)
+
+
+def einsum_block_axes(equation, layer_name="einsum_dense"):
+    """`(input axis, output axis)` of an EinsumDense kernel for blocks.
+
+    The kernel axis whose letter comes last in the input term, and the
+    one whose letter comes last in the output term: the innermost input
+    and output of TFLite's `[output, input]` FULLY_CONNECTED weight.
+
+    Raises:
+        ValueError: the kernel has no input or no output axis, or an axis
+            in both terms (TFLite runs that as a batched matmul).
+    """
+    left, output = equation.replace("...", "").split("->")
+    inputs, kernel = left.split(",")
+    inputs_axes = [i for i, c in enumerate(kernel) if c in inputs]
+    output_axes = [i for i, c in enumerate(kernel) if c in output]
+    both = [kernel[i] for i in inputs_axes if i in output_axes]
+    if both or not inputs_axes or not output_axes:
+        why = (f"its axis '{both[0]}' is in both the input and the output (a "
+               "batched matmul, which TFLite has no sparse kernel for)" if both
+               else "its kernel lacks an input or an output axis")
+        raise ValueError(
+            f"Layer '{layer_name}' (EinsumDense, equation '{equation}') takes no "
+            f"`block_shape`: {why}, so no TFLite FULLY_CONNECTED block maps onto "
+            "it. Keep it unstructured (keep it out of the block-sparse layers)."
+        )
+    return (max(inputs_axes, key=lambda i: inputs.index(kernel[i])),
+            max(output_axes, key=lambda i: output.index(kernel[i])))
 
 
 class SparseEmbedding(SparseLayer, keras.layers.Embedding):

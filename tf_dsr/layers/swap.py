@@ -48,8 +48,8 @@ def check_sparsifiable(layer, sparse_class, sparsity, block_shape=None):
     if block_shape is not None and not sparse_class.supports_block_shape:
         raise ValueError(
             f"Layer '{layer.name}' ({type(layer).__name__}) takes no "
-            f"`block_shape`: only Dense and Conv1D/2D/3D kernels end in "
-            "(input, output) axes."
+            f"`block_shape`: only Dense, EinsumDense and Conv1D/2D/3D kernels "
+            "have the input and output axes of TFLite's blocks."
         )
     if not layer.built:
         return
@@ -75,7 +75,7 @@ def check_sparsifiable(layer, sparse_class, sparsity, block_shape=None):
                 "Name the attribute that holds the trainable kernel variable."
             )
         shape = tuple(int(d) for d in value.shape)
-        grid = _grid(shape, block_shape, name, layer.name)
+        grid = _grid(layer, sparse_class, name, shape, block_shape)
         if num_active_at_init(_product(grid), sparsity) < 1:
             raise ValueError(
                 f"Layer '{layer.name}': sparsity={sparsity} leaves no active "
@@ -87,11 +87,10 @@ def check_sparsifiable(layer, sparse_class, sparsity, block_shape=None):
         check_reads_kernels(layer, sparse_class.sparse_kernel_names)
 
 
-def _grid(shape, block_shape, name, layer_name):
+def _grid(layer, sparse_class, name, shape, block_shape):
     if block_shape is None:
         return shape
-    full = (1,) * (len(shape) - 2) + tuple(block_shape)
-    blocks.validate_block_shape(full, shape, f"{name} of layer '{layer_name}'")
+    full = sparse_class.full_block_shape(layer, name, shape, block_shape)
     return blocks.grid_shape(shape, full)
 
 
