@@ -107,3 +107,49 @@ def test_unstructured_einsum_dense_layers_are_named_as_densified():
     assert [op for op, _, _ in tflite_ops(flatbuffer)].count("DENSIFY") == 3
     assert sorted(m.split("'")[1] for m in warned) == ["gemma_query", "output", "query"]
     assert all("block_shape=(4, 1)" in m for m in warned)
+
+
+def test_a_keras_hub_classifier_trained_with_blocks_runs_on_sparse_kernels():
+    import pytest
+
+    keras_hub = pytest.importorskip("keras_hub")
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=64, num_layers=1, num_heads=2, hidden_dim=32,
+        intermediate_dim=64, max_sequence_length=8)
+    model = keras_hub.models.BertTextClassifier(
+        backbone=backbone, num_classes=4, preprocessor=None)
+    # Token tables take no blocks; every projection and dense layer does.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tf_dsr.sparsify(model, 0.9, block_shape=(4, 1), seed=0,
+                        keep_dense=lambda layer: isinstance(layer, keras.layers.Embedding))
+    found = tf_dsr.layers.find_sparse_kernels(model)
+    assert len(found) == 8  # 4 attention projections, 2 feed-forward, pooler, logits
+    for _, pair in found:
+        pair.kernel.assign(pair.masked + 0.01 * tf.cast(pair.mask, tf.float32))
+    inputs = {"token_ids": tf.TensorSpec((1, 8), tf.int32),
+              "segment_ids": tf.TensorSpec((1, 8), tf.int32),
+              "padding_mask": tf.TensorSpec((1, 8), tf.int32)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        flatbuffer = tf_dsr.to_tflite(model, sparse_weights=True, input_signature=[inputs])
+    assert not [w for w in caught if "will be densified" in str(w.message)]
+    ops = tflite_ops(flatbuffer)
+    # The weights of the 8 sparse layers feed FULLY_CONNECTED ops, and no
+    # DENSIFY op rebuilds any of them.
+    assert sum(op == "FULLY_CONNECTED" for op, _, _ in ops) >= 8
+    assert "DENSIFY" not in [op for op, _, _ in ops]
+    # Stored sparse: far smaller than the same weights stored dense.
+    assert len(flatbuffer) < 0.7 * len(tf_dsr.to_tflite(model, input_signature=[inputs]))
+    rng = np.random.default_rng(0)
+    x = {"token_ids": rng.integers(1, 64, (1, 8)).astype("int32"),
+         "segment_ids": np.zeros((1, 8), "int32"), "padding_mask": np.ones((1, 8), "int32")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+    serve = interpreter.get_signature_runner("serving_default")
+    # The dict input is flattened in sorted key order.
+    names = sorted(serve.get_input_details())
+    got = next(iter(serve(**{n: x[k] for n, k in zip(names, sorted(x))}).values()))
+    np.testing.assert_allclose(got, model(x, training=False), atol=1e-4)
