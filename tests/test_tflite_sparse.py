@@ -5,6 +5,7 @@ import warnings
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import tf_dsr
@@ -153,3 +154,80 @@ def test_a_keras_hub_classifier_trained_with_blocks_runs_on_sparse_kernels():
     names = sorted(serve.get_input_details())
     got = next(iter(serve(**{n: x[k] for n, k in zip(names, sorted(x))}).values()))
     np.testing.assert_allclose(got, model(x, training=False), atol=1e-4)
+
+
+def _int8_model(block_shape):
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((4, 64))
+    h = tf_dsr.SparseDense(64, sparsity=0.9, block_shape=block_shape, seed=0,
+                           activation="relu", name="fc")(tokens)
+    h = tf_dsr.SparseEinsumDense("abc,cde->abde", (None, 4, 16), sparsity=0.9,
+                                 block_shape=block_shape, seed=1, name="query")(h)
+    model = keras.Model(tokens, keras.layers.Reshape((4, 64))(h))
+    for _, pair in tf_dsr.layers.find_sparse_kernels(model):  # trained-looking kernels
+        pair.kernel.assign(pair.masked + 0.1 * tf.cast(pair.mask, tf.float32))
+    return model
+
+
+def _run_without_xnnpack(flatbuffer, x):
+    # XNNPack cannot take a sparse int8 FULLY_CONNECTED: TFLite's built-in
+    # kernels run it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(
+            model_content=flatbuffer,
+            experimental_op_resolver_type=(
+                tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+    serve = interpreter.get_signature_runner("serving_default")
+    (name,) = serve.get_input_details()
+    return next(iter(serve(**{name: x}).values()))
+
+
+def _calibration():
+    rng = np.random.default_rng(1)
+    return lambda: ([rng.standard_normal((1, 4, 64)).astype("float32")] for _ in range(50))
+
+
+@pytest.mark.parametrize("quantize", ["dynamic", "int8"])
+def test_16x1_blocks_run_on_the_sparse_int8_kernel(quantize):
+    model = _int8_model((16, 1))
+    calibration = _calibration() if quantize == "int8" else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        flatbuffer = tf_dsr.to_tflite(model, sparse_weights=True, quantize=quantize,
+                                      representative_dataset=calibration)
+    assert not [w for w in caught if "will be densified" in str(w.message)]
+    ops = [op for op, _, _ in tflite_ops(flatbuffer)]
+    assert ops.count("FULLY_CONNECTED") == 2 and "DENSIFY" not in ops
+    dense_int8 = tf_dsr.to_tflite(model, quantize=quantize, representative_dataset=calibration)
+    assert len(flatbuffer) < 0.6 * len(dense_int8)
+    x = np.random.default_rng(0).standard_normal((1, 4, 64)).astype("float32")
+    expected = keras.ops.convert_to_numpy(model(x, training=False))
+    got = _run_without_xnnpack(flatbuffer, x)
+    # Within int8 quantization error of the float model.
+    assert np.max(np.abs(got - expected)) < 0.05 * np.max(np.abs(expected)) + 0.05
+    # Hybrid kernels compute the same sums sparse or dense; full-integer
+    # ones round their int32 sums differently (one int8 step apart).
+    step = 1e-5 if quantize == "dynamic" else 0.02 * np.max(np.abs(expected))
+    np.testing.assert_allclose(got, _run_without_xnnpack(dense_int8, x), atol=step)
+
+
+def test_1x4_blocks_are_densified_in_int8_and_named_with_the_16x1_block():
+    model = _int8_model((4, 1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        flatbuffer = tf_dsr.to_tflite(model, sparse_weights=True, quantize="dynamic")
+    warned = [str(w.message) for w in caught if "will be densified" in str(w.message)]
+    assert [op for op, _, _ in tflite_ops(flatbuffer)].count("DENSIFY") == 2
+    assert sorted(m.split("'")[1] for m in warned) == ["fc", "query"]
+    assert all("block_shape=(16, 1)" in m and "1x16" in m for m in warned)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"quantize": "int4"}, "must be one of"),
+    ({"quantize": "int8"}, "needs `representative_dataset`"),
+    ({"representative_dataset": lambda: iter([])}, "only used with"),
+])
+def test_bad_quantize_arguments_are_refused_before_converting(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tf_dsr.to_tflite(_int8_model((16, 1)), **kwargs)

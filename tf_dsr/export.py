@@ -37,9 +37,17 @@ _TFLITE_MIN_SPARSITY = 0.3
 # this share of the zeros lie in whole blocks. Otherwise it stores the
 # weight sparse and inserts a DENSIFY op: dense speed.
 _TFLITE_BLOCK_OVER_RANDOM = 0.9
-# Random zeros fill whole 1x4 blocks often enough (s^4 / s > 0.9) above
-# this sparsity.
-_TFLITE_UNSTRUCTURED_SPARSITY = 0.9 ** (1 / 3)
+# The block of TFLite's sparse FULLY_CONNECTED kernels, consecutive inputs
+# of one output: float weights 1x4; int8 weights (hybrid or full integer)
+# 1x16.
+_TFLITE_BLOCK = {None: 4, "dynamic": 16, "int8": 16}
+QUANTIZE_MODES = (None, "dynamic", "int8")
+
+
+def _unstructured_sparsity(block):
+    """Random zeros fill whole 1xb blocks often enough (s^b / s > 0.9)
+    above this sparsity."""
+    return _TFLITE_BLOCK_OVER_RANDOM ** (1 / (block - 1))
 
 
 def is_graph_model(model):
@@ -250,6 +258,25 @@ def _check_converter_options(supported_ops, converter_options):
         )
 
 
+def _check_quantize(quantize, representative_dataset):
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(
+            f"`quantize` must be one of {QUANTIZE_MODES}. Received: {quantize!r}."
+        )
+    if quantize == "int8" and representative_dataset is None:
+        raise ValueError(
+            "`quantize=\"int8\"` quantizes activations too and needs "
+            "`representative_dataset`, a callable yielding lists of sample "
+            "inputs (a hundred or so batches of 1). Or use quantize=\"dynamic\" "
+            "(int8 weights, float activations), which needs none."
+        )
+    if representative_dataset is not None and quantize != "int8":
+        raise ValueError(
+            "`representative_dataset` calibrates int8 activations and is only "
+            f"used with quantize=\"int8\". Received: quantize={quantize!r}."
+        )
+
+
 def tflite_ops(flatbuffer):
     """The ops of a TFLite flatbuffer: `[(op name, [input shapes], [output shapes])]`.
 
@@ -328,43 +355,47 @@ def _tflite_weight_shape(pair):
     return None
 
 
-def _zero_fractions(pair):
+def _zero_fractions(pair, block=4):
     """Fraction of zeros of the masked kernel, and of entries in whole all-zero
-    1x4 blocks of TFLite's [out, in] layout (Dense and EinsumDense; else None)."""
+    1x`block` blocks of TFLite's [out, in] layout (Dense and EinsumDense;
+    else None)."""
     value = np.asarray(keras.ops.convert_to_numpy(pair.masked))
     zeros = float(np.mean(value == 0))
     axes = _fully_connected_axes(pair)
     if axes is None:
         return zeros, None
     weight = _fully_connected_weight(value, axes)
-    if weight.shape[1] % 4:
+    if weight.shape[1] % block:
         return zeros, None
-    # 4 consecutive inputs of one output are TFLite's 1x4 block.
-    grouped = weight.reshape(weight.shape[0], weight.shape[1] // 4, 4)
+    # `block` consecutive inputs of one output are TFLite's 1xblock block.
+    grouped = weight.reshape(weight.shape[0], weight.shape[1] // block, block)
     in_zero_blocks = float(np.mean(np.all(grouped == 0, axis=2)))
     return zeros, in_zero_blocks
 
 
-def _densify_advice(name, pair):
-    zeros, in_blocks = _zero_fractions(pair)
+def _densify_advice(name, pair, block=4):
+    zeros, in_blocks = _zero_fractions(pair, block)
     layer = pair.layer
     where = f"`tf_dsr.to_tflite`: layer '{layer.name}'" + (
         f" ({name})" if name != layer.name else "")
     if _fully_connected_axes(pair) is not None:
         blocks_text = (
-            f"{in_blocks / zeros:.0%} of them in whole 1x4 blocks"
+            f"{in_blocks / zeros:.0%} of them in whole 1x{block} blocks"
             if in_blocks is not None and zeros > 0
-            else "its input dimension is not a multiple of 4, so no 1x4 block fits"
+            else f"its input dimension is not a multiple of {block}, so no "
+                 f"1x{block} block fits"
         )
         return (
             f"{where} will be densified: its kernel {tuple(pair.kernel.shape)} has "
             f"{zeros:.1%} zeros, {blocks_text} of TFLite's [output, input] layout. "
             "TFLite stores it sparse but inserts a DENSIFY op, and the layer runs "
             "at dense speed: its sparse FULLY_CONNECTED kernel runs only when more "
-            f"than {_TFLITE_BLOCK_OVER_RANDOM:.0%} of the zeros lie in whole 1x4 blocks. "
-            "Train the layer with block_shape=(4, 1) (4 consecutive inputs of one "
-            "output unit, an input dimension that is a multiple of 4), or with "
-            f"unstructured sparsity above about {_TFLITE_UNSTRUCTURED_SPARSITY:.3f}."
+            f"than {_TFLITE_BLOCK_OVER_RANDOM:.0%} of the zeros lie in whole "
+            f"1x{block} blocks{' (its int8 kernel)' if block == 16 else ''}. "
+            f"Train the layer with block_shape=({block}, 1) ({block} consecutive "
+            f"inputs of one output unit, an input dimension that is a multiple of "
+            f"{block}), or with unstructured sparsity above about "
+            f"{_unstructured_sparsity(block):.3f}."
         )
     return (
         f"{where} will be densified: TFLite has no sparse kernel for "
@@ -378,7 +409,7 @@ def _densify_advice(name, pair):
     )
 
 
-def _warn_densified(model, flatbuffer):
+def _warn_densified(model, flatbuffer, block=4):
     """Warns, per sparse layer, where the flatbuffer densifies its weight.
 
     DENSIFY ops are found in the flatbuffer and matched to sparse kernels
@@ -405,12 +436,12 @@ def _warn_densified(model, flatbuffer):
         candidates = by_shape.get(shape, [])
 
         def blockiness(item):
-            zeros, in_blocks = _zero_fractions(item[1])
+            zeros, in_blocks = _zero_fractions(item[1], block)
             return 0.0 if not zeros or in_blocks is None else in_blocks / zeros
 
         chosen = sorted(candidates, key=blockiness)[:count]
         for name, pair in chosen:
-            warnings.warn(_densify_advice(name, pair), UserWarning, stacklevel=3)
+            warnings.warn(_densify_advice(name, pair, block), UserWarning, stacklevel=3)
             warned.append(name)
         unexplained += [shape] * (count - len(chosen))
     if unexplained:
@@ -432,6 +463,8 @@ def to_tflite(
     input_signature=None,
     supported_ops=None,
     converter_options=None,
+    quantize=None,
+    representative_dataset=None,
 ):
     """Converts `model` to a TFLite flatbuffer, without tf_dsr in it.
 
@@ -452,6 +485,14 @@ def to_tflite(
     behind a DENSIFY op and runs at dense speed. With `sparse_weights=True`
     the flatbuffer is inspected and each layer behind a DENSIFY op gets a
     `UserWarning` saying which block shape or sparsity would avoid it.
+
+    Sparse and int8: `quantize="dynamic"` stores the weights in int8
+    (activations stay float; TFLite's "hybrid" kernels), `quantize="int8"`
+    quantizes weights and activations with `representative_dataset`. With
+    `sparse_weights=True` too, TFLite's sparse int8 FULLY_CONNECTED kernels
+    run Dense and EinsumDense layers trained with `block_shape=(16, 1)`
+    (their block is 1x16, not 1x4: a 1x4-block layer is densified, and
+    named in a warning).
 
     Recurrent layers: with a fixed batch size in `input_signature`
     (`tf.TensorSpec((1, steps, features))`), TFLite's built-in ops run
@@ -479,6 +520,13 @@ def to_tflite(
             `{"_experimental_lower_tensor_list_ops": False}` or
             `{"inference_input_type": tf.int8}`; an unknown attribute
             raises a `ValueError`. Defaults to None.
+        quantize: None (float weights), `"dynamic"` (int8 weights) or
+            `"int8"` (int8 weights and activations; needs
+            `representative_dataset`). Defaults to None.
+        representative_dataset: with `quantize="int8"`, a callable
+            returning an iterable of input lists (TFLite's
+            `representative_dataset`) to calibrate activations. Defaults
+            to None.
 
     Returns:
         The TFLite flatbuffer, `bytes`.
@@ -494,12 +542,18 @@ def to_tflite(
     """
     _check_model(model, "to_tflite")
     _check_converter_options(supported_ops, converter_options)
+    _check_quantize(quantize, representative_dataset)
     with tempfile.TemporaryDirectory() as tmp:
         saved = os.path.join(tmp, "saved_model")
         _write_saved_model(model, saved, False, input_signature)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        optimizations = [tf.lite.Optimize.DEFAULT] if quantize else []
         if sparse_weights:
-            converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+            optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+        converter.optimizations = optimizations
+        if quantize == "int8":
+            converter.representative_dataset = representative_dataset
+            converter.target_spec.supported_ops = {tf.lite.OpsSet.TFLITE_BUILTINS_INT8}
         if supported_ops is not None:
             converter.target_spec.supported_ops = set(supported_ops)
         for name, value in (converter_options or {}).items():
@@ -513,7 +567,7 @@ def to_tflite(
             setattr(converter, name, value)
         flatbuffer = converter.convert()
     if sparse_weights:
-        _warn_densified(model, flatbuffer)
+        _warn_densified(model, flatbuffer, _TFLITE_BLOCK[quantize])
     if path is not None:
         with open(os.fspath(path), "wb") as f:
             f.write(flatbuffer)
