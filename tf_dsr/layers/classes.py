@@ -74,9 +74,16 @@ def sparse_class_for(layer_class, kernel_names=None):
             _MADE[key] = SPARSE_CLASSES[layer_class]
         else:
             name = f"Sparse{layer_class.__name__}"
+            registered = f"{name}[{','.join(kernel_names)}]"
+            # Two users' classes of one name (registered in two packages)
+            # must not share a registered name: a config naming one would
+            # load as the other. Unique when the user's registered names are.
+            user = keras.saving.get_registered_name(layer_class)
+            if user not in (layer_class.__name__, f"Custom>{layer_class.__name__}"):
+                registered += f"@{user}"
             _MADE[key] = type(name, (SparseLayer, layer_class), {
                 "sparse_kernel_names": tuple(kernel_names),
-                "registered_name": f"{name}[{','.join(kernel_names)}]",
+                "registered_name": registered,
                 "__module__": __name__,
                 "__doc__": f"`{layer_class.__name__}` with masks on "
                            f"{list(kernel_names)} (made by tf_dsr.sparsify).",
