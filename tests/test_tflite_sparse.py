@@ -20,10 +20,15 @@ def _convert(model):
     return flatbuffer, ours
 
 
-def _run(flatbuffer, x):
+def _run(flatbuffer, x, delegates=True):
+    # Without `delegates`, TFLite's built-in kernels run the file: XNNPack,
+    # the default delegate, cannot take a sparse int8 FULLY_CONNECTED.
+    resolver = (tf.lite.experimental.OpResolverType.AUTO if delegates else
+                tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+        interpreter = tf.lite.Interpreter(model_content=flatbuffer,
+                                          experimental_op_resolver_type=resolver)
     serve = interpreter.get_signature_runner("serving_default")
     (name,) = serve.get_input_details()
     return next(iter(serve(**{name: x}).values()))
@@ -169,20 +174,6 @@ def _int8_model(block_shape):
     return model
 
 
-def _run_without_xnnpack(flatbuffer, x):
-    # XNNPack cannot take a sparse int8 FULLY_CONNECTED: TFLite's built-in
-    # kernels run it.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        interpreter = tf.lite.Interpreter(
-            model_content=flatbuffer,
-            experimental_op_resolver_type=(
-                tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
-    serve = interpreter.get_signature_runner("serving_default")
-    (name,) = serve.get_input_details()
-    return next(iter(serve(**{name: x}).values()))
-
-
 def _calibration():
     rng = np.random.default_rng(1)
     return lambda: ([rng.standard_normal((1, 4, 64)).astype("float32")] for _ in range(50))
@@ -203,13 +194,13 @@ def test_16x1_blocks_run_on_the_sparse_int8_kernel(quantize):
     assert len(flatbuffer) < 0.6 * len(dense_int8)
     x = np.random.default_rng(0).standard_normal((1, 4, 64)).astype("float32")
     expected = keras.ops.convert_to_numpy(model(x, training=False))
-    got = _run_without_xnnpack(flatbuffer, x)
+    got = _run(flatbuffer, x, delegates=False)
     # Within int8 quantization error of the float model.
     assert np.max(np.abs(got - expected)) < 0.05 * np.max(np.abs(expected)) + 0.05
     # Hybrid kernels compute the same sums sparse or dense; full-integer
     # ones round their int32 sums differently (one int8 step apart).
     step = 1e-5 if quantize == "dynamic" else 0.02 * np.max(np.abs(expected))
-    np.testing.assert_allclose(got, _run_without_xnnpack(dense_int8, x), atol=step)
+    np.testing.assert_allclose(got, _run(dense_int8, x, delegates=False), atol=step)
 
 
 def test_1x4_blocks_are_densified_in_int8_and_named_with_the_16x1_block():

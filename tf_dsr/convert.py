@@ -36,6 +36,7 @@ from tf_dsr.layers.record import attach_record
 from tf_dsr.layers.swap import check_sparsifiable
 from tf_dsr.layers.swap import make_plain
 from tf_dsr.layers.swap import make_sparse
+from tf_dsr.validation import check_built_model
 
 # Recurrent layers whose sparse class computes each masked kernel once per
 # call (not once per time step): they change class with their cell.
@@ -301,20 +302,6 @@ def _dense_report(model, kept):
     return "\n".join([head] + lines)
 
 
-def _check_model(model, function_name):
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            f"`tf_dsr.{function_name}` expects a `keras.Model`. Received: "
-            f"{model!r} of type {type(model).__name__}."
-        )
-    if not model.built:
-        raise ValueError(
-            f"`tf_dsr.{function_name}` needs a built model; model "
-            f"'{model.name}' is not built. Start it with `keras.Input(...)`, "
-            "call it once on data, or call `model.build(input_shape)`."
-        )
-
-
 def sparsify(model, sparsity, keep_dense=None, include=None, seed=None,
              block_shape=None, kernels=None):
     """Makes the weight layers of `model` sparse, in place, and returns it.
@@ -411,7 +398,7 @@ def sparsify(model, sparsity, keep_dense=None, include=None, seed=None,
     >>> history = model.fit(images, y, epochs=2, verbose=0, callbacks=[
     ...     tf_dsr.DynamicReparam(prune_target=0.05, period=30)])
     """
-    _check_model(model, "sparsify")
+    check_built_model(model, "sparsify")
     if find_sparse_layers(model):
         raise ValueError(
             f"`tf_dsr.sparsify`: model '{model.name}' already has tf_dsr sparse "
@@ -518,7 +505,7 @@ def strip(model):
     1920
     >>> plain.save("plain.keras")  # loads with keras.models.load_model, no tf_dsr
     """
-    _check_model(model, "strip")
+    check_built_model(model, "strip")
     check_masks(find_sparse_kernels(model), "`tf_dsr.strip`")
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "model.keras")

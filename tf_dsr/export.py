@@ -25,6 +25,7 @@ import tensorflow as tf
 from tf_dsr.layers.base import kernels_read_from
 from tf_dsr.layers.find import check_masks
 from tf_dsr.layers.find import find_sparse_kernels
+from tf_dsr.validation import check_built_model
 
 _ENDPOINT = "serve"
 
@@ -59,20 +60,6 @@ def is_graph_model(model):
         cls.__name__ == "Functional" and cls.__module__.startswith("keras")
         for cls in type(model).__mro__
     )
-
-
-def _check_model(model, function_name):
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            f"`tf_dsr.{function_name}` expects a `keras.Model`. Received: "
-            f"{model!r} of type {type(model).__name__}."
-        )
-    if not model.built:
-        raise ValueError(
-            f"`tf_dsr.{function_name}` needs a built model; model '{model.name}' "
-            "is not built. Call it once on data (or start it with "
-            "`keras.Input(...)`)."
-        )
 
 
 def _tensor_spec(tensor):
@@ -221,7 +208,7 @@ def export(model, path, verbose=None, input_signature=None):
     >>> np.allclose(logits, model(x[:4]), atol=1e-5)
     True
     """
-    _check_model(model, "export")
+    check_built_model(model, "export")
     path = os.fspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(
@@ -540,7 +527,7 @@ def to_tflite(
     >>> [value.shape for value in outputs.values()]
     [(1, 10)]
     """
-    _check_model(model, "to_tflite")
+    check_built_model(model, "to_tflite")
     _check_converter_options(supported_ops, converter_options)
     _check_quantize(quantize, representative_dataset)
     with tempfile.TemporaryDirectory() as tmp:
