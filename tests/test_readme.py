@@ -10,6 +10,7 @@ for lines left out): its lines must appear there, in the same order.
 import os
 import re
 
+import numpy as np
 import pytest
 
 import tf_dsr
@@ -139,6 +140,41 @@ def _check_gradient_methods(namespace, out):
     assert int(callback.state.num_reallocations.numpy()) == 5 * 29 // 25
 
 
+def _check_keras_hub(namespace, out):
+    import zipfile
+
+    import keras
+
+    lm, again = namespace["lm"], namespace["again"]
+    # "in place: still a GPT2CausalLM", and so is the loaded model.
+    assert type(lm).__name__ == type(again).__name__ == "GPT2CausalLM"
+    names = [layer.name for layer in find_sparse_layers(lm)]
+    per_block = ["query", "key", "value", "attention_output",
+                 "feedforward_intermediate_dense", "feedforward_output_dense"]
+    assert names == ["token_embedding"] + per_block
+    # "position embeddings ... stay dense" (norms and biases are not kernels).
+    dense = tf_dsr.layers.find_dense_kernels(lm)
+    assert [layer.name for _, layer, _ in dense] == ["position_embedding"]
+    summary = tf_dsr.sparsity_summary(lm)
+    assert f"sparse kernels hold {summary.sparse_share:.1%}" in out
+    # "become sparse, 92.5% of the trainable parameters"
+    assert re.search(re.escape(f"{summary.sparse_share:.1%}") + r"\s+of\s+the\s+trainable",
+                     open(README).read())
+    assert summary.num_active == sum(round(0.1 * row.num_weights) for row in summary.layers)
+    assert lm.optimizer.iterations.numpy() == 2 * 4
+    # generate() kept the prompt and filled the 13 masked positions.
+    generated = re.search(r"^\[\[ *5 +6 +7((?: +\d+){13})\]\]$", out, re.M)
+    assert generated, out[-2000:]
+    assert [layer.name for layer in find_sparse_layers(again)] == names
+    x = namespace["x"]
+    assert np.array_equal(np.asarray(lm(x)), np.asarray(again(x)))
+    # "plain.keras loads with keras-hub alone": nothing of tf_dsr in it.
+    assert b"tf_dsr" not in zipfile.ZipFile("plain.keras").read("config.json")
+    plain = keras.saving.load_model("plain.keras")
+    assert type(plain).__name__ == "GPT2CausalLM" and not find_sparse_layers(plain)
+    np.testing.assert_allclose(np.asarray(plain(x)), np.asarray(lm(x)), atol=1e-5)
+
+
 CHECKS = {
     "Quickstart": _check_quickstart,
     "Sparse layers: every weight-bearing Keras layer": _check_layer_family,
@@ -148,6 +184,7 @@ CHECKS = {
     "Bring your own model, ship it without tf_dsr (2)": _check_transformer,
     "Block sparsity: sparse models that run faster": _check_blocks,
     "Distributed training": _check_distributed,
+    "keras-hub models": _check_keras_hub,
 }
 
 
@@ -158,6 +195,8 @@ def test_every_runnable_block_has_its_claims_checked():
 
 @pytest.mark.parametrize("heading,code", RUNNABLE, ids=[h for h, _ in RUNNABLE])
 def test_block_runs_as_pasted(heading, code, tmp_path, monkeypatch, capsys):
+    if "import keras_hub" in code:
+        pytest.importorskip("keras_hub")  # pip install ".[hub]"
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__main__"}
     exec(compile(code, f"README.md ({heading})", "exec"), namespace)

@@ -313,3 +313,59 @@ def test_backup_dir_keeps_two_backups(tmp_path, monkeypatch):
 def test_seed_out_of_range_is_a_flag_error(seed):
     with pytest.raises(flags.IllegalFlagValueError, match="seed"):
         parse(lenet300_mnist, f"--seed={seed}")
+
+
+# ----- keras-hub examples (vit_digits.py, gpt2_python_source.py) ----------
+
+
+def _table_methods(out):
+    """The method column of the results table the example printed."""
+    rows = [line for line in out.splitlines() if line.startswith("| ")][2:]
+    return [row.split("|")[1].strip() for row in rows]
+
+
+def test_vit_digits_quick(capsys):
+    pytest.importorskip("keras_hub")
+    pytest.importorskip("sklearn")
+    from examples import vit_digits
+
+    rows = vit_digits.main(["--quick"])
+    out = capsys.readouterr().out
+    assert _table_methods(out) == ["dense", "DSR", "static sparse"]
+    dense, dsr, static = rows
+    # sparsify keeps the task model's class.
+    assert all(type(row["model"]).__name__ == "ViTImageClassifier" for row in rows)
+    assert all(0.0 <= row["accuracy"] <= 1.0 for row in rows)
+    assert dense["nonzero"] == dense["trainable"] == dsr["trainable"] == static["trainable"]
+    # DSR conserves the non-zero count the static masks keep.
+    assert dsr["nonzero"] == static["nonzero"] < dense["nonzero"]
+    # 128 images in batches of 32, --period=2 in --quick: steps 2 and 4.
+    assert (dsr["reallocations"], static["reallocations"]) == (2, 0)
+    # What stays dense is printed: the patch conv, the head, the class token.
+    assert "patch_embedding (Conv2D" in out and "predictions (Dense" in out
+
+
+def test_gpt2_python_source_quick(capsys):
+    pytest.importorskip("keras_hub")
+    from examples import gpt2_python_source as gpt2
+
+    # Byte-level tokens: ids are bytes + 3, windows predict the next byte.
+    text = "def f(x):\n    return 'é'\n"
+    assert gpt2.decode(gpt2.encode(text)) == text
+    x, y = gpt2.windows(gpt2.encode(text * 4), 8)
+    assert x["token_ids"].shape == y.shape == (len(gpt2.encode(text * 4)) // 9, 8)
+    np.testing.assert_array_equal(x["token_ids"][:, 1:], y[:, :-1])
+
+    rows, generated = gpt2.main(["--quick"])
+    out = capsys.readouterr().out
+    assert _table_methods(out) == ["dense", "DSR", "static sparse"]
+    dense, dsr, static = rows
+    assert all(type(row["model"]).__name__ == "GPT2CausalLM" for row in rows)
+    assert all(np.isfinite(row["loss"]) and row["perplexity"] > 1 for row in rows)
+    assert dsr["nonzero"] == static["nonzero"] < dense["nonzero"] == dense["trainable"]
+    assert (dsr["reallocations"], static["reallocations"]) == (2, 0)
+    # The position embedding stays dense and is reported.
+    assert "position_embedding (PositionEmbedding" in out
+    # generate() continued the prompt with --generate_length=16 bytes.
+    assert generated.startswith("def ") and len(generated) > len("def ")
+    assert f"generate('def '):\n{generated}" in out
