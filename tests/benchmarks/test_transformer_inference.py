@@ -1,0 +1,86 @@
+"""benchmarks/transformer_inference.py --quick: every row is there and parses.
+
+No speed is asserted (tiny models, two rounds): only that every variant
+of both keras-hub models was trained, converted, run and reported; that
+the sparse variants run on sparse FULLY_CONNECTED kernels (all of them,
+the LM's dense logits projection excepted) with no DENSIFY op; that
+every output is within tolerance of Keras; and that the accuracy mode
+reports the three mask kinds.
+"""
+
+import importlib.util
+import math
+import os
+import re
+
+import pytest
+
+pytest.importorskip("keras_hub")
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _load():
+    path = os.path.join(REPO, "benchmarks", "transformer_inference.py")
+    spec = importlib.util.spec_from_file_location("transformer_inference_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# About a minute (some 27 TFLite conversions): kept out of the default run.
+# tests/test_tflite_sparse.py covers the same conversions (EinsumDense and
+# keras-hub blocks on sparse FULLY_CONNECTED kernels, int8, outputs).
+@pytest.mark.slow
+def test_quick_run_reports_every_variant(capsys):
+    benchmark = _load()
+    rows = benchmark.main(["--quick"])["rows"]
+    out = capsys.readouterr().out
+
+    by = {(r["model"], r["variant"]): r for r in rows}
+    names = [v[0] for v in benchmark.VARIANTS]
+    for model in ("BERT classifier", "GPT-2 LM"):
+        assert [v for m, v in by if m == model] == names
+    assert [v for m, v in by if m == "GPT-2 backbone (no logits)"] == list(
+        benchmark.BACKBONE_VARIANTS)
+    fc = [(m, v) for m, v in by if m.startswith("FC ")]
+    logits = [v for m, v in fc if m.startswith(benchmark.LOGITS)]
+    shapes = len(benchmark.fc_shapes(benchmark.parse_args(["--quick"]))) - 1
+    assert len(fc) - len(logits) == shapes * len(benchmark.KERNEL_VARIANTS)
+    assert sorted(logits) == ["dynamic int8 dense", "float dense", "float dense XNNPack",
+                              "int8 dense"]
+    assert len([m for m, _ in by if m.startswith("BATCH_MATMUL")]) == 4
+    for r in rows:
+        assert all(math.isfinite(r[k]) and r[k] > 0 for k in ("ms", "speedup", "bytes"))
+        assert r["ok"], r  # within tolerance of the Keras model
+        assert "DENSIFY" not in r["ops"] and r["num_densified"] == 0
+        fc_sparse, fc = map(int, re.match(r"(\d+)/(\d+) sparse FC", r["ops"]).groups())
+        if not r["sparse"]:
+            assert fc_sparse == 0
+        elif r["model"] == "GPT-2 LM":
+            assert fc_sparse == fc - 1  # the tied token table's logits stay dense
+        else:
+            assert fc_sparse == fc
+    for key in by:
+        if key[1] in (by[key]["twin"],):
+            assert by[key]["speedup"] == 1.0
+
+    table = out[out.index("| model | variant |"):]
+    assert len([l for l in table.splitlines() if l.startswith("| ")]) == 2 + len(rows)
+    assert re.search(r"BERT classifier: float sparse 1x4 [\d.]+x its dense twin "
+                     r"\(target >= 2\.5x: (met|MISSED)\)", out)
+    assert re.search(r"dynamic int8 sparse 1x16 [\d.]+x its dense twin "
+                     r"\(target >= 1\.8x: (met|MISSED)\)", out)
+    assert re.search(r"GPT-2 LM float sparse 1x4: [\d.]+ ms = backbone [\d.]+ ms "
+                     r"\+ logits projection .*; the logits FC alone: [\d.]+ ms", out)
+    assert re.search(r"float dense: the attention's BATCH_MATMULs alone", out)
+
+
+def test_quick_accuracy_reports_the_three_masks(capsys):
+    benchmark = _load()
+    results = benchmark.main(["--quick", "--accuracy"])["accuracy"]
+    out = capsys.readouterr().out
+    assert set(results) == {label for label, _ in benchmark.BLOCKS}
+    assert all(0.0 <= a <= 1.0 for accs in results.values() for a in accs)
+    for label, _ in benchmark.BLOCKS:
+        assert re.search(rf"\| {re.escape(label)} \| [\d.]+ \+- [\d.]+ % \|", out)
