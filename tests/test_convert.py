@@ -58,11 +58,17 @@ def images(n=4, seed=0):
     return np.random.RandomState(seed).randn(n, 6, 6, 3).astype("float32")
 
 
+def kind(layer):
+    """tf_dsr's name of a sparse layer's class ("SparseDense"), else the
+    class name (sparse classes are named like their Keras class)."""
+    return getattr(layer, "sparse_name", type(layer).__name__)
+
+
 def layer_types(model):
-    """Layer name -> class name, nested models expanded."""
+    """Layer name -> kind (`SparseDense`, `Dense`), nested models expanded."""
     types = {}
     for layer in model.layers:
-        types[layer.name] = type(layer).__name__
+        types[layer.name] = kind(layer)
         if isinstance(layer, keras.Model):
             types.update(layer_types(layer))
     return types
@@ -77,36 +83,41 @@ def all_layers(model):
     return found
 
 
+def weights_by_layer(model):
+    """Layer name -> copies of its weights: sparsify changes the model in
+    place, so the values before are kept apart."""
+    return {
+        name: [w.numpy().copy() for w in layer.weights]
+        for name, layer in all_layers(model).items()
+    }
+
+
 # ----- sparsify ----------------------------------------------------------
 
 
 def test_sparsity_zero_gives_identical_outputs():
     model = resnet_like()
     x = images()
+    expected = model(x, training=False).numpy()
     sparse = tf_dsr.sparsify(model, 0.0, keep_dense=[], seed=0)
     assert len(find_sparse_layers(sparse)) == 5
-    np.testing.assert_array_equal(
-        sparse(x, training=False).numpy(), model(x, training=False).numpy()
-    )
+    np.testing.assert_array_equal(sparse(x, training=False).numpy(), expected)
 
 
 def test_masks_have_requested_sparsity_and_kernels_are_masked():
     model = resnet_like()
+    originals = weights_by_layer(model)
     sparse = tf_dsr.sparsify(model, 0.75, keep_dense=[], seed=0)
-    originals = all_layers(model)
     for layer in find_sparse_layers(sparse):
         mask = layer.mask.numpy()
         kernel = layer.kernel_variable.numpy()
-        original = originals[layer.name].kernel.numpy()
+        original_kernel, original_bias = originals[layer.name]
         assert set(np.unique(mask)) <= {0.0, 1.0}
         assert int(mask.sum()) == int(round(0.25 * mask.size)), layer.name
-        np.testing.assert_array_equal(kernel, original * mask)
+        np.testing.assert_array_equal(kernel, original_kernel * mask)
         np.testing.assert_array_equal(kernel, layer.masked_kernel.numpy())
-        np.testing.assert_array_equal(
-            layer.bias.numpy(), originals[layer.name].bias.numpy()
-        )
-    bn, bn_original = sparse.get_layer("bn"), model.get_layer("bn")
-    for new, old in zip(bn.get_weights(), bn_original.get_weights()):
+        np.testing.assert_array_equal(layer.bias.numpy(), original_bias)
+    for new, old in zip(sparse.get_layer("bn").get_weights(), originals["bn"]):
         np.testing.assert_array_equal(new, old)
 
 
@@ -124,7 +135,8 @@ def test_default_keeps_first_conv_and_last_dense():
 
 def test_default_makes_every_dense_of_an_mlp_sparse():
     sparse = tf_dsr.sparsify(mlp(), 0.9, seed=0)
-    assert [type(layer).__name__ for layer in sparse.layers] == ["SparseDense"] * 3
+    assert [kind(layer) for layer in sparse.layers] == ["SparseDense"] * 3
+    assert all(isinstance(layer, tf_dsr.SparseDense) for layer in sparse.layers)
     assert isinstance(sparse, keras.Sequential)
     assert sparse.name == "mlp"
 
@@ -169,13 +181,34 @@ def test_nested_model_is_converted_inside():
     assert inner.layers[0].mask.shape == (8, 16)
 
 
-def test_sparsify_leaves_the_original_untouched():
+def test_sparsify_converts_in_place_and_returns_the_model():
     model = resnet_like()
-    before = [w.copy() for w in model.get_weights()]
-    tf_dsr.sparsify(model, 0.9, keep_dense=[], seed=0)
-    assert not find_sparse_layers(model)
-    for old, new in zip(before, model.get_weights()):
-        np.testing.assert_array_equal(old, new)
+    x = images()
+    expected = model(x, training=False).numpy()
+    before = weights_by_layer(model)
+    layers = all_layers(model)
+    model_class = type(model)
+    sparse = tf_dsr.sparsify(model, 0.0, keep_dense=[], seed=0)
+    assert sparse is model
+    assert type(model) is model_class and model.name == "resnet_like"
+    # The same layer objects, now sparse, in the same places.
+    assert all_layers(model) == layers
+    sparse_names = {"stem", "shared", "inner_a", "inner_b", "head"}
+    assert {l.name for l in find_sparse_layers(model)} == sparse_names
+    for name, values in before.items():
+        if isinstance(layers[name], keras.Model):
+            continue
+        # Each layer keeps its own weights first; masks come after them.
+        assert len(layers[name].weights) == len(values) + (name in sparse_names)
+        for old, new in zip(values, layers[name].weights):
+            np.testing.assert_array_equal(old, new.numpy())
+    np.testing.assert_array_equal(model(x, training=False).numpy(), expected)
+
+    # At a real sparsity, the model given is the one that became sparse.
+    other = resnet_like()
+    assert tf_dsr.sparsify(other, 0.9, keep_dense=[], seed=0) is other
+    assert len(find_sparse_layers(other)) == 5
+    assert tf_dsr.sparsity_summary(other).sparsity == pytest.approx(0.9, abs=0.01)
 
 
 def test_seed_fixes_masks_and_layers_get_different_masks():
@@ -201,22 +234,31 @@ def test_sparsified_model_trains_and_keeps_zeros():
 
 
 def test_sequential_built_by_calling_it():
-    model = keras.Sequential([keras.layers.Dense(5, name="a"), keras.layers.Dense(2, name="b")])
-    x = np.random.RandomState(0).randn(2, 3).astype("float32")
-    model(x)
-    dense = tf_dsr.sparsify(model, 0.0, seed=0)
-    assert [type(layer) for layer in dense.layers] == [tf_dsr.SparseDense] * 2
-    np.testing.assert_array_equal(dense(x).numpy(), model(x).numpy())
+    def called_sequential():
+        model = keras.Sequential(
+            [keras.layers.Dense(5, name="a"), keras.layers.Dense(2, name="b")])
+        model(x)
+        return model
 
-    # At sparsity 0.5 the copy computes with the original kernels, masked.
+    x = np.random.RandomState(0).randn(2, 3).astype("float32")
+    model = called_sequential()
+    weights = [w.copy() for w in model.get_weights()]
+    dense_output = model(x).numpy()
+    same = tf_dsr.sparsify(model, 0.0, seed=0)
+    assert [type(layer) for layer in same.layers] == [tf_dsr.SparseDense] * 2
+    np.testing.assert_array_equal(same(x).numpy(), dense_output)
+
+    # At sparsity 0.5 the model computes with its original kernels, masked.
+    model = called_sequential()
+    model.set_weights(weights)
     sparse = tf_dsr.sparsify(model, 0.5, seed=0)
     expected = x
-    for layer, original in zip(sparse.layers, model.layers):
+    for i, layer in enumerate(sparse.layers):
         mask = layer.mask.numpy()
         assert int(mask.sum()) == round(0.5 * mask.size) < mask.size
-        expected = expected @ (original.kernel.numpy() * mask) + original.bias.numpy()
+        expected = expected @ (weights[2 * i] * mask) + weights[2 * i + 1]
     np.testing.assert_allclose(sparse(x).numpy(), expected, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(sparse(x).numpy(), model(x).numpy())
+    assert not np.allclose(sparse(x).numpy(), dense_output)
 
 
 # ----- what stays dense: sparsify's report --------------------------------
@@ -274,14 +316,17 @@ def test_report_lists_exactly_what_stays_dense_in_a_conv_net():
 def test_report_lists_exactly_what_stays_dense_in_a_transformer():
     sparse, head, entries = sparsify_report(transformer_like(), 0.5, seed=0)
 
-    assert set(entries) == {"emb", "position"}
-    assert "emb (Embedding, 800 weights): default: embedding tables" in entries["emb"]
+    # In a transformer the token table becomes sparse too.
+    assert set(entries) == {"position"}
     assert "position (Position, 96 weights): unsupported layer type" in entries["position"]
-    # Attention becomes SparseMultiHeadAttention: its four projections are sparse.
-    assert type(sparse.get_layer("mha")) is tf_dsr.SparseMultiHeadAttention
+    assert isinstance(sparse.get_layer("emb"), tf_dsr.SparseEmbedding)
+    # Attention stays a MultiHeadAttention; its four projections are sparse.
+    assert type(sparse.get_layer("mha")) is keras.layers.MultiHeadAttention
     assert [l.name for l in find_sparse_layers(sparse)] == [
-        "query", "key", "value", "attention_output", "ffn1", "ffn2", "logits"]
-    assert "2 weight layer(s)" in head
+        "emb", "query", "key", "value", "attention_output", "ffn1", "ffn2", "logits"]
+    assert all(isinstance(l, tf_dsr.SparseEinsumDense)
+               for l in find_sparse_layers(sparse.get_layer("mha")))
+    assert "1 weight layer(s)" in head
     holders = {layer.name for _, layer, _ in tf_dsr.layers.find_dense_kernels(sparse)}
     assert holders == set(entries)
 
@@ -291,9 +336,24 @@ def test_include_converts_what_the_paper_keeps_dense():
     assert set(entries) == {"head"}
     assert layer_types(sparse)["stem"] == "SparseConv2D"
 
-    sparse, _, entries = sparsify_report(
-        transformer_like(), 0.5, include=lambda layer: layer.name == "emb", seed=0)
-    assert "emb" not in entries
+    def bag_of_words():
+        return keras.Sequential([
+            keras.Input((6,), dtype="int32"),
+            keras.layers.Embedding(50, 16, name="emb"),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(3, name="logits"),
+        ])
+
+    # Outside transformers embedding tables stay dense by default...
+    sparse, _, entries = sparsify_report(bag_of_words(), 0.5, seed=0)
+    assert set(entries) == {"emb"}
+    assert "emb (Embedding, 800 weights): default: embedding tables" in entries["emb"]
+    assert type(sparse.get_layer("emb")) is keras.layers.Embedding
+    # ...and `include` converts them.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sparse = tf_dsr.sparsify(
+            bag_of_words(), 0.5, include=lambda layer: layer.name == "emb", seed=0)
     assert isinstance(sparse.get_layer("emb"), tf_dsr.SparseEmbedding)
 
 
@@ -301,12 +361,16 @@ def test_a_layer_kept_dense_is_reported_once_with_all_its_kernels():
     inputs = keras.Input((5, 3))
     h = keras.layers.Bidirectional(keras.layers.LSTM(4), name="bi")(inputs)
     model = keras.Model(inputs, keras.layers.Dense(2, name="logits")(h))
-    _, _, entries = sparsify_report(model, 0.5, keep_dense=["forward_lstm"], seed=0)
+    sparse, _, entries = sparsify_report(model, 0.5, keep_dense=["forward_lstm"], seed=0)
 
-    # Kernel 3x16 and recurrent kernel 4x16 of the forward cell.
-    assert set(entries) == {"bi/forward_lstm"}
-    assert "bi/forward_lstm (LSTM, 112 weights): named by keep_dense" in (
-        entries["bi/forward_lstm"])
+    # Kernel 3x16 and recurrent kernel 4x16 of the forward cell, in one
+    # entry for the cell that holds them both.
+    assert set(entries) == {"bi/forward_lstm/lstm_cell"}
+    assert "bi/forward_lstm/lstm_cell (LSTMCell, 112 weights): named by keep_dense" in (
+        entries["bi/forward_lstm/lstm_cell"])
+    bi = sparse.get_layer("bi")
+    assert type(bi.forward_layer.cell) is keras.layers.LSTMCell
+    assert isinstance(bi.backward_layer.cell, tf_dsr.SparseLSTMCell)
 
 
 def test_a_users_subclass_of_dense_is_reported_as_unsupported():
@@ -335,11 +399,42 @@ def test_keep_dense_and_include_naming_one_layer_raises_value_error():
 def test_include_of_an_unknown_or_unreachable_layer_raises_value_error():
     with pytest.raises(ValueError, match=r"`include` names \['nope'\]"):
         tf_dsr.sparsify(mlp(), 0.5, include=["nope"])
-    # Attention's projections are converted with it, by its name.
-    with pytest.raises(ValueError, match=r"\['query'\] that are not convertible.*'mha'"):
-        tf_dsr.sparsify(transformer_like(), 0.5, include=["query"])
+    # A layer that neither converts nor holds a convertible layer.
+    with pytest.raises(ValueError, match=r"`include` names \['ln'\], which are neither"):
+        tf_dsr.sparsify(transformer_like(), 0.5, include=["ln"])
     with pytest.raises(TypeError, match="`include` must be"):
         tf_dsr.sparsify(mlp(), 0.5, include="fc1")
+
+
+def test_attention_projections_are_selected_one_by_one_or_by_the_attention():
+    # One projection of the attention can be named...
+    _, _, entries = sparsify_report(transformer_like(), 0.5, keep_dense=["query"], seed=0)
+    assert set(entries) == {"position", "mha/query"}
+    assert "mha/query (EinsumDense, 256 weights): named by keep_dense" in entries["mha/query"]
+    def conv_attention():
+        inputs = keras.Input((6, 4))
+        h = keras.layers.Conv1D(8, 1, name="conv")(inputs)
+        h = keras.layers.MultiHeadAttention(2, 4, name="mha")(h, h)
+        return keras.Model(inputs, keras.layers.GlobalAveragePooling1D()(h))
+
+    # The paper's rule keeps the last projection of a conv net dense...
+    sparse, _, entries = sparsify_report(conv_attention(), 0.5, seed=0)
+    assert set(entries) == {"conv", "mha/attention_output"}
+    assert "the last Dense of a conv net" in entries["mha/attention_output"]
+    # ...and `include` converts that one projection by its name.
+    sparse, _, entries = sparsify_report(
+        conv_attention(), 0.5, include=["attention_output"], seed=0)
+    assert set(entries) == {"conv"}
+    mha = sparse.get_layer("mha")
+    assert isinstance(mha._output_dense, tf_dsr.SparseEinsumDense)
+    assert type(mha) is keras.layers.MultiHeadAttention
+    # ...and naming the attention keeps all four projections dense.
+    sparse, _, entries = sparsify_report(transformer_like(), 0.5, keep_dense=["mha"], seed=0)
+    assert set(entries) == {
+        "position", "mha/query", "mha/key", "mha/value", "mha/attention_output"}
+    assert not find_sparse_layers(sparse.get_layer("mha"))
+    assert [l.name for l in find_sparse_layers(sparse)] == [
+        "emb", "ffn1", "ffn2", "logits"]
 
 
 # ----- strip -------------------------------------------------------------
@@ -347,8 +442,12 @@ def test_include_of_an_unknown_or_unreachable_layer_raises_value_error():
 
 def test_strip_inverts_sparsify_config():
     model = resnet_like()
-    plain = tf_dsr.strip(tf_dsr.sparsify(model, 0.0, keep_dense=[], seed=0))
-    assert plain.get_config() == model.get_config()
+    config = model.get_config()
+    sparse = tf_dsr.sparsify(model, 0.0, keep_dense=[], seed=0)
+    assert sparse.get_config() != config
+    plain = tf_dsr.strip(sparse)
+    # The copy comes through a file: equal as JSON (tuples come back lists).
+    assert json.loads(json.dumps(plain.get_config())) == json.loads(json.dumps(config))
 
 
 def test_strip_keeps_outputs_and_holds_exact_zeros():
@@ -401,15 +500,6 @@ def test_strip_sequential_compiled_with_a_lambda_loss():
 # ----- bad input ---------------------------------------------------------
 
 
-class Subclassed(keras.Model):
-    def __init__(self):
-        super().__init__()
-        self.dense = tf_dsr.SparseDense(3, sparsity=0.5)
-
-    def call(self, x):
-        return self.dense(x)
-
-
 @pytest.mark.parametrize("function", [tf_dsr.sparsify, tf_dsr.strip])
 def test_non_model_input_raises_type_error(function):
     args = (0.5,) if function is tf_dsr.sparsify else ()
@@ -417,13 +507,31 @@ def test_non_model_input_raises_type_error(function):
         function(keras.layers.Dense(3), *args)
 
 
-def test_sparsify_refuses_a_subclassed_model_showing_the_recipe():
-    model = Subclassed()
-    model(np.ones((1, 4), "float32"))
-    with pytest.raises(TypeError, match="Functional model") as error:
-        tf_dsr.sparsify(model, 0.5)
-    assert "subclassed `Subclassed`" in str(error.value)
-    assert "self.dense = tf_dsr.SparseDense(128, sparsity=0.9)" in str(error.value)
+def test_sparsify_converts_a_subclassed_model_in_place():
+    x = np.random.default_rng(0).normal(size=(5, 6)).astype("float32")
+    model = TwoWays()
+    model(x)
+    hidden, out = model.hidden, model.out
+    expected = keras.ops.convert_to_numpy(model(x))
+    assert tf_dsr.sparsify(model, 0.0, seed=0) is model
+    # Same class, same layer objects in the same attributes, same outputs.
+    assert type(model) is TwoWays
+    assert model.hidden is hidden and model.out is out
+    assert [kind(l) for l in (model.hidden, model.norm, model.out)] == [
+        "SparseDense", "BatchNormalization", "SparseDense"]
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x)), expected)
+
+    model = TwoWays()
+    model(x)
+    kernel = model.hidden.kernel.numpy().copy()
+    tf_dsr.sparsify(model, 0.75, seed=0)
+    mask = model.hidden.mask.numpy()
+    assert int(mask.sum()) == round(0.25 * mask.size)
+    np.testing.assert_array_equal(model.hidden.kernel_variable.numpy(), kernel * mask)
+    # It trains as any sparse model: masked weights stay zero.
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    model.fit(x, np.arange(5) % 3, epochs=1, verbose=0)
+    assert np.all(model.hidden.kernel_variable.numpy()[mask == 0] == 0)
 
 
 class TwoWays(keras.Model):
@@ -582,7 +690,7 @@ def test_models_with_keras_ops_between_layers_sparsify_and_strip(tmp_path):
 
     same = tf_dsr.sparsify(model, 0.0, seed=0)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(same(x)), expected)
-    sparse = tf_dsr.sparsify(model, 0.5, seed=0)
+    sparse = tf_dsr.sparsify(ops_between_layers(), 0.5, seed=0)
     assert [l.name for l in find_sparse_layers(sparse)] == ["fc1", "fc2", "logits"]
     plain = tf_dsr.strip(sparse)
     assert not find_sparse_layers(plain)
@@ -595,19 +703,21 @@ def test_models_with_keras_ops_between_layers_sparsify_and_strip(tmp_path):
 
 
 def test_layers_inside_wrappers_are_converted_and_stripped():
-    inputs = keras.Input((5, 3))
-    h = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True))(inputs)
-    h = keras.layers.TimeDistributed(keras.layers.Dense(6), name="td")(h)
-    h = keras.layers.Conv1D(4, 2, name="conv")(h)
-    h = keras.layers.GlobalAveragePooling1D()(h)
-    model = keras.Model(inputs, keras.layers.Dense(2, name="logits")(h))
-    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
+    def wrapped():
+        inputs = keras.Input((5, 3))
+        h = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True))(inputs)
+        h = keras.layers.TimeDistributed(keras.layers.Dense(6), name="td")(h)
+        h = keras.layers.Conv1D(4, 2, name="conv")(h)
+        h = keras.layers.GlobalAveragePooling1D()(h)
+        return keras.Model(inputs, keras.layers.Dense(2, name="logits")(h))
 
+    model = wrapped()
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
+    expected = keras.ops.convert_to_numpy(model(x))
     same = tf_dsr.sparsify(model, 0.0, seed=0)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(same(x)),
-                                  keras.ops.convert_to_numpy(model(x)))
-    sparse = tf_dsr.sparsify(model, 0.5, seed=0)
-    kinds = [type(l).__name__ for l in find_sparse_layers(sparse)]
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(same(x)), expected)
+    sparse = tf_dsr.sparsify(wrapped(), 0.5, seed=0)
+    kinds = [kind(l) for l in find_sparse_layers(sparse)]
     # The first convolution and the last Dense stay dense (the paper's rule).
     assert kinds == ["SparseLSTMCell", "SparseLSTMCell", "SparseDense"]
     assert isinstance(sparse.get_layer("td").layer, tf_dsr.SparseDense)
@@ -618,16 +728,37 @@ def test_layers_inside_wrappers_are_converted_and_stripped():
                                keras.ops.convert_to_numpy(sparse(x)), atol=1e-6)
 
 
-def test_same_named_layers_in_one_wrapper_are_converted_alike_or_refused():
-    inputs = keras.Input((5, 3))
-    rnn = keras.layers.RNN(keras.layers.LSTMCell(4), return_sequences=True)
-    outputs = keras.layers.Bidirectional(rnn, name="bi")(inputs)
-    model = keras.Model(inputs, outputs)
-    bi = model.get_layer("bi")
-    cells = [bi.forward_layer.cell, bi.backward_layer.cell]
-    assert cells[0].name == cells[1].name  # Keras copies the forward config
+def test_same_named_layers_in_one_wrapper_are_converted_alike_or_one_by_one(tmp_path):
+    def bidirectional():
+        inputs = keras.Input((5, 3))
+        rnn = keras.layers.RNN(keras.layers.LSTMCell(4), return_sequences=True)
+        outputs = keras.layers.Bidirectional(rnn, name="bi")(inputs)
+        model = keras.Model(inputs, outputs)
+        bi = model.get_layer("bi")
+        return model, [bi.forward_layer.cell, bi.backward_layer.cell]
 
+    model, cells = bidirectional()
+    assert cells[0].name == cells[1].name  # Keras copies the forward config
     sparse = tf_dsr.sparsify(model, 0.5, keep_dense=[], seed=0)
-    assert [type(l).__name__ for l in find_sparse_layers(sparse)] == ["SparseLSTMCell"] * 2
-    with pytest.raises(ValueError, match="cannot be told apart"):
-        tf_dsr.sparsify(model, 0.5, keep_dense=lambda layer: layer is cells[0])
+    assert find_sparse_layers(sparse) == cells
+    assert [kind(l) for l in cells] == ["SparseLSTMCell"] * 2
+
+    # Converted in place, one of the two same-named cells can stay dense,
+    # and the model saves, loads and strips as it computes.
+    model, cells = bidirectional()
+    tf_dsr.sparsify(model, 0.5, keep_dense=lambda layer: layer is cells[0], seed=0)
+    assert type(cells[0]) is keras.layers.LSTMCell
+    assert find_sparse_layers(model) == [cells[1]]
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
+    expected = keras.ops.convert_to_numpy(model(x))
+    model.save(tmp_path / "model.keras")
+    loaded = tf_dsr.load_model(tmp_path / "model.keras")
+    bi = loaded.get_layer("bi")
+    assert type(bi.forward_layer.cell) is keras.layers.LSTMCell
+    assert kind(bi.backward_layer.cell) == "SparseLSTMCell"
+    np.testing.assert_array_equal(bi.backward_layer.cell.kernel_mask.numpy(),
+                                  cells[1].kernel_mask.numpy())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)), expected, atol=1e-6)
+    plain = tf_dsr.strip(model)
+    assert not find_sparse_layers(plain)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(plain(x)), expected, atol=1e-6)

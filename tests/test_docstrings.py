@@ -69,7 +69,12 @@ def test_every_public_example_is_collected():
     with_examples = {
         name for name, obj in public.items() if ">>>" in (inspect.getdoc(obj) or "")
     }
-    qualified = {name: f"{obj.__module__}.{obj.__qualname__}" for name, obj in public.items()}
+    # Sparse classes are named like their Keras class (`SparseDense.__qualname__
+    # == "Dense"`); their module binds them by their tf_dsr name, `sparse_name`.
+    qualified = {
+        name: f"{obj.__module__}.{getattr(obj, 'sparse_name', obj.__qualname__)}"
+        for name, obj in public.items()
+    }
     missing = sorted(name for name in with_examples if qualified[name] not in DOCTESTS)
     assert not missing, f"examples not collected: {missing}"
     # The names a user starts from all show how they are used.

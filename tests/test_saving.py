@@ -1,7 +1,5 @@
 """tf_dsr.load_model restores the reallocation state a .keras file carries."""
 
-import os
-
 import keras
 import numpy as np
 import pytest
@@ -58,21 +56,6 @@ def test_load_model_missing_file_raises(tmp_path):
         tf_dsr.load_model(tmp_path / "missing.keras")
 
 
-def test_files_saved_before_the_layer_family_load_unchanged():
-    """A `.keras` file written by tf_dsr 0.1.0's own SparseConv2D/SparseDense
-    (before they subclassed the Keras layers) loads with its masks, and the
-    model computes what it computed then (input: ones of shape 1x6x6x2)."""
-    data = os.path.join(os.path.dirname(__file__), "data")
-    model = tf_dsr.load_model(os.path.join(data, "saved_before_issue10.keras"))
-    expected = np.load(os.path.join(data, "saved_before_issue10_outputs.npy"))
-
-    assert [type(layer).__name__ for layer in model.layers] == [
-        "SparseConv2D", "Flatten", "SparseDense"]
-    np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(model(np.ones((1, 6, 6, 2), "float32"))), expected)
-    assert [row.num_active for row in tf_dsr.sparsity_summary(model).layers] == [27, 96]
-
-
 # ----- corrupt files and unusable state ----------------------------------------
 def _saved(tmp_path, threshold=None):
     model, reparam, path = _trained(tmp_path)
@@ -107,42 +90,6 @@ def test_unusable_saved_threshold_is_refused_before_building(tmp_path, threshold
     path = _saved(tmp_path, threshold)
     with pytest.raises(ValueError, match="threshold"):
         tf_dsr.load_model(path)
-
-
-def _legacy(name):
-    return os.path.join(os.path.dirname(__file__), "data", f"saved_before_issue13_{name}.keras")
-
-
-def test_file_with_the_old_single_dsr_state_loads_as_dsr_state():
-    """Written by tf_dsr before per-method state (one threshold, last step and
-    count for every method): a usable threshold shows it was DSR's."""
-    loaded = tf_dsr.load_model(_legacy("dsr"))
-    dsr = tf_dsr.DynamicReparam(prune_target=3, period=5)
-    dsr.set_model(loaded)
-    assert float(dsr.state.threshold.numpy()) == pytest.approx(0.01)
-    assert int(dsr.state.last_step.numpy()) == 10
-    assert int(dsr.state.num_reallocations.numpy()) == 2
-    assert int(dsr.state.start_step.numpy()) == 0
-
-
-def test_file_with_the_old_single_set_state_loads_with_a_warning():
-    # nan threshold: SET or gradual pruning, which cannot be told apart.
-    with pytest.warns(UserWarning, match="cannot be told apart"):
-        loaded = tf_dsr.load_model(_legacy("set"))
-    set_callback = tf_dsr.SET(prune_fraction=0.2, period=5)
-    set_callback.set_model(loaded)
-    assert not set_callback.state.started()
-    assert tf_dsr.sparsity_summary(loaded).num_active == 96
-
-
-def test_old_dsr_state_loads_through_load_weights_into_an_attached_dsr(tmp_path):
-    loaded = tf_dsr.load_model(_legacy("dsr"))
-    model = keras.models.clone_model(loaded)
-    dsr = tf_dsr.DynamicReparam(prune_target=3, period=5)
-    dsr.set_model(model)
-    model.load_weights(_legacy("dsr"))
-    assert float(dsr.state.threshold.numpy()) == pytest.approx(0.01)
-    assert int(dsr.state.num_reallocations.numpy()) == 2
 
 
 @pytest.mark.parametrize("method", ["dsr", "set", "gradual", "rigl"])

@@ -35,6 +35,7 @@ from tf_dsr.layers import SparseLSTM
 from tf_dsr.layers import SparseLSTMCell
 from tf_dsr.layers import SparseLayer
 from tf_dsr.layers import SparseMultiHeadAttention
+from tf_dsr.layers import SparseReversibleEmbedding
 from tf_dsr.layers import SparseSeparableConv1D
 from tf_dsr.layers import SparseSeparableConv2D
 from tf_dsr.layers import SparseSimpleRNN
@@ -71,6 +72,7 @@ __all__ = [
     "SparseLSTMCell",
     "SparseLayer",
     "SparseMultiHeadAttention",
+    "SparseReversibleEmbedding",
     "SparseSeparableConv1D",
     "SparseSeparableConv2D",
     "SparseSimpleRNN",

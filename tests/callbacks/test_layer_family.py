@@ -36,6 +36,9 @@ def mixed_model(sparsity=0.6, seed=0):
     h = tf_dsr.SparseConv1DTranspose(8, 3, padding="same", seed=seed + 11, **s)(h)
     h = tf_dsr.SparseEinsumDense("abc,cd->abd", (None, 8), bias_axes="d",
                                  seed=seed + 12, **s)(h)
+    # A language model's output head: vectors to token logits through the
+    # (tied) token table.
+    h = tf_dsr.SparseReversibleEmbedding(VOCAB, 8, seed=seed + 20, **s)(h, reverse=True)
     text = keras.layers.GlobalAveragePooling1D()(h)
 
     image = keras.Input((6, 6, 2), name="image")
@@ -94,9 +97,9 @@ def test_the_model_has_every_sparse_layer_type():
     # projections are SparseEinsumDense, is tested in test_attention.py.
     expected = {cls for cls in SPARSE_CLASSES.values() if cls.sparse_kernel_names}
     assert owners == expected
-    # 12 one-kernel layers, 2 separable convolutions with 2 kernels each,
+    # 13 one-kernel layers, 2 separable convolutions with 2 kernels each,
     # 7 cells (the LSTM once per direction) with 2 kernels each.
-    assert len(find_sparse_kernels(model)) == 12 + 2 * 2 + 7 * 2
+    assert len(find_sparse_kernels(model)) == 13 + 2 * 2 + 7 * 2
 
 
 @pytest.fixture(scope="module")

@@ -82,8 +82,11 @@ def test_two_workers_agree_on_every_variable(tmp_path):
     loaded = tf.saved_model.load(str(tmp_path / "saved_model"))
     exported = {v.name.split(":")[0]: v.numpy() for v in loaded.variables}
     for name in masks:
-        layer = name.split("/")[1]
-        kernel = first[name.replace("/mask", "/kernel")] * first[name]
+        # A layer's masks live in a child of the layer, its mask set:
+        # `lenet_300_100/dense_300/dense_300_masks/mask`.
+        layer_path = name.rsplit("/", 2)[0]
+        layer = layer_path.split("/")[1]
+        kernel = first[f"{layer_path}/kernel"] * first[name]
         matches = [v for key, v in exported.items() if key.endswith(f"{layer}/kernel")]
         assert len(matches) == 1, (layer, sorted(exported))
         np.testing.assert_array_equal(matches[0], kernel)

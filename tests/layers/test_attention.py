@@ -99,19 +99,29 @@ def transformer_block():
         keras.layers.GlobalAveragePooling1D()(h)))
 
 
-def test_sparsify_converts_attention_and_reports_only_the_embedding():
+def test_sparsify_converts_attentions_projections_and_the_embedding_in_place():
     model = transformer_block()
     tokens = np.random.default_rng(0).integers(1, 30, size=(8, 6)).astype("int32")
+    expected = model(tokens).numpy()
     same = tf_dsr.sparsify(model, 0.0, seed=0)
-    np.testing.assert_array_equal(same(tokens).numpy(), model(tokens).numpy())
+    assert same is model
+    np.testing.assert_array_equal(same(tokens).numpy(), expected)
 
+    # sparsify changes its model: a fresh one for sparsity 0.5.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        sparse = tf_dsr.sparsify(model, 0.5, seed=0)
-    report = "\n".join(str(w.message) for w in caught)
-    assert type(sparse.get_layer("mha")) is tf_dsr.SparseMultiHeadAttention
-    assert "1 weight layer(s)" in report and "emb (Embedding" in report
-    assert "mha" not in report
+        sparse = tf_dsr.sparsify(transformer_block(), 0.5, seed=0)
+    # Nothing stays dense in a transformer: no report.
+    assert not [w for w in caught if "tf_dsr.sparsify" in str(w.message)]
+    # The attention stays a Keras MultiHeadAttention; its four projections
+    # are sparse, and so is the token table.
+    mha = sparse.get_layer("mha")
+    assert type(mha) is keras.layers.MultiHeadAttention
+    assert [l.name for l in tf_dsr.layers.find_sparse_layers(mha)] == [
+        "query", "key", "value", "attention_output"]
+    assert all(isinstance(l, tf_dsr.SparseEinsumDense)
+               for l in tf_dsr.layers.find_sparse_layers(mha))
+    assert isinstance(sparse.get_layer("emb"), tf_dsr.SparseEmbedding)
 
     sparse.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     dsr = tf_dsr.DynamicReparam(prune_target=0.1, period=2, seed=0)
@@ -119,4 +129,5 @@ def test_sparsify_converts_attention_and_reports_only_the_embedding():
     sparse.fit(tokens, np.arange(8) % 3, batch_size=4, epochs=3, verbose=0, callbacks=[dsr])
     after = [row.num_active for row in tf_dsr.sparsity_summary(sparse).layers]
     assert sum(after) == sum(before) and after != before
-    assert len(dsr.kernels) == 7  # four projections, two feed-forward, classifier
+    # The table, four projections, two feed-forward, classifier.
+    assert len(dsr.kernels) == 8

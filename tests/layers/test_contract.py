@@ -77,6 +77,10 @@ CASES = {
     "SparseEmbedding": _case(
         tf_dsr.SparseEmbedding, L.Embedding, (50, 8), (2, 6), (400,), integer_inputs=50,
         mask_zero=True),
+    # table 50x8, tied: the same table maps tokens in and vectors out.
+    "SparseReversibleEmbedding": _case(
+        tf_dsr.SparseReversibleEmbedding, L.ReversibleEmbedding, (50, 8), (2, 6), (400,),
+        integer_inputs=50, mask_zero=True),
     # 3 x 6 in x 8 out.
     "SparseConv1D": _case(tf_dsr.SparseConv1D, L.Conv1D, (8, 3), (2, 10, 6), (144,)),
     # 3x3 x 6 x 8.
@@ -123,12 +127,14 @@ CASES = {
 
 
 def test_every_sparse_class_has_a_case():
-    covered = {type(CASES[name].make(0.5, 0)).__name__ for name in CASES}
-    covered |= {type(CASES[name].make(0.5, 0).cell).__name__ for name in CASES
+    # Sparse classes are named like their Keras class (`SparseDense.__name__
+    # == "Dense"`); `sparse_name` is tf_dsr's name.
+    covered = {getattr(CASES[name].make(0.5, 0), "sparse_name", None) for name in CASES}
+    covered |= {CASES[name].make(0.5, 0).cell.sparse_name for name in CASES
                 if isinstance(CASES[name].make(0.5, 0), keras.layers.RNN)}
     # Attention takes two inputs: its contract is tests/layers/test_attention.py.
     elsewhere = {"SparseMultiHeadAttention"}
-    assert {cls.__name__ for cls in SPARSE_CLASSES.values()} - elsewhere <= covered
+    assert {cls.sparse_name for cls in SPARSE_CLASSES.values()} - elsewhere <= covered
 
 
 @pytest.fixture(params=sorted(CASES))
