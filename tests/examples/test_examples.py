@@ -295,12 +295,12 @@ def test_backup_dir_keeps_two_backups(tmp_path, monkeypatch):
     # (tests/callbacks/test_resume.py kills a worker to show it).
     made = []
 
-    class Recording(keras.callbacks.BackupAndRestore):
+    class Recording(common.ResumableBackup):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             made.append(self)
 
-    monkeypatch.setattr(keras.callbacks, "BackupAndRestore", Recording)
+    monkeypatch.setattr(common, "ResumableBackup", Recording)
     backup = tmp_path / "backup"
     run_script(lenet300_mnist, tmp_path, "--method=static", "--epochs=1",
                "--steps_per_epoch=2", "--batch_size=4", "--eval_steps=1",
