@@ -32,52 +32,34 @@ Usage (from the repository root):
     python examples/vit_digits.py --quick         # a few steps, to check the set-up
 """
 
-import argparse
 import os
 import sys
-import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import keras_hub  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tf_dsr  # noqa: E402
+from examples import hub_common  # noqa: E402
 from tf_dsr.data import load_digits  # noqa: E402
 from tf_dsr.data import subsample  # noqa: E402
 
-METHODS = ("dense", "dsr", "static")
-LABELS = {"dense": "dense", "dsr": "DSR", "static": "static sparse"}
+METHODS = hub_common.METHODS
+LABELS = hub_common.LABELS
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=30, help="Training epochs.")
-    parser.add_argument("--sparsity", type=float, default=0.9,
-                        help="Fraction of zeros in each sparse kernel.")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="Seeds the split, initialisation, masks, shuffling and DSR.")
-    parser.add_argument("--batch_size", type=int, default=32, help="Batch size.")
-    parser.add_argument("--learning_rate", type=float, default=2e-3, help="Adam's learning rate.")
+    parser = hub_common.parser(__doc__.split("\n\n")[0], epochs=30, period=20)
     parser.add_argument("--patch_size", type=int, default=2, choices=(2, 4),
                         help="Side of the square patches (8x8 images).")
     parser.add_argument("--num_layers", type=int, default=3, help="Transformer blocks.")
     parser.add_argument("--hidden_dim", type=int, default=64, help="Width of the tokens.")
     parser.add_argument("--num_heads", type=int, default=4, help="Attention heads.")
     parser.add_argument("--mlp_dim", type=int, default=128, help="Width of the blocks' MLPs.")
-    parser.add_argument("--prune_target", type=float, default=0.05,
-                        help="DSR: weights pruned per reallocation, as a fraction "
-                             "of the active sparse weights.")
-    parser.add_argument("--period", type=int, default=20,
-                        help="DSR: optimizer steps between reallocations.")
-    parser.add_argument("--stop_fraction", type=float, default=0.9,
-                        help="DSR: no reallocation after this fraction of the epochs.")
     parser.add_argument("--quick", action="store_true",
                         help="Check the set-up in seconds: a tiny model, 128 training "
                              "images, 1 epoch (overrides the flags above).")
@@ -107,15 +89,7 @@ def train(method, args, data):
     """Builds, (sparsifies,) trains and evaluates one model; returns its row."""
     (x, y), (x_test, y_test) = data
     model = build_model(args)
-    if method != "dense":
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            tf_dsr.sparsify(model, args.sparsity, seed=args.seed)
-        # The one warning listing what stays dense (printed once, below).
-        dense_report = "\n".join(str(w.message) for w in caught
-                                 if str(w.message).startswith("`tf_dsr.sparsify`"))
-    else:
-        dense_report = ""
+    dense_report = hub_common.sparsify(model, method, args)
     model.compile(
         optimizer=keras.optimizers.Adam(args.learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -123,18 +97,7 @@ def train(method, args, data):
         # --quick: a few steps, faster eagerly than traced.
         run_eagerly=args.quick,
     )
-    callbacks = []
-    if method == "dsr":
-        stop_epoch = max(1, int(round(args.stop_fraction * args.epochs)))
-        callbacks.append(tf_dsr.DynamicReparam(
-            prune_target=args.prune_target, period=args.period,
-            stop_epoch=stop_epoch if args.epochs > 1 else None, seed=args.seed))
-    # The same batches for every method, reshuffled every epoch (keras-hub
-    # task models do not shuffle arrays themselves: hand them a tf.data set).
-    batches = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(
-        len(x), seed=args.seed, reshuffle_each_iteration=True).batch(args.batch_size)
-    model.fit(batches, epochs=args.epochs, shuffle=False, verbose=0,
-              callbacks=callbacks)
+    reallocations = hub_common.fit(model, method, args, x, y)
     _, accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
     counts = tf_dsr.counting.parameter_counts(model)
     return {
@@ -145,8 +108,7 @@ def train(method, args, data):
         "trainable": counts.num_trainable,
         "sparse_share": counts.sparse_share,
         "dense_report": dense_report,
-        "reallocations": (int(callbacks[0].state.num_reallocations.numpy())
-                          if callbacks else 0),
+        "reallocations": reallocations,
     }
 
 
