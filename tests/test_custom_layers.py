@@ -228,6 +228,27 @@ def test_refused_kernels_leave_the_model_unchanged(kind, case):
         np.testing.assert_array_equal(variable.numpy(), value, err_msg=variable.path)
 
 
+class ReadsByIndex(keras.layers.Layer):
+    """Reads its kernel as `self.weights[0]`: a mask on `self.w` would not
+    reach the computation."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], 4), name="weight")
+
+    def call(self, x):
+        return x @ self.weights[0]
+
+
+def test_a_kernel_call_never_reads_by_name_is_refused_and_nothing_changes():
+    model = keras.Sequential([keras.Input((8,)), ReadsByIndex(name="by_index")])
+    before = model.weights[0].numpy().copy()
+    with pytest.raises(ValueError, match=r"never reads `self\.w`"):
+        tf_dsr.sparsify(model, SPARSITY, seed=0, kernels={ReadsByIndex: ["w"]})
+    assert find_sparse_layers(model) == []
+    assert type(model.get_layer("by_index")) is ReadsByIndex
+    np.testing.assert_array_equal(model.weights[0].numpy(), before)
+
+
 # ----- two users' classes of one name -----------------------------------------------
 
 
