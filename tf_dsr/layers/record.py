@@ -102,7 +102,7 @@ def register_made_classes(entries, custom_objects=None):
         sparse_class_for(layer_class, entry["kernels"])
 
 
-def make_recorded_layers_sparse(model, entries, custom_objects=None):
+def make_recorded_layers_sparse(model, entries):
     """Turns the layers of a freshly loaded `model` that `entries` names
     sparse, where its config made them plain. Their masks are drawn anew;
     load the weights after this to restore them."""

@@ -9,6 +9,8 @@ unbuilt one gets them when it builds. Nothing is rebuilt from a config,
 so every argument, name, sharing and weight of the layer is kept.
 """
 
+import math
+
 import keras
 
 from tf_dsr._keras_internals import unlocked
@@ -16,13 +18,6 @@ from tf_dsr._keras_internals import untrack
 from tf_dsr.core import blocks
 from tf_dsr.layers.base import mask_attribute
 from tf_dsr.layers.base import num_active_at_init
-
-
-def _product(shape):
-    size = 1
-    for dim in shape:
-        size *= int(dim)
-    return size
 
 
 def check_sparsifiable(layer, sparse_class, sparsity, block_shape=None):
@@ -76,12 +71,12 @@ def check_sparsifiable(layer, sparse_class, sparsity, block_shape=None):
             )
         shape = tuple(int(d) for d in value.shape)
         grid = _grid(layer, sparse_class, name, shape, block_shape)
-        if num_active_at_init(_product(grid), sparsity) < 1:
+        if num_active_at_init(math.prod(grid), sparsity) < 1:
             raise ValueError(
                 f"Layer '{layer.name}': sparsity={sparsity} leaves no active "
-                f"weight in its {name} of shape {shape} ({_product(grid)} "
+                f"weight in its {name} of shape {shape} ({math.prod(grid)} "
                 f"{'weights' if block_shape is None else 'blocks'}). Use a "
-                f"sparsity below {1 - 0.5 / _product(grid):.6f}, or keep it dense."
+                f"sparsity below {1 - 0.5 / math.prod(grid):.6f}, or keep it dense."
             )
     if named_by_user:
         check_reads_kernels(layer, sparse_class.sparse_kernel_names)
