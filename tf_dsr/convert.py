@@ -226,15 +226,10 @@ def _block_problem(candidate, block_shape):
             continue
         shape = tuple(int(d) for d in kernel.shape)
         try:
-            input_axis, output_axis = sparse_class.block_axes(layer, name, len(shape))
+            # The one home of block geometry (and of its messages).
+            sparse_class.full_block_shape(layer, name, shape, block_shape)
         except ValueError as error:
-            return f"  {candidate.path} ({kind}): {error}"
-        full = [1] * len(shape)
-        full[input_axis], full[output_axis] = block_shape
-        bad = [i for i, (d, b) in enumerate(zip(shape, full)) if d % b]
-        if bad:
-            return (f"  {candidate.path} ({kind}, {name} {shape}): not a multiple "
-                    f"of the block {tuple(full)} along axis {bad[0]}")
+            return f"  {candidate.path} ({kind}, {name} {shape}): {error}"
     return None
 
 
