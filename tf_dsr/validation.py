@@ -1,6 +1,10 @@
 """Checks of arguments that several public functions share, each in one place."""
 
+import math
+import numbers
+
 import keras
+import numpy as np
 
 
 def check_built_model(model, function_name):
@@ -26,3 +30,163 @@ def check_built_model(model, function_name):
             f"'{model.name}' is not built. Start it with `keras.Input(...)`, "
             "call it once on data, or call `model.build(input_shape)`."
         )
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def validate_optional_int(value, name, minimum, meaning=""):
+    """Returns `value` (None or an int >= `minimum`) or raises ValueError."""
+    if value is not None and (not _is_int(value) or value < minimum):
+        raise ValueError(
+            f"`{name}` must be None or an int >= {minimum}{meaning}. Received: {value!r}."
+        )
+    return None if value is None else int(value)
+
+
+def validate_period(period):
+    """Returns `period` as a schedule `{epoch: steps}` with key 0.
+
+    Args:
+        period: a positive int (steps between updates), or a dict
+            `{epoch: steps}` with int keys >= 0, one of them 0.
+
+    Raises:
+        TypeError: neither an int nor a dict.
+        ValueError: a period below 1, a bad epoch, or no epoch 0.
+    """
+    def check(value, where):
+        if not _is_int(value) or value < 1:
+            raise ValueError(
+                f"`period` {where}must be a positive int number of steps. "
+                f"Received: {value!r}."
+            )
+        return int(value)
+
+    if _is_int(period):
+        return {0: check(period, "")}
+    if not isinstance(period, dict):
+        raise TypeError(
+            "`period` must be an int or a dict {epoch: period}. "
+            f"Received: {period!r} of type {type(period).__name__}."
+        )
+    if not period:
+        raise ValueError("`period` schedule is empty; give e.g. {0: 100, 25: 200}.")
+    schedule = {}
+    for epoch, value in period.items():
+        if not _is_int(epoch) or epoch < 0:
+            raise ValueError(
+                f"`period` schedule keys are epochs (ints >= 0). Received key {epoch!r}."
+            )
+        schedule[int(epoch)] = check(value, f"at epoch {epoch} ")
+    if 0 not in schedule:
+        raise ValueError(
+            "`period` schedule must say the period from epoch 0. "
+            f"Received keys {sorted(schedule)}; add a 0 entry."
+        )
+    return schedule
+
+
+def validate_fraction(value, name, low_open=True, high_open=True, meaning=""):
+    """Returns `value` as a float in the interval between 0 and 1.
+
+    Args:
+        value: what the user passed.
+        name: the argument's name, for the message.
+        low_open, high_open: whether 0 and 1 are excluded.
+        meaning: a sentence added to the ValueError (what the value does).
+
+    Raises:
+        TypeError: not a real number.
+        ValueError: outside the interval.
+    """
+    interval = f"{'(' if low_open else '['}0, 1{')' if high_open else ']'}"
+    if not _is_real(value):
+        raise TypeError(
+            f"`{name}` must be a float in {interval}. Received: {value!r} of type "
+            f"{type(value).__name__}."
+        )
+    above = value > 0 if low_open else value >= 0
+    below = value < 1 if high_open else value <= 1
+    if not (above and below):
+        raise ValueError(
+            f"`{name}` must be in {interval}. Received: {value}.{meaning and ' ' + meaning}"
+        )
+    return float(value)
+
+
+def validate_prune_target(value, fraction_allowed=True):
+    """Returns N_prune: an int >= 1 (weights), or a float in (0, 1) (that
+    fraction of the active weights) when `fraction_allowed`.
+
+    Raises:
+        TypeError: not a number (or not an int when fractions are refused).
+        ValueError: a count below 1 or a fraction outside (0, 1).
+    """
+    kinds = ("an int (weights) or a float in (0, 1) (fraction of active weights)"
+             if fraction_allowed else "an int >= 1 (weights)")
+    if not _is_real(value) or (not fraction_allowed and not _is_int(value)):
+        raise TypeError(f"`prune_target` must be {kinds}. Received: {value!r}.")
+    if _is_int(value):
+        if value < 1:
+            raise ValueError(f"`prune_target` as a count must be >= 1. Received: {value}.")
+        return int(value)
+    if not 0.0 < value < 1.0:
+        raise ValueError(
+            "`prune_target` as a fraction must be in (0, 1); pass an int for an "
+            f"absolute count. Received: {value}."
+        )
+    return float(value)
+
+
+def check_prune_target_below(prune_target, num_active, name):
+    """Raises if `prune_target` is a count of at least `num_active`.
+
+    Pruning every active weight at each update leaves nothing to learn:
+    DSR's threshold keeps doubling and SET empties every layer.
+    """
+    if _is_int(prune_target) and prune_target >= num_active:
+        raise ValueError(
+            f"{name}: prune_target={prune_target} weights per update is at or above "
+            f"the model's {num_active} active weights (counted in blocks for "
+            "block-sparse layers), so every update would "
+            f"prune (nearly) all of them. Pass a count below {num_active}, or a "
+            f"fraction of the active weights, e.g. prune_target=0.05 "
+            f"({max(1, round(0.05 * num_active))} weights here)."
+        )
+
+
+# The threshold is a float32 variable: below the smallest normal float32 it
+# loses precision and below the smallest subnormal it is 0, which never
+# prunes (|w| < 0 is never true) and never recovers (2 * 0 = 0).
+FLOAT32_SMALLEST_NORMAL = float(np.finfo(np.float32).tiny)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def validate_threshold(value, name="initial_threshold"):
+    """Returns `value` as a float if it is a usable DSR threshold H.
+
+    Raises:
+        TypeError: `value` is not a real number.
+        ValueError: `value` is not finite, not positive, or outside the
+            normal float32 range [1.18e-38, 3.4e38].
+    """
+    if not _is_real(value):
+        raise TypeError(
+            f"`{name}` must be a float > 0. Received: {value!r} of type "
+            f"{type(value).__name__}."
+        )
+    value = float(value)
+    if not (math.isfinite(value) and FLOAT32_SMALLEST_NORMAL <= value <= FLOAT32_MAX):
+        raise ValueError(
+            f"`{name}` must be a finite float32 number between "
+            f"{FLOAT32_SMALLEST_NORMAL:.4g} and {FLOAT32_MAX:.4g}: an infinite "
+            "threshold prunes every weight forever, and one that underflows "
+            f"float32 never prunes. Received: {value!r}. The paper starts at 1e-3."
+        )
+    return value

@@ -332,7 +332,7 @@ def test_period_follows_the_last_step_variable_not_a_stale_copy(value, expected_
 
 def test_current_period_follows_schedule():
     dsr = tf_dsr.DynamicReparam(prune_target=5, period={0: 100, 25: 200, 50: 400})
-    assert [dsr.current_period(e) for e in (0, 24, 25, 49, 50, 99)] == [
+    assert [dsr.schedule.period_at(e) for e in (0, 24, 25, 49, 50, 99)] == [
         100, 100, 200, 200, 400, 400,
     ]
 

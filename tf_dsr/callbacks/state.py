@@ -98,7 +98,9 @@ class MethodState(keras.layers.Layer):
         self.num_reallocations = self._int_variable("num_reallocations", 0)
         self.seed = self._int_variable("seed", -1)
         self.start_step = self._int_variable("start_step", -1)
+        common = len(self.variables)
         self.build_method_variables()
+        self._method_variable_names = tuple(v.name for v in self.variables[common:])
         self.built = True
         self._legacy_source = None
         self._initial_values = [v.numpy() for v in self.variables]
@@ -109,6 +111,14 @@ class MethodState(keras.layers.Layer):
 
     def build_method_variables(self):
         """Adds the method's own variables (none by default)."""
+
+    def method_variable_names(self):
+        """Names of the method's own variables (DSR: `threshold`)."""
+        return self._method_variable_names
+
+    def check_usable(self, name):
+        """Raises ValueError if training cannot go on from these values
+        (`name`: the callback's, for the message). Nothing by default."""
 
     def reset(self):
         """Back to a method that never ran."""

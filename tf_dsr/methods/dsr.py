@@ -3,19 +3,18 @@
 import numbers
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from tf_dsr.callbacks.base import ReparamCallback
-from tf_dsr.callbacks.base import check_prune_target
-from tf_dsr.callbacks.logs import ThresholdLog
 from tf_dsr.callbacks.state import MethodState
-from tf_dsr.callbacks.state import check_threshold_value
 from tf_dsr.callbacks.state import register_state
-from tf_dsr.callbacks.state import validate_threshold
 from tf_dsr.core import reallocation
 from tf_dsr.core.growth import validate_growth
 from tf_dsr.core.reallocation import count_active
+from tf_dsr.training.callback import ReparamCallback
+from tf_dsr.validation import check_prune_target_below
+from tf_dsr.validation import validate_fraction
+from tf_dsr.validation import validate_prune_target
+from tf_dsr.validation import validate_threshold
 
 
 @register_state("dsr")
@@ -42,17 +41,31 @@ class DSRState(MethodState):
     def check_values(self, values):
         super().check_values(values)
         names = [v.name for v in self.variables]
-        check_threshold_value(float(values[names.index("threshold")]))
+        threshold = float(values[names.index("threshold")])
+        try:
+            validate_threshold(threshold, "threshold")
+        except ValueError:
+            raise ValueError(
+                f"The tf_dsr state in this file has threshold {threshold!r}; a "
+                "threshold must be a positive normal float32 number. The file "
+                "is corrupt or was edited: load an earlier checkpoint, or load "
+                "it before attaching the tf_dsr callback (Keras then skips the "
+                "state, and the callback's starts fresh)."
+            ) from None
 
-    def load_legacy(self, values):
-        threshold, last_step, num_reallocations = (np.asarray(v) for v in values)
-        check_threshold_value(float(threshold))
-        self.reset()
-        self.threshold.assign(threshold)
-        self.last_step.assign(last_step)
-        self.num_reallocations.assign(num_reallocations)
-        # Before per-method state every method counted from optimizer step 0.
-        self.start_step.assign(0)
+    def check_usable(self, name):
+        # The state may have been restored since the callback was bound.
+        threshold = float(self.threshold.numpy())
+        try:
+            validate_threshold(threshold, "threshold")
+        except ValueError:
+            raise ValueError(
+                f"{name}: the model's DSR state holds threshold {threshold!r}, "
+                "which cannot steer pruning (it must be a positive normal "
+                "float32 number). It was restored from a corrupt checkpoint. "
+                "Assign a usable one first (`callback.state.threshold.assign(1e-3)`), "
+                "or start from a fresh model."
+            ) from None
 
 
 class DynamicReparam(ReparamCallback):
@@ -62,7 +75,7 @@ class DynamicReparam(ReparamCallback):
     magnitude is below one global threshold H and regrows as many at random
     empty positions, shared across layers in proportion to the weights each
     kept; H adapts so that about `prune_target` weights are pruned each time
-    (DSR_SPEC section 4). The number of non-zero weights never changes.
+    (Algorithm 1). The number of non-zero weights never changes.
 
     Reference: Mostafa & Wang, "Parameter Efficient Training of Deep
     Convolutional Neural Networks by Dynamic Sparse Reparameterization",
@@ -119,30 +132,9 @@ class DynamicReparam(ReparamCallback):
     ):
         super().__init__(period, stop_epoch=stop_epoch, seed=seed, jit_compile=jit_compile)
         self.growth = validate_growth(growth)
-        if isinstance(prune_target, bool) or not isinstance(prune_target, numbers.Real):
-            raise TypeError(
-                "`prune_target` must be an int (weights) or a float in (0, 1) "
-                f"(fraction of active weights). Received: {prune_target!r}."
-            )
-        if isinstance(prune_target, numbers.Integral):
-            if prune_target < 1:
-                raise ValueError(
-                    f"`prune_target` as a count must be >= 1. Received: {prune_target}."
-                )
-        elif not 0.0 < prune_target < 1.0:
-            raise ValueError(
-                "`prune_target` as a fraction must be in (0, 1); pass an int "
-                f"for an absolute count. Received: {prune_target}."
-            )
-        if (
-            isinstance(tolerance, bool)
-            or not isinstance(tolerance, numbers.Real)
-            or not 0.0 <= tolerance < 1.0
-        ):
-            raise ValueError(f"`tolerance` must be a float in [0, 1). Received: {tolerance!r}.")
-        self.prune_target = prune_target
+        self.prune_target = validate_prune_target(prune_target)
         self.initial_threshold = validate_threshold(initial_threshold)
-        self.tolerance = float(tolerance)
+        self.tolerance = validate_fraction(tolerance, "tolerance", low_open=False)
 
     method = "dsr"
 
@@ -150,29 +142,13 @@ class DynamicReparam(ReparamCallback):
     def needs_gradients(self):
         return self.growth == "gradient"
 
-    def _state_arguments(self):
+    logged = ("threshold",)
+
+    def state_arguments(self):
         return {"initial_threshold": self.initial_threshold}
 
-    def _check_model(self, model, num_active):
-        check_prune_target(self, num_active)
-
-    def on_train_begin(self, logs=None):
-        # The state may have been restored since `set_model` (a checkpoint).
-        self._check_threshold(float(self.state.threshold.numpy()))
-        super().on_train_begin(logs)
-
-    def _check_threshold(self, threshold):
-        try:
-            validate_threshold(threshold, "threshold")
-        except ValueError:
-            raise ValueError(
-                f"DynamicReparam: the model's DSR state holds threshold "
-                f"{threshold!r}, which cannot steer pruning (it must be a positive "
-                "normal float32 number). It was restored from a corrupt "
-                "checkpoint. Assign a usable one first "
-                "(`callback.state.threshold.assign(1e-3)`), or start from a "
-                "fresh model."
-            ) from None
+    def check_model(self, num_active):
+        check_prune_target_below(self.prune_target, num_active, type(self).__name__)
 
     def num_prune_target(self, num_active):
         """N_prune as a count for a model with `num_active` active weights."""
@@ -189,7 +165,7 @@ class DynamicReparam(ReparamCallback):
         count = tf.round(tf.cast(num_active, tf.float64) * self.prune_target)
         return tf.maximum(count, 1.0)
 
-    def _update(self, kernels, masks, step, gradients):
+    def update(self, kernels, masks, step, gradients):
         return reallocation.reallocate(
             kernels,
             masks,
@@ -201,24 +177,3 @@ class DynamicReparam(ReparamCallback):
             growth=self.growth,
             gradients=gradients,
         )
-
-    def _assign_method_state(self, update):
-        self.state.threshold.assign(update.info["threshold"])
-
-    def _method_logs(self):
-        # The threshold in force: the state's (initial or restored) value
-        # until the first reallocation, then the adapted one.
-        return {"threshold": ThresholdLog(self._threshold_seen)}
-
-    def _refresh_mirrors(self):
-        super()._refresh_mirrors()
-        self._threshold_seen = float(self.state.threshold.numpy())
-
-    def reallocate(self, step=None, mark=None):
-        report = super().reallocate(step, mark)
-        self._threshold_seen = report.info["threshold"]
-        return report
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._threshold_seen = float(self.state.threshold.numpy())
-        super().on_epoch_end(epoch, logs)

@@ -1,12 +1,13 @@
 """RigL: the Rigged Lottery (Evci et al., ICML 2020)."""
 
-import numpy as np
+import tensorflow as tf
 
-from tf_dsr.callbacks.base import ReparamCallback
-from tf_dsr.callbacks.base import validate_optional_int
 from tf_dsr.callbacks.state import MethodState
 from tf_dsr.callbacks.state import register_state
 from tf_dsr.core import rigl
+from tf_dsr.training.callback import ReparamCallback
+from tf_dsr.validation import validate_fraction
+from tf_dsr.validation import validate_optional_int
 
 
 @register_state("rigl")
@@ -32,19 +33,6 @@ class RigLState(MethodState):
     def reset_method_variables(self):
         for name in self.SCHEDULE:
             getattr(self, name).assign(-1)
-
-    def load_own_variables(self, store):
-        keys = sorted(store.keys(), key=int) if store is not None else []
-        common = len(self.variables) - len(self.SCHEDULE)
-        if len(keys) == common:
-            # Written before the schedule was recorded: a later fit starts
-            # a new one.
-            values = [np.asarray(store[k]) for k in keys] + [np.asarray(-1)] * len(self.SCHEDULE)
-            self.check_values(values)
-            for variable, value in zip(self.variables, values):
-                variable.assign(value)
-            return
-        super().load_own_variables(store)
 
 
 class RigL(ReparamCallback):
@@ -110,13 +98,17 @@ class RigL(ReparamCallback):
 
     method = "rigl"
     needs_gradients = True
+    logged = ("drop_fraction",)
 
     def __init__(self, drop_fraction=0.3, period=100, stop_epoch=None, end_step=None,
                  seed=None, jit_compile=False):
         super().__init__(period, stop_epoch=stop_epoch, seed=seed, jit_compile=jit_compile)
-        self.drop_fraction = rigl.validate_drop_fraction(drop_fraction)
+        self.drop_fraction = validate_fraction(
+            drop_fraction, "drop_fraction", high_open=False,
+            meaning="It is the fraction of each layer's active weights moved at the "
+                    "first update; RigL uses 0.3.")
         self.end_step = validate_optional_int(end_step, "end_step", 1, " (T_end in steps)")
-        shortest = min(self.period.values())
+        shortest = self.schedule.shortest_period()
         if self.end_step is not None and self.end_step <= shortest:
             raise ValueError(
                 f"RigL: end_step={self.end_step} is at or below period={shortest}: "
@@ -126,32 +118,24 @@ class RigL(ReparamCallback):
             )
         # (begin, T_end) of the cosine schedule in force, method steps.
         self._schedule = None if self.end_step is None else (0, self.end_step)
+        self.schedule.end_step = self.end_step
 
     def on_train_begin(self, logs=None):
-        self._check_run_length()
-        super().on_train_begin(logs)
-
-    def _check_run_length(self):
-        if self.end_step is not None:
-            return
-        params = self.params or {}
-        steps, epochs = params.get("steps"), params.get("epochs")
-        if not steps or not epochs:
+        steps, epochs = self.fit_length()
+        if self.end_step is None and (not steps or not epochs):
             raise ValueError(
                 "RigL needs T_end, the step where updates stop, and `fit` did not "
                 f"say how long the run is (steps per epoch: {steps!r}, epochs: "
                 f"{epochs!r}; a dataset of unknown size?). Pass "
                 "`steps_per_epoch` to fit, or `end_step` to RigL."
             )
+        super().on_train_begin(logs)
 
-    def _begin_fit(self, epoch):
-        self._schedule = self._schedule_for_fit(epoch)
-        super()._begin_fit(epoch)
-
-    def _schedule_for_fit(self, epoch):
+    def begin_fit(self, epoch):
         state = self.state
         step = self.method_step()
-        length, before_stop = self._fit_length(epoch)
+        steps, epochs = self.fit_length()
+        length = None if not steps or not epochs else max(0, epochs - epoch) * steps
         recorded = tuple(int(getattr(state, name).numpy()) for name in state.SCHEDULE)
         if self.end_step is not None:
             begin, end = 0, self.end_step
@@ -162,14 +146,19 @@ class RigL(ReparamCallback):
         else:
             # A new fit: a new schedule over it, from where the method
             # stands, and its period grid starts here too.
-            begin, end = step, step + before_stop
+            stop = epochs if self.stop_epoch is None else min(self.stop_epoch, epochs)
+            begin, end = step, step + max(0, stop - epoch) * steps
             if int(state.last_step.numpy()) < begin:
                 state.last_step.assign(begin)
                 self._refresh_mirrors()
-        state.schedule_begin.assign(begin)
-        state.schedule_end.assign(end)
         state.fit_end.assign(-1 if length is None else step + length)
-        return begin, end
+        self._set_window(begin, end)
+
+    def _set_window(self, begin, end):
+        self._schedule = (begin, end)
+        self.schedule.end_step = end
+        self.state.schedule_begin.assign(begin)
+        self.state.schedule_end.assign(end)
 
     def on_train_end(self, logs=None):
         # The fit is over (also when stopped early): the next one starts a
@@ -190,51 +179,29 @@ class RigL(ReparamCallback):
         (None before training starts)."""
         return None if self._schedule is None else self._schedule[0]
 
-    def _fraction(self, step):
-        begin, end = self._schedule
-        return rigl.drop_fraction_at(step - begin, self.drop_fraction, max(1, end - begin))
-
     def drop_fraction_at(self, step):
         """f(t) at the method's step `step` (a float)."""
         if self._schedule is None:
             raise ValueError("T_end is known once training starts; pass `end_step`.")
-        return float(self._fraction(step).numpy())
+        begin, end = self._schedule
+        return float(rigl.drop_fraction_at(step - begin, self.drop_fraction,
+                                           max(1, end - begin)).numpy())
 
-    def _last_updatable_step(self, epoch):
-        # f(T_end) = 0: the last update is before T_end.
-        last = super()._last_updatable_step(epoch)
-        before_end = self.t_end - 1
-        return before_end if last is None else min(last, before_end)
-
-    def _update_window_text(self):
-        return (f"{super()._update_window_text()}; updates end before "
-                f"T_end={self.t_end}, the schedule starting at {self.t_begin}")
-
-    def _stopped(self, step):
-        # f(T_end) = 0: nothing moves from T_end on.
-        end = self.t_end
-        return super()._stopped(step) or (end is not None and step >= end)
-
-    def _update(self, kernels, masks, step, gradients):
+    def reallocate(self, step=None, mark=None):
         if self._schedule is None:
             raise ValueError(
                 "RigL.reallocate needs T_end: train with `fit` first or pass "
                 "`end_step` to RigL."
             )
-        fraction = self._fraction(step)
+        # The update reads the window from the state, so that a new window
+        # (each fit starts one) needs no new trace.
+        self._set_window(*self._schedule)
+        return super().reallocate(step, mark)
+
+    def update(self, kernels, masks, step, gradients):
+        begin = self.state.schedule_begin.value
+        length = tf.maximum(self.state.schedule_end.value - begin, 1)
+        fraction = rigl.drop_fraction_at(step - begin, self.drop_fraction, length)
         return rigl.rigl_update(
             kernels, masks, gradients, fraction, seed=self.state.seed.value, step=step
         )
-
-    def _step_function(self):
-        # The schedule is Python numbers in the traced graph: retrace if it
-        # moved.
-        if getattr(self, "_traced_schedule", None) != self._schedule:
-            self._step_fn = None
-            self._traced_schedule = self._schedule
-        return super()._step_function()
-
-    def _method_logs(self):
-        report = self.last_report
-        return {"drop_fraction": report.info["drop_fraction"] if report else 0.0}
-

@@ -4,12 +4,14 @@ import numbers
 
 import tensorflow as tf
 
-from tf_dsr.callbacks.base import ReparamCallback
-from tf_dsr.callbacks.base import check_prune_target
 from tf_dsr.callbacks.state import MethodState
 from tf_dsr.callbacks.state import register_state
 from tf_dsr.core import set as set_core
 from tf_dsr.core.reallocation import count_active
+from tf_dsr.training.callback import ReparamCallback
+from tf_dsr.validation import check_prune_target_below
+from tf_dsr.validation import validate_fraction
+from tf_dsr.validation import validate_prune_target
 
 
 @register_state("set")
@@ -29,7 +31,7 @@ class SET(ReparamCallback):
     Reference: Mocanu et al., "Scalable training of artificial neural
     networks with adaptive sparse connectivity inspired by network
     science", Nature Communications 2018; as the baseline of Mostafa &
-    Wang, ICML 2019 (DSR_SPEC section 5, fraction = N_prune / active).
+    Wang, ICML 2019, whose SET prunes the fraction N_prune / active weights.
 
     Args:
         prune_fraction: float in (0, 1), zeta: each layer prunes
@@ -76,33 +78,28 @@ class SET(ReparamCallback):
                 f"`prune_target` (int >= 1). Received: prune_fraction="
                 f"{prune_fraction!r}, prune_target={prune_target!r}."
             )
-        if prune_fraction is not None:
-            if isinstance(prune_fraction, bool) or not isinstance(prune_fraction, numbers.Real):
-                raise TypeError(
-                    f"`prune_fraction` must be a float in (0, 1). Received: {prune_fraction!r}."
-                )
-            if not 0.0 < prune_fraction < 1.0:
-                raise ValueError(
-                    f"`prune_fraction` must be in (0, 1). Received: {prune_fraction}."
-                )
-            prune_fraction = float(prune_fraction)
-        else:
-            if isinstance(prune_target, bool) or not isinstance(prune_target, numbers.Integral):
-                raise TypeError(
-                    f"`prune_target` must be an int >= 1. Received: {prune_target!r}."
-                )
-            if prune_target < 1:
-                raise ValueError(f"`prune_target` must be >= 1. Received: {prune_target}.")
-            prune_target = int(prune_target)
-        self.prune_fraction = prune_fraction
-        self.prune_target = prune_target
+        self.prune_fraction = (None if prune_fraction is None
+                               else validate_fraction(prune_fraction, "prune_fraction"))
+        self.prune_target = (None if prune_target is None
+                             else validate_prune_target(prune_target, fraction_allowed=False))
 
     method = "set"
 
-    def _check_model(self, model, num_active):
-        check_prune_target(self, num_active)
+    @classmethod
+    def for_run(cls, run, prune_target=None, **options):
+        """SET as the DSR paper's baseline: a fraction `prune_target` is
+        pruned from each layer, a count is shared out across layers."""
+        if isinstance(prune_target, numbers.Real) and not isinstance(
+                prune_target, (numbers.Integral, bool)):
+            options["prune_fraction"] = prune_target
+        elif prune_target is not None:
+            options["prune_target"] = prune_target
+        return cls(seed=run.seed, **options)
 
-    def _update(self, kernels, masks, step, gradients):
+    def check_model(self, num_active):
+        check_prune_target_below(self.prune_target, num_active, type(self).__name__)
+
+    def update(self, kernels, masks, step, gradients):
         num_active = tf.stack([count_active(m) for m in masks])
         counts = set_core.prune_counts(
             num_active, prune_fraction=self.prune_fraction, prune_target=self.prune_target

@@ -2,12 +2,11 @@
 
 import numbers
 
-import tensorflow as tf
-
-from tf_dsr.callbacks.base import ReparamCallback
 from tf_dsr.callbacks.state import MethodState
 from tf_dsr.callbacks.state import register_state
 from tf_dsr.core import gradual
+from tf_dsr.training.callback import ReparamCallback
+from tf_dsr.validation import validate_fraction
 
 
 @register_state("gradual")
@@ -75,17 +74,19 @@ class GradualPruning(ReparamCallback):
         seed=None,
         jit_compile=False,
     ):
-        super().__init__(period, stop_epoch=None, seed=seed, jit_compile=jit_compile)
-        sparsities = (("final_sparsity", final_sparsity), ("initial_sparsity", initial_sparsity))
-        for name, value in sparsities:
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise TypeError(f"`{name}` must be a float in [0, 1). Received: {value!r}.")
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"`{name}` must be in [0, 1). Received: {value}.")
         for name, value in (("begin_step", begin_step), ("end_step", end_step)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise TypeError(f"`{name}` must be an int number of steps. Received: {value!r}.")
-        if initial_sparsity > final_sparsity:
+        if begin_step < 0 or end_step <= begin_step:
+            raise ValueError(
+                "Need 0 <= begin_step < end_step. Received: "
+                f"begin_step={begin_step}, end_step={end_step}."
+            )
+        super().__init__(period, seed=seed, jit_compile=jit_compile, final_step=int(end_step))
+        self.final_sparsity = validate_fraction(final_sparsity, "final_sparsity", low_open=False)
+        self.initial_sparsity = validate_fraction(
+            initial_sparsity, "initial_sparsity", low_open=False)
+        if self.initial_sparsity > self.final_sparsity:
             raise ValueError(
                 "GradualPruning only prunes: `initial_sparsity` must not exceed "
                 f"`final_sparsity`. Received: initial_sparsity={initial_sparsity}, "
@@ -93,20 +94,26 @@ class GradualPruning(ReparamCallback):
                 "denser train it with DynamicReparam/SET/RigL from a lower "
                 "`tf_dsr.sparsify` sparsity."
             )
-        if begin_step < 0 or end_step <= begin_step:
-            raise ValueError(
-                "Need 0 <= begin_step < end_step. Received: "
-                f"begin_step={begin_step}, end_step={end_step}."
-            )
         if scope not in gradual.SCOPES:
             raise ValueError(f"`scope` must be one of {gradual.SCOPES}. Received: {scope!r}.")
-        self.final_sparsity = float(final_sparsity)
-        self.initial_sparsity = float(initial_sparsity)
         self.begin_step = int(begin_step)
         self.end_step = int(end_step)
         self.scope = scope
 
     method = "gradual"
+    set_by_run = ReparamCallback.set_by_run | {"final_sparsity", "initial_sparsity"}
+
+    @classmethod
+    def for_run(cls, run, period=100, begin_step=None, end_step=None, **options):
+        """Gradual pruning to the run's sparsity, from a dense start. Zhu &
+        Gupta prune over most of training, then fine-tune: the schedule
+        defaults to the first 75 % of the run's steps."""
+        if begin_step is None and end_step is None:
+            begin_step, end_step = 0, max(1, int(round(0.75 * run.total_steps)))
+        if not isinstance(period, dict):
+            period = min(period, end_step - begin_step)
+        return cls(final_sparsity=run.sparsity, begin_step=begin_step, end_step=end_step,
+                   period=period, seed=run.seed, **options)
 
     def target_sparsity(self, step):
         """The scheduled sparsity s_t at the method's step `step` (a float)."""
@@ -116,31 +123,10 @@ class GradualPruning(ReparamCallback):
             ).numpy()
         )
 
-    def _update(self, kernels, masks, step, gradients):
+    def update(self, kernels, masks, step, gradients):
         sparsity = gradual.scheduled_sparsity(
             step, self.initial_sparsity, self.final_sparsity, self.begin_step, self.end_step
         )
         return gradual.prune_to_sparsity(
             kernels, masks, sparsity, scope=self.scope, seed=self.state.seed.value, step=step,
         )
-
-    def reallocate(self, step=None, mark=None):
-        report = super().reallocate(step, mark)
-        # The base logs sparsity from the active count, which here shrinks.
-        self._num_active = self._count_active_weights()
-        return report
-
-    def _finished(self):
-        last = self.last_report.step if self.last_report is not None else -1
-        return max(last, int(self.state.last_step.numpy())) >= self.end_step
-
-    def on_train_batch_end(self, batch, logs=None):
-        # After end_step the masks are final: no more updates to run.
-        if not self._finished():
-            super().on_train_batch_end(batch, logs)
-            step = self.method_step()
-            # The period grid need not land on end_step: finish the
-            # schedule at the first batch end at or past it.
-            if step is not None and step >= self.end_step and not self._finished():
-                self.reallocate(step)
-        self._add_logs(logs)
