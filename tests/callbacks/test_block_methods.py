@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import tf_dsr
-from tf_dsr.callbacks import blocks as block_views
+from tf_dsr.training import blocks as block_views
 from tf_dsr.core import reallocation
 from tf_dsr.core.blocks import is_block_mask
 

@@ -272,7 +272,7 @@ class CountingReparam(tf_dsr.DynamicReparam):
     the real one.
     """
 
-    def _update(self, kernels, masks, step, gradients):
+    def update(self, kernels, masks, step, gradients):
         zeros = tf.zeros([len(kernels)], tf.int64)
         return Update(kernels, masks, [tf.not_equal(m, 0) for m in masks], zeros, zeros,
                       tf.constant(True),

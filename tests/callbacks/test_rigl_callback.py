@@ -59,10 +59,10 @@ def test_rigl_moves_masks_and_keeps_every_layers_count(digits_runs):
     for before, after in zip(run["before"], run["after"]):
         assert after.sum() == before.sum()
     # Disarmed after fit, hooks kept for the next fit; detaching removes them.
-    assert not bool(callback._capture._requested.numpy())
+    assert not callback._capture.requested()
     assert callback._capture.attached
     callback.detach_gradients()
-    assert callback._capture is None
+    assert not callback._capture.attached
 
 
 def test_rigl_beats_static_sparse_at_095(digits_runs):
@@ -119,7 +119,7 @@ def test_reallocate_without_a_captured_gradient_is_refused():
         np.testing.assert_array_equal(a, b)
     # A refused call leaves nothing behind: no hooks, no gradient user, no
     # retraced train function.
-    assert rigl._capture is None
+    assert not rigl._capture.attached
     assert rigl.model_state.gradient_user is None
     assert not any(pair.layer.__dict__.get("_tf_dsr_gradient_hooks")
                    for _, pair in tf_dsr.layers.find_sparse_kernels(model))
@@ -166,7 +166,7 @@ class _ArmedSpy(keras.callbacks.Callback):
         self.armed = ""
 
     def on_train_batch_end(self, batch, logs=None):
-        self.armed += str(int(self.watched._capture._requested.numpy()))
+        self.armed += str(int(self.watched._capture.requested()))
 
 
 @pytest.mark.parametrize("make, expected", [
@@ -246,26 +246,6 @@ def test_initial_epoch_counts_only_the_epochs_this_fit_runs():
     assert (stopped.t_begin, stopped.t_end) == (0, 8)
 
 
-def test_a_model_saved_before_the_schedule_was_recorded_starts_one(tmp_path):
-    model = compile_small(small_model())
-    x, y = small_data(80)
-    rigl = tf_dsr.RigL(period=4, seed=0)
-    model.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[rigl])
-    model.save_weights(tmp_path / "new.weights.h5")
-    # The layout of files written before: the four common variables only.
-    import h5py
-    with h5py.File(tmp_path / "new.weights.h5", "r+") as f:
-        group = f["_tf_dsr_state/rigl/vars"]
-        for key in sorted(group.keys(), key=int)[4:]:
-            del group[key]
-    model.load_weights(tmp_path / "new.weights.h5")
-    assert int(rigl.state.num_reallocations.numpy()) == 3
-    assert int(rigl.state.schedule_end.numpy()) == -1
-    model.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[rigl])
-    assert (rigl.t_begin, rigl.t_end) == (16, 32)
-    assert int(rigl.state.num_reallocations.numpy()) == 6
-
-
 @pytest.mark.parametrize("make", [
     lambda: tf_dsr.RigL(period=1000, seed=0),
     lambda: tf_dsr.RigL(period=4, stop_epoch=0, seed=0),
@@ -314,7 +294,7 @@ class _Overflow(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if int(self.model.optimizer.iterations.numpy()) == self.at:
-            variable = self.watched._capture.variables[0]
+            variable = self.watched._capture.variables()[0]
             variable.assign(np.full(variable.shape, np.inf, np.float32))
 
 
@@ -323,7 +303,7 @@ def test_an_update_whose_gradient_overflowed_runs_after_the_next_step():
     x, y = small_data(80)
     rigl = tf_dsr.RigL(period=4, seed=0)
     steps = record_steps(rigl)
-    with pytest.warns(RuntimeWarning, match="update due at step 4 holds NaN or Inf"):
+    with pytest.warns(RuntimeWarning, match="holds NaN or Inf .* update due at step 4"):
         model.fit(x, y, batch_size=10, epochs=2, verbose=0,
                   callbacks=[_Overflow(rigl, 4), rigl])
     # Retried at step 5, on the period grid (last_step 4): none is lost.

@@ -115,7 +115,7 @@ def test_gradient_methods_follow_one_another():
     second = _fit(model, tf_dsr.DynamicReparam(prune_target=5, period=5, seed=0,
                                                growth="gradient"))
     third = _fit(model, tf_dsr.RigL(period=5, seed=0))
-    assert first._capture is None and second._capture is None
+    assert not first._capture.attached and not second._capture.attached
     assert int(second.state.num_reallocations.numpy()) == 4
     # The third RigL continues the first's state (3 updates), which is past
     # its T_end: it starts a new schedule over its own fit (3 more).

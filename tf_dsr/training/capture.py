@@ -85,6 +85,11 @@ class GradientCapture:
             return False
         return bool(tf.convert_to_tensor(self._gradients.captured).numpy())
 
+    def requested(self):
+        """Whether the layers' hooks will write the next step's gradient
+        (reads the in-graph flag that `armed` mirrors)."""
+        return self.attached and bool(self._gradients._requested.numpy())
+
     def finite(self):
         return self._gradients.finite()
 
