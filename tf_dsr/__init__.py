@@ -9,7 +9,7 @@ from tf_dsr.methods import SET
 from tf_dsr.methods import DynamicReparam
 from tf_dsr.methods import GradualPruning
 from tf_dsr.methods import RigL
-from tf_dsr.training.callback import ReallocationReport
+from tf_dsr.training.report import ReallocationReport
 from tf_dsr.training.callback import ReparamCallback
 from tf_dsr.training.history import SparsityHistory
 from tf_dsr.convert import sparsify

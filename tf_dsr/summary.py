@@ -4,7 +4,7 @@ from typing import NamedTuple
 
 import keras
 
-from tf_dsr import counting
+import tf_dsr.counting as counting
 from tf_dsr.layers.find import check_masks
 from tf_dsr.layers.find import find_sparse_kernels
 

@@ -8,7 +8,7 @@ sparse network has non-zero ones.
 import math
 import numbers
 
-from tf_dsr import counting
+import tf_dsr.counting as counting
 from tf_dsr.layers.base import validate_sparsity
 from tf_dsr.models import common
 

@@ -13,52 +13,21 @@ gradient of the step before each update from a `GradientCapture`.
 
 import random
 import warnings
-from typing import NamedTuple
 
 import keras
 import tensorflow as tf
 
-from tf_dsr import counting
-from tf_dsr import optimizer_slots
 from tf_dsr.callbacks.state import attach_state
 from tf_dsr.core.reallocation import count_active
-from tf_dsr.layers.base import SparseLayer
+from tf_dsr.counting import num_active as count_mask
 from tf_dsr.layers.base import validate_seed
-from tf_dsr.layers.find import check_masks
-from tf_dsr.layers.find import find_sparse_kernels
-from tf_dsr.layers.find import walk_layers
+from tf_dsr.optimizer_slots import kernel_slots
 from tf_dsr.training import blocks as block_views
 from tf_dsr.training.capture import GradientCapture
+from tf_dsr.training.kernels import BinaryMaskCheck
+from tf_dsr.training.kernels import find_method_kernels
+from tf_dsr.training.report import ReallocationReport
 from tf_dsr.training.schedule import Schedule
-
-
-class ReallocationReport(NamedTuple):
-    """What one update did, as Python values.
-
-    Attributes:
-        step: the method's step it ran at.
-        num_pruned: dict, kernel name -> weights pruned (names as in
-            `tf_dsr.layers.find_sparse_kernels`: the layer's path for a
-            layer with one kernel).
-        num_grown: dict, kernel name -> weights regrown.
-        info: dict of the method's own figures as floats (DSR:
-            `threshold`, H after adapting; RigL: `drop_fraction`, f(t);
-            gradual pruning: `sparsity`, the target s_t).
-        sparsity: global fraction of zeros over the sparse kernels.
-        skipped: True when a kernel (or a gradient used for growth) held
-            NaN/Inf and nothing changed.
-    """
-
-    step: int
-    num_pruned: dict
-    num_grown: dict
-    info: dict
-    sparsity: float
-    skipped: bool
-
-    @property
-    def total_pruned(self):
-        return sum(self.num_pruned.values())
 
 
 class ReparamCallback(keras.callbacks.Callback):
@@ -165,7 +134,7 @@ class ReparamCallback(keras.callbacks.Callback):
         # if this model is refused.
         self._bound_model = None
         self.last_report = None
-        kernel_names, kernels, num_active_blocks = self._find_kernels(model)
+        kernel_names, kernels, num_active_blocks = find_method_kernels(model, type(self).__name__)
         self.check_model(num_active_blocks)
         self.detach_gradients()
         self.kernel_names, self.kernels = kernel_names, kernels
@@ -173,40 +142,14 @@ class ReparamCallback(keras.callbacks.Callback):
         # The sparse layers updated, each once (a layer may own two kernels).
         self.layers = list({id(pair.layer): pair.layer for pair in kernels}.values())
         self._num_weights = sum(pair.size for pair in kernels)
-        self._initial_active = sum(counting.num_active(pair.mask) for pair in kernels)
+        self._initial_active = sum(count_mask(pair.mask) for pair in kernels)
         self.model_state = attach_state(model)
         self.state = self.model_state.state_for(self.method, **self.state_arguments())
         self._bound_model = model
         self._step_fn = None
-        self._binary_fn = None
+        self._binary_check = None
         self._logged_seen = dict.fromkeys(self.logged, 0.0)
         self._refresh_mirrors()
-
-    def _find_kernels(self, model):
-        unbuilt = [layer.name for layer in walk_layers(model)
-                   if isinstance(layer, SparseLayer) and not layer.built]
-        if unbuilt:
-            raise ValueError(
-                f"Model '{model.name}' has unbuilt sparse layers {unbuilt}; "
-                "build the model (call it once or give it an Input) before "
-                "training."
-            )
-        found = find_sparse_kernels(model)
-        if not found:
-            raise ValueError(
-                f"{type(self).__name__} found no tf_dsr sparse layer in model "
-                f"'{model.name}'. Build the model with tf_dsr's sparse layers "
-                "(tf_dsr.SparseDense, tf_dsr.SparseConv2D, ...), or convert "
-                "it with tf_dsr.sparsify()."
-            )
-        names = [name for name, _ in found]
-        kernels = [pair for _, pair in found]
-        block_views.check_block_sizes(names, kernels, type(self).__name__)
-        # Methods count in blocks where kernels have a block shape.
-        num_active_blocks = sum(
-            block_views.num_active_blocks(pair, counting.num_active(pair.mask))
-            for pair in kernels)
-        return names, kernels, num_active_blocks
 
     def _refresh_mirrors(self):
         # Python copies of the state's step variables, so that a step with
@@ -243,7 +186,7 @@ class ReparamCallback(keras.callbacks.Callback):
     # ----- one update ---------------------------------------------------
     def _slots(self):
         optimizer = getattr(self.model, "optimizer", None)
-        return [optimizer_slots.kernel_slots(optimizer, pair.kernel) for pair in self.kernels]
+        return [kernel_slots(optimizer, pair.kernel) for pair in self.kernels]
 
     def _step_function(self):
         # The traced function captures the optimizer's slot variables, which
@@ -383,21 +326,9 @@ class ReparamCallback(keras.callbacks.Callback):
 
     def _check_masks_binary(self, where=None):
         """Raises before anything changes if a mask holds a value not 0/1."""
-        if self._binary_fn is None:
-            self._binary_fn = tf.function(
-                lambda: tf.stack([
-                    tf.reduce_all((pair.mask.value == 0) | (pair.mask.value == 1))
-                    for pair in self.kernels
-                ]),
-                autograph=False,
-            )
-        binary = self._binary_fn().numpy()
-        if not binary.all():
-            check_masks(
-                [(name, pair) for name, pair, ok in zip(self.kernel_names, self.kernels, binary)
-                 if not ok],
-                where or f"{type(self).__name__}.reallocate",
-            )
+        if self._binary_check is None:
+            self._binary_check = BinaryMaskCheck(self.kernel_names, self.kernels)
+        self._binary_check(where or f"{type(self).__name__}.reallocate")
 
     def _optimizer_step(self):
         optimizer = getattr(self.model, "optimizer", None)

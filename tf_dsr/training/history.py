@@ -4,7 +4,7 @@ import numbers
 
 import keras
 
-from tf_dsr import counting
+import tf_dsr.counting as counting
 from tf_dsr.layers.find import find_sparse_kernels
 
 
