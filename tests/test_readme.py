@@ -79,7 +79,7 @@ def _anchors(document):
 def _links():
     """`(document, target)` of every relative link outside code blocks."""
     links = []
-    for document in DOCUMENTS:
+    for document in DOCUMENTS + ["examples/README.md"]:
         for target in LINK.findall(FENCE.sub("", _read(document))):
             if not re.match(r"[a-z]+:", target):
                 links.append((document, target))
