@@ -1,12 +1,15 @@
-"""README.md's Python blocks run as pasted, and say what they do.
+"""README.md's and docs/*.md's Python blocks run as pasted, and say what they do.
 
 Each ```python block runs in a fresh namespace, in its own working
 directory, as a new user would paste it into an interpreter, and then the
-claims the README makes about it are checked. A block preceded by
+claims the document makes about it are checked. A block preceded by
 `<!-- excerpt: PATH -->` shows lines of that file instead (`...` stands
 for lines left out): its lines must appear there, in the same order.
+Every relative link of these documents points to a file that exists and,
+with `#anchor`, to a heading of that file.
 """
 
+import glob
 import os
 import re
 
@@ -14,21 +17,31 @@ import numpy as np
 import pytest
 
 import tf_dsr
-from tf_dsr.callbacks import find_sparse_layers
 from tf_dsr.data import load_digits
+from tf_dsr.layers import find_sparse_layers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-README = os.path.join(REPO, "README.md")
+DOCUMENTS = ["README.md"] + sorted(
+    os.path.relpath(path, REPO) for path in glob.glob(os.path.join(REPO, "docs", "*.md")))
 BLOCK = re.compile(r"^```python\n(.*?)^```$", re.S | re.M)
 EXCERPT = re.compile(r"<!-- excerpt: (\S+) -->\s*$")
+FENCE = re.compile(r"^```.*?^```$", re.S | re.M)
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
 
-def _blocks():
-    """`(heading, excerpt path or None, code)` of every Python block.
+def _read(document):
+    with open(os.path.join(REPO, document)) as f:
+        return f.read()
 
-    The second block under one heading is keyed `"<heading> (2)"`, and so on.
+
+def _blocks(document):
+    """`(key, excerpt path or None, code)` of every Python block of `document`.
+
+    The key is `"<document>: <heading>"`, the heading being the `## `
+    heading above the block; the second block under one heading is keyed
+    `"<document>: <heading> (2)"`, and so on.
     """
-    text = open(README).read()
+    text = _read(document)
     blocks, seen = [], {}
     for match in BLOCK.finditer(text):
         before = text[:match.start()].rstrip("\n").splitlines()
@@ -37,13 +50,40 @@ def _blocks():
         if seen[heading] > 1:
             heading = f"{heading} ({seen[heading]})"
         excerpt = EXCERPT.search(before[-1]) if before else None
-        blocks.append((heading, excerpt and excerpt.group(1), match.group(1)))
+        blocks.append((f"{document}: {heading}", excerpt and excerpt.group(1), match.group(1)))
     return blocks
 
 
-BLOCKS = _blocks()
-RUNNABLE = [(heading, code) for heading, path, code in BLOCKS if path is None]
+BLOCKS = [block for document in DOCUMENTS for block in _blocks(document)]
+RUNNABLE = [(key, code) for key, path, code in BLOCKS if path is None]
 EXCERPTS = [(path, code) for _, path, code in BLOCKS if path is not None]
+
+
+def _document_of(key):
+    return key.split(": ", 1)[0]
+
+
+def _anchors(document):
+    """The `#anchor` of every heading of a markdown file, as GitHub makes them."""
+    anchors, seen = set(), {}
+    for line in FENCE.sub("", _read(document)).splitlines():
+        if not line.startswith("#"):
+            continue
+        slug = re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        anchors.add(slug if count == 0 else f"{slug}-{count}")
+    return anchors
+
+
+def _links():
+    """`(document, target)` of every relative link outside code blocks."""
+    links = []
+    for document in DOCUMENTS + ["examples/README.md"]:
+        for target in LINK.findall(FENCE.sub("", _read(document))):
+            if not re.match(r"[a-z]+:", target):
+                links.append((document, target))
+    return links
 
 
 def _check_quickstart(namespace, out):
@@ -84,7 +124,7 @@ def _check_transformer(namespace, out):
     assert f"sparse kernels hold {summary.sparse_share:.1%}" in out
     # "become sparse, 99.1% of the trainable parameters"
     assert re.search(re.escape(f"{summary.sparse_share:.1%}") + r"\s+of\s+the\s+trainable",
-                     open(README).read())
+                     _read("docs/any_model.md"))
     assert summary.num_active == sum(
         round(0.1 * row.num_weights) for row in summary.layers)  # conserved by DSR
     assert sparse.optimizer.iterations.numpy() == 2 * 8
@@ -159,7 +199,7 @@ def _check_keras_hub(namespace, out):
     assert f"sparse kernels hold {summary.sparse_share:.1%}" in out
     # "become sparse, 92.5% of the trainable parameters"
     assert re.search(re.escape(f"{summary.sparse_share:.1%}") + r"\s+of\s+the\s+trainable",
-                     open(README).read())
+                     _read("README.md"))
     assert summary.num_active == sum(round(0.1 * row.num_weights) for row in summary.layers)
     assert lm.optimizer.iterations.numpy() == 2 * 4
     # generate() kept the prompt and filled the 13 masked positions.
@@ -176,36 +216,36 @@ def _check_keras_hub(namespace, out):
 
 
 CHECKS = {
-    "Quickstart": _check_quickstart,
-    "Sparse layers: every weight-bearing Keras layer": _check_layer_family,
-    "Baselines and models": _check_models,
-    "RigL and gradient growth": _check_gradient_methods,
-    "Bring your own model, ship it without tf_dsr": _check_ship,
-    "Bring your own model, ship it without tf_dsr (2)": _check_transformer,
-    "Block sparsity: sparse models that run faster": _check_blocks,
-    "Distributed training": _check_distributed,
-    "keras-hub models": _check_keras_hub,
+    "README.md: Quickstart": _check_keras_hub,
+    "docs/layers.md: A model built from sparse layers": _check_quickstart,
+    "docs/layers.md: Sparse layers: every weight-bearing Keras layer": _check_layer_family,
+    "docs/methods.md: Baselines and models": _check_models,
+    "docs/methods.md: RigL and gradient growth": _check_gradient_methods,
+    "docs/any_model.md: Bring your own model, ship it without tf_dsr": _check_ship,
+    "docs/any_model.md: Bring your own model, ship it without tf_dsr (2)": _check_transformer,
+    "docs/tflite_and_speed.md: Block sparsity: sparse models that run faster": _check_blocks,
+    "docs/distribution.md: One machine: MirroredStrategy": _check_distributed,
 }
 
 
 def test_every_runnable_block_has_its_claims_checked():
-    assert sorted(heading for heading, _ in RUNNABLE) == sorted(CHECKS)
+    assert sorted(key for key, _ in RUNNABLE) == sorted(CHECKS)
     assert EXCERPTS, "the multi-worker excerpt is gone"
 
 
-@pytest.mark.parametrize("heading,code", RUNNABLE, ids=[h for h, _ in RUNNABLE])
-def test_block_runs_as_pasted(heading, code, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("key,code", RUNNABLE, ids=[key for key, _ in RUNNABLE])
+def test_block_runs_as_pasted(key, code, tmp_path, monkeypatch, capsys):
     if "import keras_hub" in code:
         pytest.importorskip("keras_hub")  # pip install ".[hub]"
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__main__"}
-    exec(compile(code, f"README.md ({heading})", "exec"), namespace)
-    CHECKS[heading](namespace, capsys.readouterr().out)
+    exec(compile(code, key, "exec"), namespace)
+    CHECKS[key](namespace, capsys.readouterr().out)
 
 
 @pytest.mark.parametrize("path,code", EXCERPTS, ids=[p for p, _ in EXCERPTS])
 def test_excerpt_lines_appear_in_their_file_in_order(path, code):
-    source = [line.strip() for line in open(os.path.join(REPO, path)).read().splitlines()]
+    source = [line.strip() for line in _read(path).splitlines()]
     position = 0
     for line in (line.strip() for line in code.splitlines()):
         if not line or line == "...":
@@ -214,9 +254,43 @@ def test_excerpt_lines_appear_in_their_file_in_order(path, code):
         position = source.index(line, position) + 1
 
 
-def test_readme_states_the_digits_split_load_digits_makes():
+def _link_problem(document, target):
+    """What is wrong with the relative link `target` of `document`, or None."""
+    path, _, anchor = target.partition("#")
+    linked = os.path.normpath(os.path.join(os.path.dirname(document), path)) if path else document
+    if not os.path.exists(os.path.join(REPO, linked)):
+        return f"{document} links to {target}: there is no file {linked}"
+    if anchor and not (linked.endswith(".md") and anchor in _anchors(linked)):
+        return f"{document} links to {target}: {linked} has no heading #{anchor}"
+    return None
+
+
+@pytest.mark.parametrize("document,target", _links(), ids=[f"{d} -> {t}" for d, t in _links()])
+def test_relative_link_points_to_an_existing_file_and_heading(document, target):
+    assert _link_problem(document, target) is None, _link_problem(document, target)
+
+
+def test_the_readme_links_to_every_guide():
+    links = {target.partition("#")[0] for document, target in _links() if document == "README.md"}
+    guides = {path for path in DOCUMENTS if path.startswith("docs/")}
+    assert guides <= links, f"README.md does not link to {sorted(guides - links)}"
+
+
+def test_the_link_checker_catches_a_missing_file_and_a_missing_heading():
+    assert _link_problem("README.md", "docs/cli.md#tf-dsr-compare") is None
+    assert _link_problem("docs/cli.md", "../README.md#quickstart") is None
+    assert "no file" in _link_problem("README.md", "docs/no_such_guide.md")
+    assert "no heading" in _link_problem("README.md", "docs/cli.md#no-such-heading")
+    assert "no heading" in _link_problem("README.md", "#no-such-heading")
+    assert "no heading" in _link_problem("README.md", "docs/results/digits_accuracy.png#a")
+
+
+def test_docs_state_the_digits_split_load_digits_makes():
     (x_train, _), (x_test, _) = load_digits()
-    text = open(README).read()
-    assert f"{len(x_train):,} training and {len(x_test)} test images" in text
-    assert f"8x8 digits with {len(x_test)}\n   test images" in text
-    assert not re.search(r"\b1,437\b|\b360 test\b", text)
+    results = " ".join(_read("docs/reproducing_the_paper.md").split())
+    assert f"{len(x_train):,} training and {len(x_test)} test images" in results
+    assert f"8x8 digits with {len(x_test)} test images" in results
+    layers = _read("docs/layers.md")
+    assert f"{len(x_train):,} train, {len(x_test)} test" in layers
+    for document in DOCUMENTS:
+        assert not re.search(r"\b1,437\b|\b360 test\b", _read(document)), document
