@@ -87,7 +87,7 @@ def _links():
 
 
 def _check_quickstart(namespace, out):
-    assert "threshold: 0.001 " in out  # the initial threshold, from the first step
+    assert "threshold: 0.0010 " in out  # the initial threshold, from the first step
     assert re.search(r"num_pruned: \d+ ", out)
     assert tf_dsr.sparsity_summary(namespace["model"]).num_active == 5020
     assert namespace["model"].optimizer.iterations.numpy() == 10 * 29
