@@ -57,7 +57,7 @@ import numpy as np
 import tensorflow as tf
 
 import tf_dsr
-from tf_dsr.data import load_digits
+from tf_dsr.app.data import load_digits
 
 flags.DEFINE_integer("epochs", 10, "Training epochs.")
 flags.DEFINE_integer("batch_size", 50, "Global batch size, split over all replicas.")

@@ -15,7 +15,7 @@ import pytest
 
 import tf_dsr
 from tf_dsr.callbacks import find_sparse_layers
-from tf_dsr.data import load_digits
+from tf_dsr.app.data import load_digits
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(REPO, "README.md")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_dsr import cli
-from tf_dsr import data
+from tf_dsr.app import cli
+from tf_dsr.app import data
 
 LENET_KERNEL_WEIGHTS = 64 * 300 + 300 * 100 + 100 * 10  # 50,200
 
