@@ -48,7 +48,7 @@ def takers(names=None):
             if option not in SET_BY_THE_APP}
 
 
-def _help(option, methods):
+def help_text(option, methods):
     """The flag's help: each distinct docstring entry with the methods it
     documents, then the default."""
     texts = {}
@@ -66,7 +66,7 @@ def add_flags(parser):
     """Adds one flag per option of any method in the registry to `parser`."""
     for option, methods in takers().items():
         parser.add_argument(flag(option), dest=option, type=parse_value, default=None,
-                            metavar="VALUE", help=_help(option, methods))
+                            metavar="VALUE", help=help_text(option, methods))
 
 
 def given(args):
