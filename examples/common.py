@@ -197,19 +197,37 @@ def define_flags(recipe, flag_values=flags.FLAGS):
     flags.DEFINE_integer("verbose", 2, "model.fit verbosity (0, 1 or 2).", flag_values=fv)
 
 
+class LiteralParser(flags.ArgumentParser):
+    """absl parser of a method option flag: `parse_option`'s value."""
+
+    syntactic_help = "a Python literal, an epoch:value schedule, or text"
+
+    def parse(self, argument):
+        return parse_option(argument) if isinstance(argument, str) else argument
+
+    def flag_type(self):
+        return "literal"
+
+
 def define_option_flags(recipe, flag_values=flags.FLAGS):
-    """One string flag per option of any method's callback (the registry's),
-    with the recipe's N_prune, period and stop epoch as defaults."""
+    """One flag per option of any method's callback (the registry's), with
+    the recipe's N_prune, period and stop epoch as defaults. The period
+    stays the text of its schedule, the flags' other values are Python
+    values."""
     defaults = {"prune_target": recipe.prune_target, "period": format_schedule(recipe.period),
                 "stop_epoch": recipe.stop_epoch}
     for option, methods in registry.options(METHODS).items():
         default = defaults.get(option)
-        flags.DEFINE_string(option, None if default is None else str(default),
-                            help_text(option, methods), flag_values=flag_values)
+        if isinstance(default, str):
+            flags.DEFINE_string(option, default, help_text(option, methods),
+                                flag_values=flag_values)
+        else:
+            flags.DEFINE(LiteralParser(), option, default, help_text(option, methods),
+                         flag_values=flag_values)
 
 
 def parse_option(text):
-    """A method option flag's value: a Python literal (`0.05`, `600`,
+    """A method option's text as a value: a Python literal (`0.05`, `600`,
     `{0: 100}`), an `epoch:value` schedule (`0:100,25:200`), else the text."""
     for literal in (text, "{" + text + "}"):
         try:
@@ -226,13 +244,13 @@ def method_options(flag_values):
     taken = registry.get(fv.method).options()
     values = {}
     for option in registry.options(METHODS):
-        text = fv[option].value
-        if text is None:
+        value = fv[option].value
+        if value is None:
             continue
         if option in taken:
-            values[option] = parse_option(text)
+            values[option] = parse_option(value) if isinstance(value, str) else value
         elif fv[option].present:
-            logging.warning("--%s=%s: not used by %s; it is for %s.", option, text,
+            logging.warning("--%s=%s: not used by %s; it is for %s.", option, value,
                             fv.method, ", ".join(registry.options(METHODS)[option]))
     return values
 

@@ -104,7 +104,7 @@ def test_an_option_no_chosen_method_takes_is_refused(foo_method, argv, message, 
 
 def test_compare_passes_the_option_to_the_method_taking_it(foo_method, tmp_path):
     argv = ["compare", "--methods", "foo-set", "dsr", "--sparsities", "0.9", "--seeds", "1",
-            "--epochs", "1", "--num-train", "100", "--foo", "2", "--output-dir",
+            "--epochs", "1", "--num-train", "100", "--period", "1", "--foo", "2", "--output-dir",
             str(tmp_path)]
     assert cli.main(argv) == 0
     # Once when every run is checked before training, once for the run.

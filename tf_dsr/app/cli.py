@@ -85,14 +85,7 @@ def _add_train_parser(commands):
     train.add_argument("--sparsity", type=_sparsity, default=0.9,
                        help="fraction of zeros in every sparse kernel (default 0.9)")
     train.add_argument("--epochs", type=_positive_int, default=30)
-    train.add_argument("--batch-size", type=_positive_int, default=50)
-    train.add_argument("--learning-rate", type=float, default=0.1)
-    train.add_argument("--stop-fraction", type=_stop_fraction, default=0.9,
-                       help="stop moving masks after this fraction of the epochs (the "
-                            "methods' stop_epoch; RigL's drop fraction reaches 0 there), "
-                            "as the paper stops at epoch 90 of 100, so BatchNorm's "
-                            "statistics settle on the final masks (default 0.9; 1 = never "
-                            "stop)")
+    _add_step_arguments(train)
     train.add_argument("--seed", type=_seed, default=0,
                        help="seeds data split, model and DSR; an int in [0, 2**32 - 1] (default 0)")
     train.add_argument("--block-shape", type=_block_shape, default=None, metavar="IxO",
@@ -110,6 +103,19 @@ def _add_train_parser(commands):
     options.add_flags(train.add_argument_group(
         "method options", "the constructor arguments of the methods' callbacks; a value "
         "is a Python literal (0.05, 600, {0: 25, 10: 50}) or text"))
+
+
+def _add_step_arguments(parser):
+    """The arguments `train` and `compare` share: batch, learning rate and
+    where mask updates stop."""
+    parser.add_argument("--batch-size", type=_positive_int, default=50)
+    parser.add_argument("--learning-rate", type=float, default=0.1)
+    parser.add_argument("--stop-fraction", type=_stop_fraction, default=0.9,
+                        help="the methods taking stop_epoch (DSR, SET, RigL) stop moving "
+                             "masks after this fraction of their epochs (RigL's drop "
+                             "fraction reaches 0 there), as the paper stops at epoch 90 of "
+                             "100, so BatchNorm's statistics settle on the final masks "
+                             "(default 0.9; 1 = never stop)")
 
 
 def _add_compare_parser(commands):
@@ -155,13 +161,7 @@ def _add_grid_arguments(compare):
                          default=True,
                          help="train static sparse and thin dense for 2x --epochs, as the "
                               "paper does (default: on)")
-    compare.add_argument("--batch-size", type=_positive_int, default=50)
-    compare.add_argument("--learning-rate", type=float, default=0.1)
-    compare.add_argument("--stop-fraction", type=_stop_fraction, default=0.9,
-                         help="the methods taking stop_epoch (DSR, SET, RigL) stop moving "
-                              "masks after this fraction of their epochs (RigL's drop "
-                              "fraction reaches 0 there), as the paper stops at epoch 90 "
-                              "of 100; 1 = never (default 0.9)")
+    _add_step_arguments(compare)
     compare.add_argument("--history-every", type=_positive_int, default=None,
                          help="record per-layer sparsity every N steps (default: --period)")
     compare.add_argument("--history-sparsity", type=_sparsity, default=None,
