@@ -2,8 +2,8 @@
 run and its results file.
 
 Each script (`lenet300_mnist.py`, `wrn_cifar10.py`, `resnet50_imagenet.py`)
-describes its experiment with a `Recipe` (the paper's hyperparameters,
-DSR_SPEC section 5), defines its flags with `define_flags`, and hands
+describes its experiment with a `Recipe` (the hyperparameters of Mostafa
+& Wang, ICML 2019), defines its flags with `define_flags`, and hands
 `run` three functions: one that loads its data as `tf.data` pipelines from
 tensorflow-datasets, one that names its `tf_dsr.models` builder and
 arguments, one that builds the model (with its regularizers). `run` does the rest in the
@@ -545,7 +545,7 @@ def thin_width(flag_values, model_builder, data):
 
     The dense network at this width has as many trainable parameters as
     the sparse one (at `--sparsity`, width 1) has non-zero ones, within
-    `--thin_tolerance` (DSR_SPEC section 5, "thin dense").
+    `--thin_tolerance` (the "thin dense" baseline of Mostafa & Wang, ICML 2019).
     """
     builder, kwargs = model_builder(flag_values, data)
     return tf_dsr.models.thin_dense_width(

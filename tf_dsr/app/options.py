@@ -96,9 +96,9 @@ def chosen(args, methods):
 
 def flags_in(error, options):
     """The flags (with their values) of `options` that `error`'s message
-    names, else all of them: which flag a constructor's error is about."""
+    names: which flags a constructor's error is about ('' if none)."""
     message = str(error)
-    named = [option for option in options if option in message] or list(options)
+    named = [option for option in options if option in message]
     return ", ".join(f"{flag(option)} {options[option]}" for option in named)
 
 
