@@ -49,24 +49,24 @@ def takers(names=None):
 
 
 def help_text(option, methods):
-    """The flag's help: each distinct docstring entry with the methods it
-    documents, then the default."""
+    """The help of option `option`: each distinct `Args:` entry of the
+    callbacks of `methods`, after the methods it documents."""
     texts = {}
     for name in methods:
         callback = registry.get(name).callback
         texts.setdefault(registry.option_help(callback, option), []).append(name)
-    parts = [f"[{', '.join(names)}] {text}" for text, names in texts.items()]
-    if option in DEFAULTS:
-        parts.append(f"tf-dsr's default: {DEFAULTS[option]}.")
-    # argparse formats help with %: a literal % is %%.
-    return " ".join(parts).replace("%", "%%")
+    return " ".join(f"[{', '.join(names)}] {text}" for text, names in texts.items())
 
 
 def add_flags(parser):
     """Adds one flag per option of any method in the registry to `parser`."""
     for option, methods in takers().items():
+        text = help_text(option, methods)
+        if option in DEFAULTS:
+            text += f" tf-dsr's default: {DEFAULTS[option]}."
+        # argparse formats help with %: a literal % is %%.
         parser.add_argument(flag(option), dest=option, type=parse_value, default=None,
-                            metavar="VALUE", help=help_text(option, methods))
+                            metavar="VALUE", help=text.replace("%", "%%"))
 
 
 def given(args):
