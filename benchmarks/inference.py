@@ -12,7 +12,7 @@ latency at batch 1 and batch 32 on one thread: the TFLite interpreter
 (`num_threads=1`, its default XNNPack delegate) and the SavedModel's
 `serve` (TensorFlow with one intra-op and one inter-op thread).
 
-Measurements are interleaved (`tf_dsr.latency`): every round times a
+Measurements are interleaved (`tf_dsr.app.latency`): every round times a
 chunk of calls of every configuration in turn, so that load from other
 processes falls on all of them alike. Each row reports the median over
 rounds of the per-call time, and the speed-up as the median over rounds
@@ -134,7 +134,7 @@ def run(tiny=False, rounds=15, chunk_seconds=0.02):
     import tensorflow as tf
 
     import tf_dsr
-    from tf_dsr import latency
+    from tf_dsr.app import latency
 
     batches = (1, 32)
     configs = []

@@ -29,7 +29,7 @@ but the sparse FULLY_CONNECTEDs, which stay on TFLite's sparse kernel,
 of the sparse one). The dense one is compared with float dense on the
 built-in kernels, the sparse one with the dense one on XNNPack.
 
-Timing: `tf_dsr.latency.interleaved_times`: every round runs a chunk of
+Timing: `tf_dsr.app.latency.interleaved_times`: every round runs a chunk of
 calls of every variant in turn (load from other processes falls on all
 alike); latency = median over rounds of the per-call time; `x dense` =
 median over rounds of the paired ratio dense twin / this. Outputs are
@@ -475,7 +475,7 @@ def tolerance(config):
 
 
 def run(args, log=print):
-    from tf_dsr import latency
+    from tf_dsr.app import latency
 
     configs = {}
     for kind in args.models:
@@ -602,8 +602,8 @@ def accuracy(args, log=print):
     import keras
 
     import tf_dsr
-    from tf_dsr.compare import stop_epoch
-    from tf_dsr.data import load_digits
+    from tf_dsr.app.compare import stop_epoch
+    from tf_dsr.app.data import load_digits
 
     (x, y), (x_test, y_test) = load_digits(seed=0)
     results = {label: [] for label, _ in BLOCKS}

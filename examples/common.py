@@ -2,8 +2,8 @@
 run and its results file.
 
 Each script (`lenet300_mnist.py`, `wrn_cifar10.py`, `resnet50_imagenet.py`)
-describes its experiment with a `Recipe` (the paper's hyperparameters,
-DSR_SPEC section 5), defines its flags with `define_flags`, and hands
+describes its experiment with a `Recipe` (the hyperparameters of Mostafa
+& Wang, ICML 2019), defines its flags with `define_flags`, and hands
 `run` three functions: one that loads its data as `tf.data` pipelines from
 tensorflow-datasets, one that names its `tf_dsr.models` builder and
 arguments, one that builds the model (with its regularizers). `run` does the rest in the
@@ -13,12 +13,20 @@ DSR with gradient growth, RigL, SET, gradual pruning; static, dense and thin
 dense have none),
 `model.fit`, evaluate on the test split and write a results JSON.
 
+The methods' options are flags read from the registry as well: one flag
+per constructor argument any method's callback takes (`--prune_target`,
+`--period`, `--drop_fraction`, ...), its value a Python literal or an
+`epoch:value` schedule, validated by the callback's constructor before any
+data is loaded. One command line serves every method: a method ignores, with
+a warning, the option flags it does not take.
+
 Schedules are given in epochs, as in the paper, and turned into optimizer
 steps here: the learning rate with `EpochPiecewiseConstant`, the
 reallocation period by `tf_dsr.DynamicReparam` itself (it takes the
 `{epoch: steps}` dict).
 """
 
+import ast
 import contextlib
 import dataclasses
 import json
@@ -36,8 +44,15 @@ import numpy as np
 import tensorflow as tf
 
 import tf_dsr
+from tf_dsr.app.options import help_text
+from tf_dsr.methods import registry
 
 METHODS = tf_dsr.methods.METHODS
+
+# The recipes give gradual pruning's schedule in epochs, as the paper does:
+# these flags set the method's step options (unless those are given).
+EPOCH_OPTIONS = {"gradual": {"begin_step": "gradual_begin_epoch",
+                             "end_step": "gradual_end_epoch"}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,15 +154,7 @@ def define_flags(recipe, flag_values=flags.FLAGS):
     flags.DEFINE_string("lr_schedule", format_schedule(recipe.lr_schedule),
                         "Learning rate by epoch, `epoch:lr` pairs.", flag_values=fv)
     flags.DEFINE_float("momentum", 0.9, "SGD Nesterov momentum.", flag_values=fv)
-    flags.DEFINE_integer("prune_target", recipe.prune_target,
-                         "N_prune: weights pruned per reallocation (dsr, set).",
-                         flag_values=fv)
-    flags.DEFINE_string("period", format_schedule(recipe.period),
-                        "Steps between reallocations by epoch, `epoch:steps` pairs, "
-                        "or one number of steps (dsr, set, gradual).",
-                        flag_values=fv)
-    flags.DEFINE_integer("stop_epoch", recipe.stop_epoch,
-                         "No reallocation from this epoch on (dsr, set).", flag_values=fv)
+    define_option_flags(recipe, fv)
     flags.DEFINE_float("thin_tolerance", 0.02,
                        "thin: largest relative mismatch allowed between the thin "
                        "network's parameters and the sparse network's non-zeros.",
@@ -188,6 +195,64 @@ def define_flags(recipe, flag_values=flags.FLAGS):
                          "steps but no tracing, for debugging and smoke tests.",
                          flag_values=fv)
     flags.DEFINE_integer("verbose", 2, "model.fit verbosity (0, 1 or 2).", flag_values=fv)
+
+
+class LiteralParser(flags.ArgumentParser):
+    """absl parser of a method option flag: `parse_option`'s value."""
+
+    syntactic_help = "a Python literal, an epoch:value schedule, or text"
+
+    def parse(self, argument):
+        return parse_option(argument) if isinstance(argument, str) else argument
+
+    def flag_type(self):
+        return "literal"
+
+
+def define_option_flags(recipe, flag_values=flags.FLAGS):
+    """One flag per option of any method's callback (the registry's), with
+    the recipe's N_prune, period and stop epoch as defaults. The period
+    stays the text of its schedule, the flags' other values are Python
+    values."""
+    defaults = {"prune_target": recipe.prune_target, "period": format_schedule(recipe.period),
+                "stop_epoch": recipe.stop_epoch}
+    for option, methods in registry.options(METHODS).items():
+        default = defaults.get(option)
+        if isinstance(default, str):
+            flags.DEFINE_string(option, default, help_text(option, methods),
+                                flag_values=flag_values)
+        else:
+            flags.DEFINE(LiteralParser(), option, default, help_text(option, methods),
+                         flag_values=flag_values)
+
+
+def parse_option(text):
+    """A method option's text as a value: a Python literal (`0.05`, `600`,
+    `{0: 100}`), an `epoch:value` schedule (`0:100,25:200`), else the text."""
+    for literal in (text, "{" + text + "}"):
+        try:
+            return ast.literal_eval(literal)
+        except (ValueError, SyntaxError, TypeError):
+            pass
+    return text
+
+
+def method_options(flag_values):
+    """The option flags set (by the user or the recipe) and `--method` takes,
+    as values; warns about those given that it ignores."""
+    fv = flag_values
+    taken = registry.get(fv.method).options()
+    values = {}
+    for option in registry.options(METHODS):
+        value = fv[option].value
+        if value is None:
+            continue
+        if option in taken:
+            values[option] = parse_option(value) if isinstance(value, str) else value
+        elif fv[option].present:
+            logging.warning("--%s=%s: not used by %s; it is for %s.", option, value,
+                            fv.method, ", ".join(registry.options(METHODS)[option]))
+    return values
 
 
 def flag_dict(flag_values):
@@ -371,13 +436,21 @@ def method_callback(flag_values, steps_per_epoch):
     """The mask-updating callback of `--method`, from the registry
     (`tf_dsr.methods`; None for static, dense and thin)."""
     fv = flag_values
-    begin = int(round(fv.gradual_begin_epoch * steps_per_epoch))
-    end = max(begin + 1, int(round(fv.gradual_end_epoch * steps_per_epoch)))
-    settings = tf_dsr.methods.Settings(
-        sparsity=fv.sparsity, seed=fv.seed, prune_target=fv.prune_target,
-        period=parse_schedule(fv.period, int, "period"), stop_epoch=fv.stop_epoch,
-        total_steps=fv.epochs * steps_per_epoch, gradual_steps=(begin, end))
-    return tf_dsr.methods.make_callback(fv.method, settings)
+    options = method_options(fv)
+    epoch_flags = EPOCH_OPTIONS.get(fv.method, {})
+    if epoch_flags and not any(option in options for option in epoch_flags):
+        steps = {option: int(round(fv[name].value * steps_per_epoch))
+                 for option, name in epoch_flags.items()}
+        if "end_step" in steps and "begin_step" in steps:
+            steps["end_step"] = max(steps["begin_step"] + 1, steps["end_step"])
+        options.update(steps)
+    run = registry.Run(fv.sparsity, fv.seed, fv.epochs * steps_per_epoch)
+    try:
+        return registry.make_callback(fv.method, run, **options)
+    except (ValueError, TypeError) as error:
+        given = " ".join(f"--{option}={fv[option].value}" for option in options
+                         if option in fv and option in str(error))
+        raise ValueError(f"--method={fv.method} {given}: {error}") from error
 
 
 def parameter_counts(model):
@@ -472,7 +545,7 @@ def thin_width(flag_values, model_builder, data):
 
     The dense network at this width has as many trainable parameters as
     the sparse one (at `--sparsity`, width 1) has non-zero ones, within
-    `--thin_tolerance` (DSR_SPEC section 5, "thin dense").
+    `--thin_tolerance` (the "thin dense" baseline of Mostafa & Wang, ICML 2019).
     """
     builder, kwargs = model_builder(flag_values, data)
     return tf_dsr.models.thin_dense_width(
@@ -509,7 +582,8 @@ def run(recipe, flag_values, load_data, build_model, model_builder):
     if not 0.0 <= fv.sparsity < 1.0:
         raise ValueError(f"--sparsity must be in [0, 1). Received: {fv.sparsity}.")
     lr_schedule = parse_schedule(fv.lr_schedule, float, "lr_schedule")
-    parse_schedule(fv.period, int, "period")  # fail before loading any data
+    # Fail before loading any data: the callback's constructor checks its options.
+    method_callback(fv, fv.steps_per_epoch or max(1, recipe.num_train_examples // fv.batch_size))
     output = fv.output or default_output(recipe, fv)
     start = time.time()
     keras.utils.set_random_seed(fv.seed)

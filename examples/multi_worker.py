@@ -49,6 +49,7 @@ the model, the optimizer and the DSR state, keyed by its path. Worker 0
 
 import json
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -56,8 +57,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import tf_dsr
-from tf_dsr.data import load_digits
+if __package__ in (None, ""):
+    # Run as `python examples/multi_worker.py`: import tf_dsr from this
+    # checkout, as the sibling scripts do, not from an older installed copy.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import tf_dsr  # noqa: E402
+from tf_dsr.app.data import load_digits  # noqa: E402
 
 flags.DEFINE_integer("epochs", 10, "Training epochs.")
 flags.DEFINE_integer("batch_size", 50, "Global batch size, split over all replicas.")

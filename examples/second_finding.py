@@ -53,9 +53,9 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tf_dsr  # noqa: E402
-from tf_dsr import data as digits  # noqa: E402
+from tf_dsr.app import data as digits  # noqa: E402
 from tf_dsr.callbacks import find_sparse_layers  # noqa: E402
-from tf_dsr.compare import stop_epoch  # noqa: E402
+from tf_dsr.app.compare import stop_epoch  # noqa: E402
 
 VARIANTS = ("dsr", "static_fresh_init", "static_dsr_init")
 LABELS = {

@@ -45,8 +45,8 @@ if __package__ in (None, ""):
 
 import tf_dsr  # noqa: E402
 from examples import hub_common  # noqa: E402
-from tf_dsr.data import load_digits  # noqa: E402
-from tf_dsr.data import subsample  # noqa: E402
+from tf_dsr.app.data import load_digits  # noqa: E402
+from tf_dsr.app.data import subsample  # noqa: E402
 
 METHODS = hub_common.METHODS
 LABELS = hub_common.LABELS

@@ -4,7 +4,7 @@ Examples may use `keras`, `tf`, `np` and `tf_dsr` without importing them,
 and `model`, `x` and `y` where the text leaves them to the user: `model` is
 a compiled sparse LeNet-300-100 for the 64-pixel digits (sparsity 0.9,
 seed 0), `x` and `y` are the 1,438 training digits of
-`tf_dsr.data.load_digits()`. Each docstring gets fresh ones, a fixed
+`tf_dsr.app.data.load_digits()`. Each docstring gets fresh ones, a fixed
 random seed and its own working directory; its printed output must match
 the text (`...` stands for any text, whitespace runs are equal).
 """
@@ -21,7 +21,7 @@ import pytest
 import tensorflow as tf
 
 import tf_dsr
-from tf_dsr.data import load_digits
+from tf_dsr.app.data import load_digits
 
 OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import tf_dsr
-from tf_dsr.data import load_digits
+from tf_dsr.app.data import load_digits
 from tf_dsr.layers import find_sparse_layers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -35,7 +35,7 @@ import tensorflow as tf
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import tf_dsr  # noqa: E402
-from tf_dsr.data import load_digits  # noqa: E402
+from tf_dsr.app.data import load_digits  # noqa: E402
 from tf_dsr.models import lenet_300_100  # noqa: E402
 
 EPOCHS = 3

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import tf_dsr
-from tf_dsr.data import load_digits
+from tf_dsr.app.data import load_digits
 from tf_dsr.models import lenet_300_100
 
 EPOCHS = 3

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tf_dsr
-from tf_dsr.data import load_digits
+from tf_dsr.app.data import load_digits
 from tf_dsr.models import lenet_300_100
 from tf_dsr.optimizer_slots import kernel_slots
 

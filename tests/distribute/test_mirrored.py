@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import tf_dsr
-from tf_dsr.data import load_digits
+from tf_dsr.app.data import load_digits
 from tf_dsr.models import lenet_300_100
 
 NUM_STEPS = 24

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import tf_dsr
 from tf_dsr import optimizer_slots
-from tf_dsr.data import load_digits
+from tf_dsr.app.data import load_digits
 from tf_dsr.models import lenet_300_100
 
 

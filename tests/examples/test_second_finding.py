@@ -13,7 +13,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from examples import second_finding  # noqa: E402
-from tf_dsr import data as digits  # noqa: E402
+from tf_dsr.app import data as digits  # noqa: E402
 
 SPARSITY = 0.9
 STATIC = ("static_fresh_init", "static_dsr_init")

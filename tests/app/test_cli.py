@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_dsr import cli
-from tf_dsr import data
+from tf_dsr.app import cli
+from tf_dsr.app import data
+from tf_dsr.app import train
 
 LENET_KERNEL_WEIGHTS = 64 * 300 + 300 * 100 + 100 * 10  # 50,200
 
@@ -120,14 +121,14 @@ def test_export_target_that_is_a_file_fails_and_keeps_the_file(tmp_path, capsys)
 
 def test_export_probe_leaves_nothing_behind(tmp_path):
     target = tmp_path / "a" / "b" / "saved"
-    assert cli.check_export_target(str(target)) is None
+    assert train.check_export_target(str(target)) is None
     assert list(tmp_path.iterdir()) == []
     existing = tmp_path / "existing"
     existing.mkdir()
-    assert cli.check_export_target(str(existing)) is None
+    assert train.check_export_target(str(existing)) is None
     assert list(existing.iterdir()) == []
     (tmp_path / "file").write_text("")
-    assert "is not a directory" in cli.check_export_target(str(tmp_path / "file" / "sub"))
+    assert "is not a directory" in train.check_export_target(str(tmp_path / "file" / "sub"))
 
 
 def test_train_with_blocks_exports_a_tflite_file_and_prints_its_latency(tmp_path, capsys):

@@ -1,13 +1,13 @@
-"""`tf_dsr.compare` and the `tf-dsr compare` command."""
+"""`tf_dsr.app.compare` and the `tf-dsr compare` command."""
 
 import json
 import re
 
 import pytest
 
-from tf_dsr import cli
-from tf_dsr import compare
-from tf_dsr import report
+from tf_dsr.app import cli
+from tf_dsr.app import compare
+from tf_dsr.app import report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SPARSITY = 0.9
@@ -226,7 +226,7 @@ def test_runs_without_a_callback_record_no_mask_updates(tiny_run):
 
 
 def test_block_shape_reaches_the_sparse_methods_models():
-    from tf_dsr import compare
+    from tf_dsr.app import compare
     from tf_dsr.core import blocks
     from tf_dsr.layers import find_sparse_kernels
 

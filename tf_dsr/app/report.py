@@ -1,17 +1,16 @@
 """Summaries of comparison results: tables and plots.
 
-Turns the result dicts of `tf_dsr.compare.run_one` into the report:
+Turns the result dicts of `tf_dsr.app.compare.run_one` into the report:
 `summarize` (mean ± std per method and sparsity), `format_markdown` (the
 README's tables) and `plot_accuracy` / `plot_layer_sparsity` (the
 README's figures). Methods appear in registry order with the registry's
-labels (`tf_dsr.methods`).
+labels (`tf_dsr/methods/registry.py`).
 """
 
 import numpy as np
 
-from tf_dsr.methods import METHODS
-from tf_dsr.methods import REGISTRY
-from tf_dsr.methods import is_full_dense
+from tf_dsr.methods.registry import REGISTRY
+from tf_dsr.methods.registry import is_full_dense
 
 
 def _label(method):
@@ -59,7 +58,7 @@ def format_markdown(results, title=None):
     """
     summary = summarize(results)
     sparsities = sorted({s for (_, s) in summary if s is not None}, reverse=True)
-    methods = [m for m in METHODS if any(key[0] == m for key in summary)]
+    methods = [m for m in REGISTRY if any(key[0] == m for key in summary)]
     num_seeds = max(n for (_, _, n, _) in summary.values())
     lines = []
     if title:
@@ -117,7 +116,7 @@ def plot_accuracy(results, path, title="LeNet-300-100 on the digits"):
     summary = summarize(results)
     figure, axes = plt.subplots(figsize=(7, 4.5))
     dense = _full_dense(summary)
-    for method in METHODS:
+    for method in REGISTRY:
         if method == dense or not any(key[0] == method for key in summary):
             continue
         points = sorted((s, m, sd) for (name, s), (m, sd, _, _) in summary.items()

@@ -1,20 +1,24 @@
 """Compare DSR with its baselines on the bundled digits, offline.
 
 Trains every method of the paper's LeNet-300-100 comparison (Mostafa &
-Wang, ICML 2019, Table 1; DSR_SPEC sections 5-6), plus RigL and DSR with
-gradient growth, on scikit-learn's 8x8 digits at several sparsities and
-seeds. The methods are the registry's (`tf_dsr.methods`): `dsr`,
-`dsr-gradient`, `rigl`, `set`, `static`, `gradual`, `dense`, `thin`. As in
-the paper, `static` and `thin` train for twice as many epochs by default.
+Wang, ICML 2019, Table 1), plus RigL and DSR with gradient growth, on
+scikit-learn's 8x8 digits at several sparsities and seeds. The methods are
+the registry's (`tf_dsr/methods/registry.py`): `dsr`, `dsr-gradient`,
+`rigl`, `set`, `static`, `gradual`, `dense`, `thin`. As in the paper,
+`static` and `thin` train for twice as many epochs by default.
 
 `run_one` trains one configuration and returns a plain dict; `run_grid`
-loops over methods, sparsities and seeds. `tf_dsr.report` turns the
-dicts into tables and plots.
+loops over methods, sparsities and seeds, after `check_runs` has built
+every run's callback. One dict of method options serves every method:
+each takes the options its callback's constructor has
+(`Method.make_callback`). `tf_dsr.app.report` turns the dicts into tables
+and plots.
 
 Example:
 
+>>> from tf_dsr.app import report
 >>> results = run_grid(["dsr", "static"], [0.9], num_seeds=1, epochs=2)
->>> print(tf_dsr.report.format_markdown(results))
+>>> print(report.format_markdown(results))
 Test accuracy (%), mean ± std over 1 seed(s).
 <BLANKLINE>
 | method | epochs | s = 0.9 |
@@ -28,9 +32,11 @@ import math
 import numbers
 import time
 
-
-from tf_dsr import methods as registry
-from tf_dsr.methods import METHODS
+from tf_dsr.app.options import DEFAULTS
+from tf_dsr.app.options import SET_BY_THE_APP
+from tf_dsr.methods import registry
+from tf_dsr.methods.registry import METHODS
+from tf_dsr.methods.registry import Run
 
 MODELS = ("lenet300", "lenet5")
 
@@ -38,12 +44,12 @@ MODELS = ("lenet300", "lenet5")
 # ----- validation -------------------------------------------------------
 def validate_methods(methods):
     """Returns `methods` as a tuple of known names, in the given order."""
-    methods = tuple(methods)
+    methods, known = tuple(methods), tuple(registry.REGISTRY)
     if not methods:
-        raise ValueError(f"Give at least one method out of {METHODS}. Received none.")
-    unknown = [m for m in methods if m not in METHODS]
+        raise ValueError(f"Give at least one method out of {known}. Received none.")
+    unknown = [m for m in methods if m not in known]
     if unknown:
-        raise ValueError(f"Unknown method(s) {unknown}. Choose from {METHODS}.")
+        raise ValueError(f"Unknown method(s) {unknown}. Choose from {known}.")
     if len(set(methods)) != len(methods):
         raise ValueError(f"Each method may appear once. Received: {list(methods)}.")
     return methods
@@ -87,11 +93,11 @@ def method_epochs(method, epochs, double_static_epochs=True):
 # ----- one configuration -------------------------------------------------
 def _kernel_counts(model):
     """`(num_active, num_weights)` of every kernel of `model`, sparse or dense."""
-    from tf_dsr import counting
+    from tf_dsr.counting import kernel_counts
 
     return {
         row.name: (row.num_active, row.num_weights)
-        for row in counting.kernel_counts(model, dense=True)
+        for row in kernel_counts(model, dense=True)
     }
 
 
@@ -123,17 +129,18 @@ def build_model(method, sparsity, seed, input_shape=(64,), num_classes=10, model
         return builder(sparsity=0.0, seed=seed, block_shape=block_shape, **shape), 1.0
     if network == registry.DENSE:
         return builder(sparsity=None, seed=seed, **shape), 1.0
-    from tf_dsr import models
+    from tf_dsr.models import thin_dense_width
 
-    width = float(models.thin_dense_width(builder, sparsity, **shape))
+    width = float(thin_dense_width(builder, sparsity, **shape))
     return builder(sparsity=None, width_multiplier=width, seed=seed, **shape), width
 
 
 def model_builder(model):
     """The `tf_dsr.models` builder called `model` ("lenet300" or "lenet5")."""
-    from tf_dsr import models
+    from tf_dsr.models import lenet5
+    from tf_dsr.models import lenet_300_100
 
-    builders = {"lenet300": models.lenet_300_100, "lenet5": models.lenet5}
+    builders = {"lenet300": lenet_300_100, "lenet5": lenet5}
     if model not in builders:
         raise ValueError(f"`model` must be one of {MODELS}. Received: {model!r}.")
     return builders[model]
@@ -149,35 +156,102 @@ def stop_epoch(epochs, stop_fraction):
     return None if stop_fraction == 1.0 else int(round(stop_fraction * epochs))
 
 
-def make_callbacks(method, sparsity, seed, total_steps, prune_target=0.05, period=25,
-                   history_every=None, stop_epoch=None, drop_fraction=None):
+def with_defaults(options):
+    """`options` over the application's defaults (`tf_dsr.app.options.DEFAULTS`)."""
+    return {**DEFAULTS, **(options or {})}
+
+
+def make_callbacks(method, run, options=None, stop_epoch=None, history_every=None):
     """The mask-updating callback of `method` from the registry (none for
     static, dense and thin), and a `SparsityHistory` if asked.
 
-    Mask updates stop at `stop_epoch` (None: never); gradual pruning
-    reaches its target at 75% of `total_steps`.
+    Args:
+        method: a name of the registry.
+        run: a `tf_dsr.methods.Run` (sparsity, seed, total steps).
+        options: dict of method options over `DEFAULTS`; the method takes
+            those its callback's constructor has.
+        stop_epoch: int or None, first epoch without mask updates, for
+            the methods that take it.
+        history_every: int or None, `SparsityHistory(every=...)` of the
+            sparse methods.
 
     Returns:
         `(callbacks, history)`: a list for `fit`, and the `SparsityHistory`
         in it (or None).
     """
-    import tf_dsr
+    from tf_dsr.training.history import SparsityHistory
 
-    settings = registry.Settings(
-        sparsity=sparsity, seed=seed, prune_target=prune_target, period=period,
-        stop_epoch=stop_epoch, total_steps=total_steps, drop_fraction=drop_fraction)
-    callback = registry.make_callback(method, settings)
+    callback = registry.make_callback(method, run, **with_defaults(options),
+                                      stop_epoch=stop_epoch)
     callbacks = [] if callback is None else [callback]
     history = None
     if history_every is not None and registry.get(method).sparse:
-        history = tf_dsr.SparsityHistory(every=history_every)
+        history = SparsityHistory(every=history_every)
         callbacks.append(history)
     return callbacks, history
 
 
+def check_options(methods, options):
+    """Raises unless each of `options` is taken by one of `methods`.
+
+    Raises:
+        ValueError: an option none of `methods` takes (a typo, or an
+            option of a method left out), naming the methods that take it.
+    """
+    taken, known = registry.options(methods), registry.options(tuple(registry.REGISTRY))
+    for option in options or {}:
+        if option in SET_BY_THE_APP:
+            raise ValueError(
+                f"Option {option} is set for each run from `stop_fraction` and the "
+                f"run's epochs. Received: {option}={options[option]!r}; pass "
+                "`stop_fraction` instead.")
+        if option not in taken:
+            users = ", ".join(known.get(option, [])) or "no method"
+            raise ValueError(
+                f"Option {option}={options[option]!r} is not taken by {', '.join(methods)}; "
+                f"it is for {users}. Leave it out, or run one of those.")
+
+
+class RunError(ValueError):
+    """A run of a comparison that cannot start: `method` at `sparsity`
+    refused its options or its model."""
+
+    def __init__(self, method, sparsity, error):
+        super().__init__(f"{method} at sparsity {sparsity}: {error}")
+        self.method, self.sparsity, self.error = method, sparsity, error
+
+
+def check_runs(methods, sparsities, epochs, steps_per_epoch, options=None, input_shape=(64,),
+               num_classes=10, model="lenet300", double_static_epochs=True,
+               stop_fraction=0.9, block_shape=None):
+    """Builds the callback of every run of a comparison and binds it to a
+    fresh model of the run, so that options a constructor refuses, or a
+    model a callback refuses (N_prune as a count at or above the active
+    weights), fail before the first run trains.
+
+    Raises:
+        RunError: the first run that cannot start, with the method's error.
+    """
+    check_options(methods, options)
+    for method in methods:
+        if not registry.get(method).updates_masks:
+            continue
+        epochs_run = method_epochs(method, epochs, double_static_epochs)
+        for sparsity in sparsities:
+            try:
+                callbacks, _ = make_callbacks(
+                    method, Run(sparsity, 0, epochs_run * steps_per_epoch), options,
+                    stop_epoch=stop_epoch(epochs_run, stop_fraction))
+                net, _ = build_model(method, sparsity, 0, input_shape, num_classes,
+                                     model=model, block_shape=block_shape)
+                callbacks[0].set_model(net)
+            except (ValueError, TypeError) as error:
+                raise RunError(method, sparsity, error) from error
+
+
 def run_one(method, sparsity, seed, data, epochs, batch_size=50, learning_rate=0.1,
-            prune_target=0.05, period=25, stop_fraction=0.9, history_every=None,
-            model="lenet300", drop_fraction=None, block_shape=None):
+            stop_fraction=0.9, history_every=None, model="lenet300", block_shape=None,
+            options=None):
     """Trains one configuration and returns what it measured, as a dict.
 
     Compiles as `tf-dsr train` does: SGD with Nesterov momentum 0.9 at a
@@ -191,22 +265,22 @@ def run_one(method, sparsity, seed, data, epochs, batch_size=50, learning_rate=0
         epochs: int, epochs for this run (already doubled if wanted).
         batch_size: int. Defaults to 50.
         learning_rate: float. Defaults to 0.1.
-        prune_target: N_prune of DSR as a fraction of the active weights
-            (SET prunes that fraction per layer; RigL uses its own
-            `drop_fraction`, 0.3). Defaults to 0.05.
-        period: int steps between mask updates. Defaults to 25.
-        stop_fraction: float in (0, 1]; DSR, SET and RigL stop updating masks
-            after this fraction of the epochs, as the paper stops at epoch
-            90 of 100. A late update leaves BatchNorm's moving statistics
-            stale (a unit regrown from no inputs has a moving variance near
-            0), so inference breaks although training accuracy is high.
+        stop_fraction: float in (0, 1]; the methods taking `stop_epoch`
+            (DSR, SET, RigL) stop updating masks after this fraction of
+            the epochs, as the paper stops at epoch 90 of 100. A late
+            update leaves BatchNorm's moving statistics stale (a unit
+            regrown from no inputs has a moving variance near 0), so
+            inference breaks although training accuracy is high.
             Defaults to 0.9.
         history_every: int or None; record per-layer sparsity every so many
             steps (sparse methods). Defaults to None.
         model: one of `MODELS`.
-        drop_fraction: RigL's alpha, or None for the registry's (0.3).
         block_shape: None or `(b_in, b_out)` for block-sparse layers
             (sparse methods). Defaults to None.
+        options: dict of method options (`prune_target`, `period`,
+            `drop_fraction`, ...: any constructor argument of a method's
+            callback) over `tf_dsr.app.options.DEFAULTS` (N_prune 0.05,
+            period 25); the method takes those it has. Defaults to None.
 
     Returns:
         A JSON-ready dict: `method`, `sparsity`, `seed`, `epochs`,
@@ -216,12 +290,13 @@ def run_one(method, sparsity, seed, data, epochs, batch_size=50, learning_rate=0
         final active counts), `num_nonzero_parameters` (active kernel
         weights plus biases and BatchNorm, the thin dense target),
         `num_parameters` (all trainable), `model`, `num_mask_updates`
-        (mask updates run by the method's callback; 0 without one), `seconds`, and `sparsity_history` (dict or None).
+        (mask updates run by the method's callback; 0 without one),
+        `seconds`, and `sparsity_history` (dict or None).
     """
     import keras
 
-    import tf_dsr
-    from tf_dsr import counting
+    from tf_dsr.counting import parameter_counts
+    from tf_dsr.training.callback import ReparamCallback
 
     validate_methods([method])
     if registry.get(method).network == registry.DENSE:
@@ -241,16 +316,15 @@ def run_one(method, sparsity, seed, data, epochs, batch_size=50, learning_rate=0
     )
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
     callbacks, history = make_callbacks(
-        method, sparsity, seed, epochs * steps_per_epoch, prune_target=prune_target,
-        period=period, history_every=history_every,
-        stop_epoch=stop_epoch(epochs, stop_fraction), drop_fraction=drop_fraction)
+        method, Run(sparsity, seed, epochs * steps_per_epoch), options,
+        stop_epoch=stop_epoch(epochs, stop_fraction), history_every=history_every)
     initial = _kernel_counts(net)
-    updaters = [c for c in callbacks if isinstance(c, tf_dsr.ReparamCallback)]
     fit = net.fit(x_train, y_train, epochs=epochs, batch_size=batch_size,
                   callbacks=callbacks, verbose=0)
     test_loss, test_accuracy = net.evaluate(x_test, y_test, verbose=0)
     final = _kernel_counts(net)
-    counts = counting.parameter_counts(net)
+    counts = parameter_counts(net)
+    updaters = [c for c in callbacks if isinstance(c, ReparamCallback)]
     return {
         "method": method,
         "model": model,
@@ -292,7 +366,7 @@ def grid(methods, sparsities, num_seeds):
 
 
 def run_grid(methods, sparsities, num_seeds, epochs, data=None, double_static_epochs=True,
-             history_every=25, on_result=None, model="lenet300", **kwargs):
+             history_every=25, on_result=None, model="lenet300", check=True, **kwargs):
     """Runs `run_one` over methods x sparsities x seeds.
 
     Args:
@@ -311,13 +385,19 @@ def run_grid(methods, sparsities, num_seeds, epochs, data=None, double_static_ep
         on_result: optional function called with each result dict (and its
             index and the number of runs) as soon as it is done.
         model: one of `MODELS`. Defaults to "lenet300".
-        **kwargs: passed to `run_one` (batch_size, learning_rate, ...).
+        check: bool, run `check_runs` before the first run (False when the
+            caller has). Defaults to True.
+        **kwargs: passed to `run_one` (batch_size, learning_rate, options, ...).
 
     Returns:
         A list of result dicts, in run order.
+
+    Raises:
+        RunError: (with `check`) a run whose callback refuses its options
+            or its model, before anything trains.
     """
     if data is None:
-        from tf_dsr import data as digits
+        from tf_dsr.app import data as digits
 
         data = lambda seed: digits.load_digits(seed=seed, flat=model == "lenet300")
     triples = grid(methods, sparsities, num_seeds)
@@ -325,6 +405,9 @@ def run_grid(methods, sparsities, num_seeds, epochs, data=None, double_static_ep
     for index, (method, sparsity, seed) in enumerate(triples):
         if seed != split_seed:
             split, split_seed = data(seed), seed
+        if check and index == 0:
+            _check_grid(methods, sparsities, epochs, split, double_static_epochs, model,
+                        kwargs)
         result = run_one(method, sparsity, seed, split,
                          method_epochs(method, epochs, double_static_epochs),
                          history_every=history_every, model=model, **kwargs)
@@ -332,3 +415,14 @@ def run_grid(methods, sparsities, num_seeds, epochs, data=None, double_static_ep
         if on_result is not None:
             on_result(result, index, len(triples))
     return results
+
+
+def _check_grid(methods, sparsities, epochs, split, double_static_epochs, model, kwargs):
+    (x_train, y_train), (_, y_test) = split
+    check_runs(methods, sparsities, epochs,
+               math.ceil(len(x_train) / kwargs.get("batch_size", 50)),
+               options=kwargs.get("options"), input_shape=x_train.shape[1:],
+               num_classes=int(max(y_train.max(), y_test.max())) + 1, model=model,
+               double_static_epochs=double_static_epochs,
+               stop_fraction=kwargs.get("stop_fraction", 0.9),
+               block_shape=kwargs.get("block_shape"))

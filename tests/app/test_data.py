@@ -1,9 +1,9 @@
-"""`tf_dsr.data`: the bundled digits and their split."""
+"""`tf_dsr.app.data`: the bundled digits and their split."""
 
 import numpy as np
 import pytest
 
-from tf_dsr import data
+from tf_dsr.app import data
 
 
 def test_default_split_is_1438_train_359_test_stratified():
