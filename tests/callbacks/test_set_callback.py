@@ -132,3 +132,14 @@ def test_set_rejects_bad_arguments(kwargs, error):
 def test_set_is_exported():
     assert "SET" in tf_dsr.__all__
     assert isinstance(tf_dsr.SET(prune_target=3, period=10), tf_dsr.ReparamCallback)
+
+
+def test_a_given_prune_fraction_wins_over_the_runs_prune_target():
+    from tf_dsr.methods import registry
+    run = registry.Run(sparsity=0.9, seed=0)
+    shared = registry.make_callback("set", run, prune_target=0.05)
+    assert shared.prune_fraction == 0.05
+    own = registry.make_callback("set", run, prune_target=0.05, prune_fraction=0.1)
+    assert own.prune_fraction == 0.1 and own.prune_target is None
+    counted = registry.make_callback("set", run, prune_target=30)
+    assert counted.prune_target == 30 and counted.prune_fraction is None

@@ -88,12 +88,15 @@ class SET(ReparamCallback):
     @classmethod
     def for_run(cls, run, prune_target=None, **options):
         """SET as the DSR paper's baseline: a fraction `prune_target` is
-        pruned from each layer, a count is shared out across layers."""
-        if isinstance(prune_target, numbers.Real) and not isinstance(
-                prune_target, (numbers.Integral, bool)):
-            options["prune_fraction"] = prune_target
-        elif prune_target is not None:
-            options["prune_target"] = prune_target
+        pruned from each layer, a count is shared out across layers. A
+        `prune_fraction` given as well wins (a comparison passes every
+        method DSR's `prune_target`)."""
+        if options.get("prune_fraction") is None and prune_target is not None:
+            if isinstance(prune_target, numbers.Real) and not isinstance(
+                    prune_target, (numbers.Integral, bool)):
+                options["prune_fraction"] = prune_target
+            else:
+                options["prune_target"] = prune_target
         return cls(seed=run.seed, **options)
 
     def check_model(self, num_active):
