@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import tf_dsr
-from tf_dsr.callbacks import find_sparse_layers
+from tf_dsr.layers import find_sparse_layers
 from tf_dsr.data import load_digits
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -102,7 +102,7 @@ def _check_layer_family(namespace, out):
 
 def _check_blocks(namespace, out):
     from tf_dsr.core.blocks import is_block_mask
-    from tf_dsr.export import tflite_ops
+    from tf_dsr.saving.tflite import tflite_ops
 
     model = namespace["model"]
     found = tf_dsr.layers.find_sparse_kernels(model)

@@ -257,7 +257,7 @@ def _print_tflite_latency(model, builder, path):
 
     import tf_dsr
     from tf_dsr import latency
-    from tf_dsr.export import tflite_ops
+    from tf_dsr.saving.tflite import tflite_ops
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import tf_dsr
-from tf_dsr.export import tflite_ops
+from tf_dsr.saving.tflite import tflite_ops
 
 
 def _convert(model):

@@ -7,17 +7,17 @@ import zipfile
 import h5py
 import keras
 
-from tf_dsr.callbacks.state import STATE_ATTRIBUTE
-from tf_dsr.callbacks.state import STATE_CLASSES
-from tf_dsr.callbacks.state import attach_state
-from tf_dsr.callbacks.state import legacy_method
-from tf_dsr.callbacks.state import warn_unmapped_legacy
-from tf_dsr.layers.record import RECORD_ATTRIBUTE
-from tf_dsr.layers.record import RECORD_KEY
-from tf_dsr.layers.record import attach_record
-from tf_dsr.layers.record import make_recorded_layers_sparse
-from tf_dsr.layers.record import parse_record
-from tf_dsr.layers.record import register_made_classes
+from tf_dsr.saving.state import STATE_ATTRIBUTE
+from tf_dsr.saving.state import STATE_CLASSES
+from tf_dsr.saving.state import attach_state
+from tf_dsr.saving.state import legacy_method
+from tf_dsr.saving.state import warn_unmapped_legacy
+from tf_dsr.saving.record import RECORD_ATTRIBUTE
+from tf_dsr.saving.record import RECORD_KEY
+from tf_dsr.saving.record import attach_record
+from tf_dsr.saving.record import make_recorded_layers_sparse
+from tf_dsr.saving.record import parse_record
+from tf_dsr.saving.record import register_made_classes
 
 _WEIGHTS = "model.weights.h5"
 

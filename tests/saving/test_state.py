@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tf_dsr
-from tf_dsr.callbacks.state import STATE_ATTRIBUTE
+from tf_dsr.saving.state import STATE_ATTRIBUTE
 
 from small_models import compile_small, small_data, small_model
 
