@@ -1,91 +1,53 @@
 """Loading a `.keras` file: its sparse layers, masks and method states."""
 
-import io
 import os
-import zipfile
 
 import h5py
 import keras
 
-from tf_dsr.saving.state import STATE_ATTRIBUTE
-from tf_dsr.saving.state import STATE_CLASSES
-from tf_dsr.saving.state import attach_state
-from tf_dsr.saving.state import legacy_method
-from tf_dsr.saving.state import warn_unmapped_legacy
+from tf_dsr._keras_internals import own_variables_group
+from tf_dsr._keras_internals import read_keras_archive_weights
+from tf_dsr._keras_internals import saved_values
 from tf_dsr.saving.record import RECORD_ATTRIBUTE
 from tf_dsr.saving.record import RECORD_KEY
 from tf_dsr.saving.record import attach_record
 from tf_dsr.saving.record import make_recorded_layers_sparse
 from tf_dsr.saving.record import parse_record
 from tf_dsr.saving.record import register_made_classes
-
-_WEIGHTS = "model.weights.h5"
-
-
-def _values(group):
-    if group is None:
-        return []
-    return [group[key][()] for key in sorted(group, key=int)]
+from tf_dsr.saving.state import STATE_ATTRIBUTE
+from tf_dsr.saving.state import STATE_CLASSES
+from tf_dsr.saving.state import attach_state
 
 
 def _saved_states(filepath):
-    """The tf_dsr method states a `.keras` file holds, checked.
+    """The tf_dsr method states and sparse-layer record a `.keras` file holds.
 
     Returns:
-        dict, method name -> list of values (variable order); a state from
-        before per-method state appears under "dsr" when it was DSR's.
+        dict, method name -> list of values (variable order), and the
+        record's entries under `RECORD_ATTRIBUTE` if the file has one.
 
     Raises:
-        ValueError: the file is not a readable zip archive, a member fails
-            its checksum, or a saved state is unusable.
+        ValueError: the file is not a readable zip archive, or a member
+            fails its checksum.
     """
-    if not zipfile.is_zipfile(filepath):
-        raise ValueError(
-            f"{filepath} is not a valid .keras file: it is not a zip archive "
-            f"({os.path.getsize(filepath)} bytes). It is corrupt or truncated "
-            "(an interrupted save?); load an earlier copy."
-        )
-    try:
-        with zipfile.ZipFile(filepath) as archive:
-            damaged = archive.testzip()
-            if damaged is not None:
-                raise ValueError(
-                    f"{filepath} is a corrupt .keras file: its member '{damaged}' "
-                    "fails its checksum. Load an earlier copy."
-                )
-            if _WEIGHTS not in archive.namelist():
-                return {}
-            data = io.BytesIO(archive.read(_WEIGHTS))
-    except zipfile.BadZipFile as error:
-        raise ValueError(f"{filepath} is a corrupt .keras file ({error}).") from None
+    data = read_keras_archive_weights(filepath)
+    if data is None:
+        return {}
     states = {}
     try:
         with h5py.File(data, "r") as weights:
-            record = weights.get(f"{RECORD_ATTRIBUTE}/vars/{RECORD_KEY}")
-            if record is not None:
-                states[RECORD_ATTRIBUTE] = parse_record(record[()])
+            record = own_variables_group(weights, RECORD_ATTRIBUTE)
+            if record is not None and RECORD_KEY in record:
+                states[RECORD_ATTRIBUTE] = parse_record(record[RECORD_KEY][()])
             root = weights.get(STATE_ATTRIBUTE)
-            if root is None:
-                return states
-            legacy = _values(root.get("vars"))
-            for name in root:
-                if name != "vars" and name in STATE_CLASSES:
-                    states[name] = _values(root[name].get("vars"))
+            for name in root if root is not None else ():
+                if name in STATE_CLASSES:
+                    states[name] = saved_values(
+                        own_variables_group(weights, STATE_ATTRIBUTE, name))
     except OSError as error:
         raise ValueError(
             f"{filepath} is a corrupt .keras file: its weights cannot be read ({error})."
         ) from None
-    if legacy:
-        if len(legacy) != 3:
-            raise ValueError(
-                f"{filepath}: the tf_dsr state has {len(legacy)} values; files from "
-                "before per-method state have 3. The file is corrupt or was edited."
-            )
-        method = legacy_method(legacy)
-        if method is None:
-            warn_unmapped_legacy(legacy)
-        else:
-            states.setdefault(method, ("legacy", legacy))
     return states
 
 
@@ -99,9 +61,7 @@ def load_model(filepath, **kwargs):
     mention them. This loads the model, then attaches every state with its
     saved values, so a new callback of the same method continues where the
     saved one stopped (DSR with the saved threshold, not
-    `initial_threshold`). A file written before per-method state holds one
-    state: DSR's is restored; SET's or gradual pruning's (nan threshold)
-    cannot be told apart and is skipped with a warning.
+    `initial_threshold`).
 
     The file is checked before anything is built: a file that is not a zip
     archive or fails a checksum is reported as corrupt, and saved state
@@ -138,8 +98,7 @@ def load_model(filepath, **kwargs):
     record = states.pop(RECORD_ATTRIBUTE, [])
     # Check every state before building anything.
     for method, values in states.items():
-        if not (isinstance(values, tuple) and values[0] == "legacy"):
-            STATE_CLASSES[method]().check_values(values)
+        STATE_CLASSES[method]().check_values(values)
     register_made_classes(record, kwargs.get("custom_objects"))
     model = keras.models.load_model(filepath, **kwargs)
     if record:
@@ -150,11 +109,8 @@ def load_model(filepath, **kwargs):
         container = attach_state(model)
         for method, values in states.items():
             state = container.state_for(method)
-            if isinstance(values, tuple) and values[0] == "legacy":
-                state.load_legacy(values[1])
-            else:
-                for variable, value in zip(state.variables, values):
-                    variable.assign(value)
+            for variable, value in zip(state.variables, values):
+                variable.assign(value)
     if record:
         # Layers the config made plain hold their masked kernels but new
         # masks: load the file's masks (and everything else) into them.

@@ -19,6 +19,7 @@ import os
 import keras
 import tensorflow as tf
 
+from tf_dsr._keras_internals import build_shapes
 from tf_dsr.layers.base import kernels_read_from
 from tf_dsr.layers.find import check_masks
 from tf_dsr.layers.find import find_sparse_kernels
@@ -50,15 +51,14 @@ def _input_signature(model):
     Batch size left free. Graph models: from their inputs (names kept, so
     that the serving signature's arguments are named as the model's
     inputs). Subclassed models: from the shapes Keras recorded when the
-    model was first called (`_build_shapes_dict`, private; this is the
-    one place tf_dsr reads it).
+    model was first called (`tf_dsr._keras_internals.build_shapes`).
     """
     if isinstance(model, keras.Sequential):
         return [_tensor_spec(tensor) for tensor in model.inputs]
     if is_graph_model(model):
         return [keras.tree.map_structure(_tensor_spec, model.input)]
-    shapes = getattr(model, "_build_shapes_dict", None)
-    if not isinstance(shapes, dict) or not shapes:
+    shapes = build_shapes(model)
+    if shapes is None:
         raise ValueError(
             f"Cannot tell the input shapes of subclassed model '{model.name}': "
             "Keras records them when the model is first called on data, and "

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_dsr._keras_internals import tflite_ops_details
 from tf_dsr.layers.find import find_sparse_kernels
 from tf_dsr.saving.savedmodel import write_saved_model
 from tf_dsr.validation import check_built_model
@@ -90,26 +91,18 @@ def _check_quantize(quantize, representative_dataset):
 def tflite_ops(flatbuffer):
     """The ops of a TFLite flatbuffer: `[(op name, [input shapes], [output shapes])]`.
 
-    Reads `tf.lite.Interpreter._get_ops_details`, private: this is the one
-    place tf_dsr does, and it raises if a TensorFlow version lacks it.
+    The op list is private TFLite API (`tf_dsr._keras_internals.tflite_ops_details`).
     """
     with warnings.catch_warnings():
         # tf.lite.Interpreter warns that it moves to ai_edge_litert.
         warnings.simplefilter("ignore")
         interpreter = tf.lite.Interpreter(model_content=flatbuffer)
-        details = getattr(interpreter, "_get_ops_details", None)
-        if details is None:
-            raise RuntimeError(
-                "This TensorFlow's tf.lite.Interpreter has no `_get_ops_details`, "
-                "which tf_dsr reads to find DENSIFY ops. Please report this with "
-                f"your TensorFlow version ({tf.__version__})."
-            )
         shapes = {t["index"]: tuple(int(d) for d in t["shape"])
                   for t in interpreter.get_tensor_details()}
         return [
             (op["op_name"], [shapes.get(i) for i in op["inputs"] if i >= 0],
              [shapes.get(i) for i in op["outputs"] if i >= 0])
-            for op in details()
+            for op in tflite_ops_details(interpreter)
         ]
 
 
