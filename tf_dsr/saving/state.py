@@ -266,6 +266,16 @@ def _load_weights_whole(model, filepath, *args, **kwargs):
     and states' variables while the load runs and puts them back if it
     raises. The copy is host memory the size of those variables, for the
     duration of the load.
+
+    This is set on the model instance because Keras offers no hook around
+    a whole load: `Model.load_weights` goes to `saving_lib.load_weights_only`,
+    whose `_load_state` calls each object's `load_own_variables` in turn,
+    records any exception and raises only after the walk. The one object
+    called before every layer is the model itself (its own
+    `load_own_variables`, the user's class); the method state is a private
+    attribute, visited after every layer; nothing is called after the
+    walk. So no object tf_dsr attaches can undo what was loaded before a
+    refusal.
     """
     variables, seen = [], set()
     optimizer = getattr(model, "optimizer", None)
