@@ -105,7 +105,7 @@ def mobilenet_style(sparsity, block_shape, tiny):
 
 
 def _ops_summary(flatbuffer):
-    from tf_dsr.export import tflite_ops
+    from tf_dsr.saving.tflite import tflite_ops
 
     ops = [op for op, _, _ in tflite_ops(flatbuffer)]
     densify = ops.count("DENSIFY")

@@ -245,7 +245,7 @@ def fc_summary(flatbuffer):
     (TFLite's sparse kernel), of all, plus DENSIFY ops if any."""
     import tensorflow as tf
 
-    from tf_dsr.export import tflite_ops
+    from tf_dsr.saving.tflite import tflite_ops
 
     ops = tflite_ops(flatbuffer)
     with warnings.catch_warnings():

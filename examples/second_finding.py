@@ -54,7 +54,7 @@ if __package__ in (None, ""):
 
 import tf_dsr  # noqa: E402
 from tf_dsr.app import data as digits  # noqa: E402
-from tf_dsr.callbacks import find_sparse_layers  # noqa: E402
+from tf_dsr.layers import find_sparse_layers  # noqa: E402
 from tf_dsr.app.compare import stop_epoch  # noqa: E402
 
 VARIANTS = ("dsr", "static_fresh_init", "static_dsr_init")

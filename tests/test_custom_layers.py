@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import tf_dsr
-from tf_dsr.callbacks.state import existing_state
+from tf_dsr.saving.state import existing_state
 from tf_dsr.layers import find_sparse_kernels
 from tf_dsr.layers import find_sparse_layers
 from tf_dsr.layers.find import walk_layers

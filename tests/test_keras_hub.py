@@ -36,7 +36,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_hub_tiny as tiny  # noqa: E402
 import tf_dsr  # noqa: E402
-from tf_dsr.callbacks.state import existing_state  # noqa: E402
+from tf_dsr.saving.state import existing_state  # noqa: E402
 from tf_dsr.layers import find_sparse_kernels  # noqa: E402
 from tf_dsr.layers import find_sparse_layers  # noqa: E402
 from tf_dsr.layers.find import walk_layers  # noqa: E402

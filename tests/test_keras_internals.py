@@ -10,6 +10,8 @@ import zipfile
 import h5py
 import keras
 import numpy as np
+import pytest
+import tensorflow as tf
 
 import tf_dsr
 from tf_dsr import _keras_internals
@@ -74,3 +76,78 @@ def test_reset_compiled_functions_drops_traced_functions():
     assert model.train_function is not None
     _keras_internals.reset_compiled_functions(model)
     assert model.train_function is None
+
+
+def test_track_for_checkpoints_adds_a_checkpoint_dependency_not_a_sublayer(tmp_path):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    child = keras.layers.Layer(name="child")
+    child.value = child.add_weight(shape=(), initializer="zeros", trainable=False)
+    _keras_internals.track_for_checkpoints(model, child, "extra")
+    assert child not in model.layers, "`DotNotTrackScope` no longer keeps Keras' tracking off"
+    child.value.assign(7.0)
+    path = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
+    child.value.assign(0.0)
+    tf.train.Checkpoint(model=model).read(path).expect_partial()
+    assert float(child.value.numpy()) == 7.0, "`Trackable._track_trackable` no longer " \
+        "adds a checkpoint dependency"
+
+
+def test_build_shapes_are_the_first_call_shapes_of_a_subclassed_model():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    model = Net()
+    model(np.ones((3, 5), "float32"))
+    shapes = _keras_internals.build_shapes(model)
+    assert shapes is not None, "Keras no longer records `Layer._build_shapes_dict`"
+    assert [tuple(s) for s in shapes.values()] == [(3, 5)], shapes
+
+
+def test_keras_archive_layout_holds_weights_by_attribute_path(tmp_path):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    path = tmp_path / "m.keras"
+    model.save(path)
+    data = _keras_internals.read_keras_archive_weights(path)
+    assert data is not None, \
+        f"a .keras archive no longer holds `{_keras_internals.KERAS_WEIGHTS_MEMBER}`"
+    with h5py.File(data, "r") as weights:
+        group = _keras_internals.own_variables_group(weights, "layers", "dense")
+        assert group is not None, "Keras' weights file no longer keeps `<path>/vars` groups"
+        values = _keras_internals.saved_values(group)
+    assert len(values) == 2, "`Layer.save_own_variables` no longer writes keys 0, 1, ..."
+    np.testing.assert_array_equal(values[0], model.layers[0].kernel.numpy())
+
+
+def test_keras_archive_that_is_not_a_zip_is_refused(tmp_path):
+    path = tmp_path / "broken.keras"
+    path.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a zip archive"):
+        _keras_internals.read_keras_archive_weights(path)
+
+
+def test_tflite_ops_details_lists_the_ops():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    flatbuffer = tf_dsr.to_tflite(model)
+    interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+    ops = _keras_internals.tflite_ops_details(interpreter)
+    assert [op["op_name"] for op in ops] == ["FULLY_CONNECTED"], \
+        "`tf.lite.Interpreter._get_ops_details` moved or changed its fields"
+    assert {"inputs", "outputs"} <= set(ops[0])
+
+
+def test_in_xla_context_is_true_only_while_tracing_for_xla():
+    seen = []
+
+    def probe():
+        seen.append(_keras_internals.in_xla_context())
+        return tf.constant(0)
+
+    tf.function(probe)()
+    tf.function(probe, jit_compile=True)()
+    assert seen == [False, True], \
+        "`tensorflow.python.ops.control_flow_util.GraphOrParentsInXlaContext` moved"

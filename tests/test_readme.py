@@ -142,7 +142,7 @@ def _check_layer_family(namespace, out):
 
 def _check_blocks(namespace, out):
     from tf_dsr.core.blocks import is_block_mask
-    from tf_dsr.export import tflite_ops
+    from tf_dsr.saving.tflite import tflite_ops
 
     model = namespace["model"]
     found = tf_dsr.layers.find_sparse_kernels(model)

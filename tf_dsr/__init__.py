@@ -3,8 +3,6 @@
 from tf_dsr import counting
 from tf_dsr import methods
 from tf_dsr import models
-from tf_dsr.callbacks import MethodState
-from tf_dsr.callbacks import ModelState
 from tf_dsr.methods import SET
 from tf_dsr.methods import DynamicReparam
 from tf_dsr.methods import GradualPruning
@@ -15,8 +13,6 @@ from tf_dsr.training.history import SparsityHistory
 from tf_dsr.convert import sparsify
 from tf_dsr.convert import strip
 from tf_dsr.distribution import erk_sparsities
-from tf_dsr.export import export
-from tf_dsr.export import to_tflite
 from tf_dsr.layers import SparseConv1D
 from tf_dsr.layers import SparseConv1DTranspose
 from tf_dsr.layers import SparseConv2D
@@ -40,7 +36,11 @@ from tf_dsr.layers import SparseSeparableConv1D
 from tf_dsr.layers import SparseSeparableConv2D
 from tf_dsr.layers import SparseSimpleRNN
 from tf_dsr.layers import SparseSimpleRNNCell
-from tf_dsr.saving import load_model
+from tf_dsr.saving.keras_file import load_model
+from tf_dsr.saving.savedmodel import export
+from tf_dsr.saving.state import MethodState
+from tf_dsr.saving.state import ModelState
+from tf_dsr.saving.tflite import to_tflite
 from tf_dsr.summary import sparsity_summary
 
 __version__ = "0.1.0"

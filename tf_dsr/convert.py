@@ -32,7 +32,7 @@ from tf_dsr.layers.find import find_sparse_kernels
 from tf_dsr.layers.find import find_sparse_layers
 from tf_dsr.layers.find import walk_layers
 from tf_dsr.layers.find import walk_named_layers
-from tf_dsr.layers.record import attach_record
+from tf_dsr.saving.record import attach_record
 from tf_dsr.layers.swap import check_sparsifiable
 from tf_dsr.layers.swap import make_plain
 from tf_dsr.layers.swap import make_sparse

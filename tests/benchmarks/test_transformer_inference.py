@@ -29,7 +29,7 @@ def _load():
 
 
 # About a minute (some 27 TFLite conversions): kept out of the default run.
-# tests/test_tflite_sparse.py covers the same conversions (EinsumDense and
+# tests/saving/test_tflite.py covers the same conversions (EinsumDense and
 # keras-hub blocks on sparse FULLY_CONNECTED kernels, int8, outputs).
 @pytest.mark.slow
 def test_quick_run_reports_every_variant(capsys):

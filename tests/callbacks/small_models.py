@@ -34,7 +34,7 @@ def compile_small(model, optimizer=None, **kwargs):
 
 
 def masks_of(model):
-    return [layer.mask.numpy().copy() for layer in tf_dsr.callbacks.find_sparse_layers(model)]
+    return [layer.mask.numpy().copy() for layer in tf_dsr.layers.find_sparse_layers(model)]
 
 
 def record_steps(callback):

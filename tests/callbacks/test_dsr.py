@@ -21,7 +21,7 @@ from small_models import small_model, small_data, compile_small, masks_of, recor
 
 
 def kernels_of(model):
-    return [layer.kernel_variable.numpy().copy() for layer in tf_dsr.callbacks.find_sparse_layers(model)]
+    return [layer.kernel_variable.numpy().copy() for layer in tf_dsr.layers.find_sparse_layers(model)]
 
 
 # ----------------------------------------------------------------------------
@@ -542,7 +542,7 @@ def test_reused_callback_reports_the_new_model_not_the_previous_one():
     for logs in recorder.logs:
         assert logs["num_pruned"] == 0.0
         assert logs["sparsity"] == pytest.approx(0.75)
-    assert dsr.layers == tf_dsr.callbacks.find_sparse_layers(second)
+    assert dsr.layers == tf_dsr.layers.find_sparse_layers(second)
 
 
 # ----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tf_dsr
-from tf_dsr.callbacks import find_sparse_layers
+from tf_dsr.layers import find_sparse_layers
 
 from small_models import small_data, masks_of
 from small_models import compile_small as _compile

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import tf_dsr
-from tf_dsr.callbacks import find_sparse_layers
+from tf_dsr.layers import find_sparse_layers
 
 
 @pytest.mark.parametrize(

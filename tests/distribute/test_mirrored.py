@@ -106,7 +106,7 @@ def test_reallocation_from_identical_state_is_identical():
             model = lenet_300_100((64,), 10, sparsity=0.9, batch_norm=False, seed=3)
             model.build((None, 64))
         rng = np.random.default_rng(0)
-        for layer in tf_dsr.callbacks.find_sparse_layers(model):
+        for layer in tf_dsr.layers.find_sparse_layers(model):
             layer.kernel_variable.assign(rng.normal(0, 0.01, layer.kernel.shape).astype("float32")
                                 * layer.mask.numpy())
         reparam = tf_dsr.DynamicReparam(prune_target=200, period=1, seed=9,

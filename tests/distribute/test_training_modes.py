@@ -28,7 +28,7 @@ def test_mixed_float16_training_conserves_count(mixed_float16):
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     reparam = tf_dsr.DynamicReparam(prune_target=0.1, period=5, seed=2)
     num_active = tf_dsr.sparsity_summary(model).num_active
-    masks_before = [l.mask.numpy().copy() for l in tf_dsr.callbacks.find_sparse_layers(model)]
+    masks_before = [l.mask.numpy().copy() for l in tf_dsr.layers.find_sparse_layers(model)]
     model.fit(x[:500], y[:500], batch_size=50, epochs=2, verbose=0, callbacks=[reparam])
 
     assert int(reparam.state.num_reallocations.numpy()) == 4
@@ -54,7 +54,7 @@ def _small_model_with_weights(seed):
         tf_dsr.SparseDense(5, sparsity=0.8, seed=seed + 1),
     ])
     rng = np.random.default_rng(seed)
-    for layer in tf_dsr.callbacks.find_sparse_layers(model):
+    for layer in tf_dsr.layers.find_sparse_layers(model):
         values = rng.normal(0, 0.01, layer.kernel.shape).astype("float32")
         layer.kernel_variable.assign(values * layer.mask.numpy())
     return model

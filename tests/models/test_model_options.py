@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tf_dsr
-from tf_dsr.callbacks import find_sparse_layers
+from tf_dsr.layers import find_sparse_layers
 from tf_dsr.models import common
 from tf_dsr.models import lenet5
 from tf_dsr.models import lenet_300_100

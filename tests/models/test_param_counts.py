@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import tf_dsr
-from tf_dsr.callbacks import find_sparse_layers
+from tf_dsr.layers import find_sparse_layers
 from tf_dsr.models import common
 from tf_dsr.models.resnet import resnet50
 from tf_dsr.models.wrn import wide_resnet

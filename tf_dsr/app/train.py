@@ -40,7 +40,7 @@ def train(args, parser):
           f"{label}, sparsity {args.sparsity}{blocks}{', ' + knobs if knobs else ''}")
     _train_and_report(args, model, reparam, label, (x_train, y_train), (x_test, y_test))
     if args.export:
-        from tf_dsr.export import export
+        from tf_dsr.saving.savedmodel import export
 
         export(model, args.export)
         print(f"exported a plain SavedModel to {args.export}")
@@ -173,8 +173,8 @@ def _print_tflite_latency(model, builder, path):
     import warnings
 
     from tf_dsr.app import latency
-    from tf_dsr.export import tflite_ops
-    from tf_dsr.export import to_tflite
+    from tf_dsr.saving.tflite import tflite_ops
+    from tf_dsr.saving.tflite import to_tflite
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

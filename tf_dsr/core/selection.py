@@ -32,14 +32,7 @@ compiled functions always take the radix select.
 
 import tensorflow as tf
 
-try:
-    # Private, but the only way to know that tracing happens for XLA;
-    # without it every caller takes the radix select, which is always valid.
-    from tensorflow.python.ops.control_flow_util import (
-        GraphOrParentsInXlaContext as _graph_in_xla_context,
-    )
-except ImportError:  # pragma: no cover - depends on the TF version
-    _graph_in_xla_context = None
+from tf_dsr._keras_internals import in_xla_context
 
 _LOW_BITS = 16
 _NUM_LOW_BUCKETS = 1 << _LOW_BITS
@@ -138,10 +131,9 @@ def select_smallest(high, low, num_high_buckets, candidates, num_selected):
 
 
 def _in_xla_context():
-    """True while tracing for XLA (or when that cannot be told)."""
-    if _graph_in_xla_context is None:
-        return True
-    return bool(_graph_in_xla_context(tf.compat.v1.get_default_graph()))
+    """True while tracing for XLA (or when that cannot be told: the radix
+    select is always valid)."""
+    return in_xla_context()
 
 
 _TRACED = {}

@@ -5,8 +5,8 @@ import numbers
 import keras
 import tensorflow as tf
 
-from tf_dsr.callbacks.state import MethodState
-from tf_dsr.callbacks.state import register_state
+from tf_dsr.saving.state import MethodState
+from tf_dsr.saving.state import register_state
 from tf_dsr.core import reallocation
 from tf_dsr.core.growth import validate_growth
 from tf_dsr.core.reallocation import count_active

@@ -2,8 +2,8 @@
 
 import numbers
 
-from tf_dsr.callbacks.state import MethodState
-from tf_dsr.callbacks.state import register_state
+from tf_dsr.saving.state import MethodState
+from tf_dsr.saving.state import register_state
 from tf_dsr.core import gradual
 from tf_dsr.training.callback import ReparamCallback
 from tf_dsr.validation import validate_fraction

@@ -4,8 +4,8 @@ import numbers
 
 import tensorflow as tf
 
-from tf_dsr.callbacks.state import MethodState
-from tf_dsr.callbacks.state import register_state
+from tf_dsr.saving.state import MethodState
+from tf_dsr.saving.state import register_state
 from tf_dsr.core import set as set_core
 from tf_dsr.core.reallocation import count_active
 from tf_dsr.training.callback import ReparamCallback

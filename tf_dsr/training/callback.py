@@ -17,7 +17,7 @@ import warnings
 import keras
 import tensorflow as tf
 
-from tf_dsr.callbacks.state import attach_state
+from tf_dsr.saving.state import attach_state
 from tf_dsr.core.reallocation import count_active
 from tf_dsr.counting import num_active as count_mask
 from tf_dsr.layers.base import validate_seed
@@ -34,7 +34,7 @@ class ReparamCallback(keras.callbacks.Callback):
     """Base of the callbacks that periodically update the masks of sparse layers.
 
     A method subclass sets `method` (the name of its state, see
-    `tf_dsr.callbacks.state`) and implements `update`; it may set
+    `tf_dsr.saving.state`) and implements `update`; it may set
     `needs_gradients` (`update` then receives the dense gradient of every
     kernel, captured at the training step before the update), `logged`
     (names logged at every batch: the last update's `info` value, before

@@ -9,55 +9,20 @@ of one model live in a `ModelState` attached to the model as the attribute
 save and restore them with the model (as `_tf_dsr_state/<method>/vars`).
 Methods run one after another on one model each start from their own
 state; `tf_dsr.load_model` restores every state a `.keras` file holds.
-
-Files written before per-method state (one `_tf_dsr_state/vars` with
-threshold, last step and count) still load: a usable threshold shows the
-state was DSR's and becomes the DSR state; a nan threshold (SET or gradual
-pruning) cannot be told apart and is dropped with a warning.
 """
 
-import math
-import numbers
 import types
 import warnings
 
 import keras
 import numpy as np
 
-STATE_ATTRIBUTE = "_tf_dsr_state"
+from tf_dsr._keras_internals import track_for_checkpoints
 
-# The threshold is a float32 variable: below the smallest normal float32 it
-# loses precision and below ~1.4e-45 it is 0, which never prunes (|w| < 0
-# is never true) and never recovers (2 * 0 = 0).
-FLOAT32_SMALLEST_NORMAL = float(np.finfo(np.float32).tiny)
-FLOAT32_MAX = float(np.finfo(np.float32).max)
+STATE_ATTRIBUTE = "_tf_dsr_state"
 
 # Method name -> its state class (filled by `register_state`).
 STATE_CLASSES = {}
-
-
-def validate_threshold(value, name="initial_threshold"):
-    """Returns `value` as a float if it is a usable DSR threshold H.
-
-    Raises:
-        TypeError: `value` is not a real number.
-        ValueError: `value` is not finite, not positive, or outside the
-            normal float32 range [1.18e-38, 3.4e38].
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"`{name}` must be a float > 0. Received: {value!r} of type "
-            f"{type(value).__name__}."
-        )
-    value = float(value)
-    if not (math.isfinite(value) and FLOAT32_SMALLEST_NORMAL <= value <= FLOAT32_MAX):
-        raise ValueError(
-            f"`{name}` must be a finite float32 number between "
-            f"{FLOAT32_SMALLEST_NORMAL:.4g} and {FLOAT32_MAX:.4g}: an infinite "
-            "threshold prunes every weight forever, and one that underflows "
-            f"float32 never prunes. Received: {value!r}. The paper starts at 1e-3."
-        )
-    return value
 
 
 def register_state(method):
@@ -102,7 +67,6 @@ class MethodState(keras.layers.Layer):
         self.build_method_variables()
         self._method_variable_names = tuple(v.name for v in self.variables[common:])
         self.built = True
-        self._legacy_source = None
         self._initial_values = [v.numpy() for v in self.variables]
 
     def _int_variable(self, name, value):
@@ -163,10 +127,6 @@ class MethodState(keras.layers.Layer):
     def load_own_variables(self, store):
         keys = sorted(store.keys(), key=int) if store is not None else []
         if not keys:
-            legacy = self._legacy_source() if self._legacy_source else None
-            if legacy is not None:
-                self.load_legacy(legacy)
-                return
             if not self.at_initial_values():
                 warnings.warn(
                     "tf_dsr: the weights file holds no tf_dsr state for method "
@@ -182,56 +142,6 @@ class MethodState(keras.layers.Layer):
         self.check_values(values)
         for variable, value in zip(self.variables, values):
             variable.assign(value)
-
-    def load_legacy(self, values):
-        """Loads `[threshold, last_step, num_reallocations]` of an old file."""
-        raise NotImplementedError
-
-
-def check_threshold_value(threshold):
-    """Raises ValueError unless a loaded threshold is usable."""
-    try:
-        validate_threshold(threshold, "threshold")
-    except ValueError:
-        raise ValueError(
-            f"The tf_dsr state in this file has threshold {threshold!r}; a "
-            "threshold must be a positive normal float32 number. The file "
-            "is corrupt or was edited: load an earlier checkpoint, or load "
-            "it before attaching the tf_dsr callback (Keras then skips the "
-            "state, and the callback's starts fresh)."
-        ) from None
-
-
-def legacy_method(values):
-    """The method an old single state belongs to ("dsr"), or None if unknown.
-
-    Raises:
-        ValueError: the values are unusable (negative counts).
-    """
-    threshold, last_step, num_reallocations = (np.asarray(v) for v in values)
-    for name, value in (("last_step", last_step), ("num_reallocations", num_reallocations)):
-        if int(value) < 0:
-            raise ValueError(
-                f"The tf_dsr state in this file has {name} {int(value)}; it must "
-                "be >= 0. The file is corrupt or was edited."
-            )
-    if math.isnan(float(threshold)):
-        return None
-    check_threshold_value(float(threshold))
-    return "dsr"
-
-
-def warn_unmapped_legacy(values):
-    warnings.warn(
-        "tf_dsr: this file holds the single method state of tf_dsr before "
-        f"per-method state (threshold nan, last step {int(np.asarray(values[1]))}, "
-        f"{int(np.asarray(values[2]))} updates), written by SET or GradualPruning, "
-        "which cannot be told apart; it is not loaded. Kernels and masks are "
-        "loaded; the method you attach starts fresh.",
-        UserWarning,
-        stacklevel=3,
-    )
-
 
 class ModelState(keras.layers.Layer):
     """The `MethodState`s of one model, one per method name.
@@ -254,7 +164,6 @@ class ModelState(keras.layers.Layer):
         # Names only: Keras walks the attributes of what it saves, and would
         # visit a dict of states a second time at a path the file lacks.
         self._method_names = []
-        self._legacy = None
         # The callback training now, and the optimizer step it began at
         # (see `claim`).
         self._running = None
@@ -279,49 +188,15 @@ class ModelState(keras.layers.Layer):
                     state = cls(**kwargs)
             else:
                 state = cls(**kwargs)
-            state._legacy_source = lambda m=method: self._legacy_for(m)
             self._method_names.append(method)
             # Not tracked by Keras (the state is no sublayer of anything);
             # weight files find it by walking attributes.
             object.__setattr__(self, method, state)
-            _track_for_checkpoints(self, state, method)
+            track_for_checkpoints(self, state, method)
         return state
-
-    def _legacy_for(self, method):
-        if self._legacy is not None and self._legacy[0] == method:
-            return self._legacy[1]
-        return None
 
     def all_variables(self):
         return [v for state in self.method_states().values() for v in state.variables]
-
-    def load_own_variables(self, store):
-        # Called before the children: a file from before per-method state
-        # keeps its one state here.
-        self._legacy = None
-        keys = sorted(store.keys(), key=int) if store is not None else []
-        if not keys:
-            return
-        if len(keys) != 3:
-            raise ValueError(
-                f"The tf_dsr state in this file has {len(keys)} values at "
-                f"'{STATE_ATTRIBUTE}'; files from before per-method state have 3 "
-                "(threshold, last step, count). The file is corrupt or was edited."
-            )
-        values = [np.asarray(store[k]) for k in keys]
-        method = legacy_method(values)
-        if method is None:
-            warn_unmapped_legacy(values)
-        elif method not in self._method_names:
-            warnings.warn(
-                "tf_dsr: this file holds DSR state from before per-method state "
-                "(threshold, last step, count); it is loaded only into a model "
-                "that has a DynamicReparam attached, or by tf_dsr.load_model.",
-                UserWarning,
-                stacklevel=2,
-            )
-        else:
-            self._legacy = (method, values)
 
     # ----- one method at a time ----------------------------------------
     def claim(self, callback, fit):
@@ -357,28 +232,6 @@ class ModelState(keras.layers.Layer):
             self._running = None
 
 
-def _track_for_checkpoints(parent, child, name):
-    """Makes `child` a `tf.train.Checkpoint` dependency of `parent`.
-
-    The attributes set above bypass Keras' and TensorFlow's attribute
-    tracking (the model's tracker is locked once built), so
-    `tf.train.Checkpoint(model=model)` would not see the method state.
-    TensorFlow's `_track_trackable` adds the dependency by name; a state
-    created after `checkpoint.restore(...)` (a callback attached after the
-    restore) gets the saved values then (TensorFlow's deferred
-    restoration).
-    """
-    # Keras wraps TensorFlow's dependency dict in its own tracked dict,
-    # which would also make `child` a Keras sublayer (and raise on a built
-    # subclassed model, whose Keras tracker is locked): add the TensorFlow
-    # dependency with Keras' tracking off. Keras has no public switch for
-    # that; its private one is used here only.
-    from keras.src.utils.tracking import DotNotTrackScope
-
-    with DotNotTrackScope():
-        parent._track_trackable(child, name=name, overwrite=True)
-
-
 def existing_state(model):
     """The `ModelState` attached to `model`, or None."""
     return getattr(model, STATE_ATTRIBUTE, None)
@@ -398,7 +251,7 @@ def attach_state(model):
         # a sublayer of the model's graph, only something its weight files
         # carry, which Keras finds by walking attributes.
         object.__setattr__(model, STATE_ATTRIBUTE, state)
-        _track_for_checkpoints(model, state, STATE_ATTRIBUTE)
+        track_for_checkpoints(model, state, STATE_ATTRIBUTE)
         object.__setattr__(model, "load_weights", types.MethodType(_load_weights_whole, model))
     return state
 
@@ -413,6 +266,16 @@ def _load_weights_whole(model, filepath, *args, **kwargs):
     and states' variables while the load runs and puts them back if it
     raises. The copy is host memory the size of those variables, for the
     duration of the load.
+
+    This is set on the model instance because Keras offers no hook around
+    a whole load: `Model.load_weights` goes to `saving_lib.load_weights_only`,
+    whose `_load_state` calls each object's `load_own_variables` in turn,
+    records any exception and raises only after the walk. The one object
+    called before every layer is the model itself (its own
+    `load_own_variables`, the user's class); the method state is a private
+    attribute, visited after every layer; nothing is called after the
+    walk. So no object tf_dsr attaches can undo what was loaded before a
+    refusal.
     """
     variables, seen = [], set()
     optimizer = getattr(model, "optimizer", None)

@@ -2,15 +2,20 @@
 and a file without state starts the method fresh."""
 
 import hashlib
+import os
+import sys
 
 import keras
 import numpy as np
 import pytest
 
 import tf_dsr
-from tf_dsr.callbacks.state import STATE_ATTRIBUTE
+from tf_dsr.saving.state import STATE_ATTRIBUTE
 
-from small_models import compile_small, small_data, small_model
+# The small models the callback tests train, shared from tests/callbacks.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "callbacks"))
+from small_models import compile_small, small_data, small_model  # noqa: E402
 
 
 def _model(seed_offset=0):

@@ -1,4 +1,5 @@
-"""Tests for tf_dsr/export.py: SavedModel export and TFLite conversion."""
+"""Tests for tf_dsr/saving/savedmodel.py: SavedModel export, and TFLite
+conversion of the same exported models (tf_dsr/saving/tflite.py)."""
 
 import json
 import os
@@ -408,67 +409,6 @@ def test_tflite_is_written_to_path(exported, tmp_path):
     flatbuffer = tf_dsr.to_tflite(models["mlp"], tmp_path / "mlp.tflite")
     assert isinstance(flatbuffer, bytes)
     assert (tmp_path / "mlp.tflite").read_bytes() == flatbuffer
-
-
-def _tflite_outputs(flatbuffer, x):
-    interpreter = tf.lite.Interpreter(model_content=flatbuffer)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
-    interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-
-
-def test_tflite_of_every_convolution_kind_einsum_and_recurrent_layer():
-    inputs = keras.Input((8, 8, 3))
-    h = tf_dsr.SparseConv2D(4, 3, sparsity=0.5, seed=0)(inputs)
-    h = tf_dsr.SparseDepthwiseConv2D(3, padding="same", sparsity=0.5, seed=1)(h)
-    h = tf_dsr.SparseSeparableConv2D(4, 3, padding="same", sparsity=0.5, seed=2)(h)
-    h = tf_dsr.SparseConv2DTranspose(4, 3, sparsity=0.5, seed=3)(h)
-    h = keras.layers.Reshape((64, 4))(h)
-    h = tf_dsr.SparseConv1D(4, 3, sparsity=0.5, seed=4)(h)
-    h = tf_dsr.SparseEinsumDense("abc,cd->abd", (62, 5), sparsity=0.5, seed=5)(h)
-    h = tf_dsr.SparseLSTM(6, sparsity=0.5, seed=6)(h)
-    model = keras.Model(inputs, tf_dsr.SparseDense(3, sparsity=0.5, seed=7)(h))
-    x = np.random.default_rng(0).normal(size=(1, 8, 8, 3)).astype("float32")
-
-    # A fixed batch size: TFLite lowers the LSTM's loop only with static shapes.
-    flatbuffer = tf_dsr.to_tflite(
-        model, input_signature=[tf.TensorSpec((1, 8, 8, 3), tf.float32)])
-
-    np.testing.assert_allclose(_tflite_outputs(flatbuffer, x), model(x).numpy(), atol=1e-5)
-
-
-def lstm_model():
-    inputs = keras.Input((5, 3))
-    h = tf_dsr.SparseLSTM(4, sparsity=0.5, seed=0)(inputs)
-    return keras.Model(inputs, tf_dsr.SparseDense(2, sparsity=0.5, seed=1)(h))
-
-
-def test_tflite_of_an_lstm_with_a_free_batch_size_uses_select_tf_ops():
-    # A free batch size keeps the LSTM's tensor lists dynamic: TFLite's
-    # built-in ops cannot lower them, TensorFlow ops (Flex) run them. (The
-    # fixed-batch way, built-in ops only, is tested above with outputs.)
-    flatbuffer = tf_dsr.to_tflite(
-        lstm_model(),
-        supported_ops=[tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS],
-        converter_options={"_experimental_lower_tensor_list_ops": False},
-    )
-    assert b"FlexTensorList" in flatbuffer
-
-
-@pytest.mark.parametrize(
-    "kwargs, error, match",
-    [
-        ({"supported_ops": "SELECT_TF_OPS"}, TypeError, "list of `tf.lite.OpsSet`"),
-        ({"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS, "x"]}, TypeError, r"\['x'\]"),
-        ({"converter_options": [("allow_custom_ops", True)]}, TypeError, "must be a dict"),
-        ({"converter_options": {"lower_tensor_lists": False}}, ValueError,
-         "'lower_tensor_lists', which `tf.lite.TFLiteConverter` does not have"),
-    ],
-)
-def test_bad_converter_options_raise(kwargs, error, match):
-    with pytest.raises(error, match=match):
-        tf_dsr.to_tflite(sparse_mlp(), **kwargs)
 
 
 class ReadsItsMask(tf_dsr.SparseDense):
