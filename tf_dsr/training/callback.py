@@ -21,7 +21,7 @@ import tensorflow as tf
 from tf_dsr import counting
 from tf_dsr import optimizer_slots
 from tf_dsr.callbacks.state import attach_state
-from tf_dsr.core.reallocation import count_active
+from tf_dsr.core.counts import count_active
 from tf_dsr.layers.base import SparseLayer
 from tf_dsr.layers.base import validate_seed
 from tf_dsr.layers.find import check_masks
