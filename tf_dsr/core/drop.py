@@ -96,6 +96,7 @@ def drop_smallest_overall(kernels, masks, num_dropped, seed):
     Returns:
         A list of `L` `Dropped`.
     """
+    kernels = [tf.convert_to_tensor(k) for k in kernels]
     actives = [tf.not_equal(m, 0) for m in masks]
     flat_kernel = tf.concat([tf.reshape(k, [-1]) for k in kernels], 0)
     flat_active = tf.concat([tf.reshape(a, [-1]) for a in actives], 0)
