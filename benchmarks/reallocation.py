@@ -43,7 +43,9 @@ import keras  # noqa: E402
 
 import tf_dsr  # noqa: E402
 from tf_dsr.core import reallocation as core  # noqa: E402
+from tf_dsr.core.seeds import layer_seeds  # noqa: E402
 from tf_dsr.core.selection import random_subset  # noqa: E402
+from tf_dsr.core.sharing import share_out  # noqa: E402
 
 
 def wrn_28_2_shapes():
@@ -261,13 +263,14 @@ def cmd_stages(args):
     @fn
     def prune_only(ks, ms):
         out = [core.prune(k, m, threshold) for k, m in zip(ks, ms)]
-        return ([p.survivors for p in out], [p.pruned for p in out],
+        return ([tf.not_equal(m, 0) & ~p.pruned for p, m in zip(out, ms)],
+                [p.pruned for p in out],
                 tf.stack([p.num_active for p in out]),
                 tf.stack([p.num_pruned for p in out]))
 
     @fn
     def share(total, weights, capacity):
-        return core.share_out(total, weights, capacity)
+        return share_out(total, weights, capacity)
 
     @fn
     def philox_keys(ms, step):
@@ -282,7 +285,8 @@ def cmd_stages(args):
     # would fold the random draws into constants and time nothing.
     @fn
     def grow_all(ms, pruned, shares, num_free, num_pruned, step):
-        return [core.grow(tf.equal(m, 0), shares[i], core.layer_seed(0, step, i),
+        seeds = layer_seeds(0, step, len(ms))
+        return [core.grow(tf.equal(m, 0), shares[i], seeds[i],
                           fallback=p, num_candidates=num_free[i],
                           num_fallback=num_pruned[i])
                 for i, (m, p) in enumerate(zip(ms, pruned))]

@@ -7,7 +7,7 @@ here, so that "active", "sparse share" and "parameters" mean one thing
 everywhere. An *active* weight is a position whose mask is 1 (DSR_SPEC
 section 2); counts are exact integers read from the masks, never sums of
 floats. The in-graph count of the reallocation core
-(`tf_dsr.core.reallocation.count_active`) is the same fact on tensors.
+(`tf_dsr.core.counts.count_active`) is the same fact on tensors.
 """
 
 from typing import NamedTuple

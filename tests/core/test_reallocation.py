@@ -5,17 +5,18 @@ import pytest
 import tensorflow as tf
 
 from tf_dsr.core.reallocation import adapt_threshold
-from tf_dsr.core.reallocation import count_active
 from tf_dsr.core.reallocation import grow
-from tf_dsr.core.reallocation import layer_seed
-from tf_dsr.core.reallocation import layer_seeds
 from tf_dsr.core.reallocation import prune
 from tf_dsr.core.reallocation import reallocate
-from tf_dsr.core.reallocation import share_out
+from tf_dsr.core.seeds import layer_seeds
 
 
 def _np(tensors):
     return [t.numpy() for t in tensors]
+
+
+def _survivors(mask, dropped):
+    return tf.not_equal(mask, 0) & ~dropped.pruned
 
 
 # --------------------------------------------------------------------------
@@ -65,11 +66,10 @@ PRUNE_TABLE = [
 @pytest.mark.parametrize("kernel,mask,threshold,survivors,pruned", PRUNE_TABLE)
 @pytest.mark.parametrize("mask_dtype", [tf.float32, tf.int32])
 def test_prune_table(kernel, mask, threshold, survivors, pruned, mask_dtype):
-    result = prune(tf.constant(kernel, tf.float32),
-                   tf.constant(mask, mask_dtype), threshold)
-    assert result.survivors.dtype == tf.bool
+    mask = tf.constant(mask, mask_dtype)
+    result = prune(tf.constant(kernel, tf.float32), mask, threshold)
     assert result.pruned.dtype == tf.bool
-    np.testing.assert_array_equal(result.survivors.numpy(),
+    np.testing.assert_array_equal(_survivors(mask, result).numpy(),
                                   np.array(survivors, bool))
     np.testing.assert_array_equal(result.pruned.numpy(), np.array(pruned, bool))
 
@@ -83,86 +83,9 @@ def test_prune_conv_shape_keep_one():
     result = prune(tf.constant(kernel), tf.constant(mask), tf.constant(0.1))
     expected = np.zeros(kernel.shape, bool)
     expected[2, 2, 0, 3] = True
-    np.testing.assert_array_equal(result.survivors.numpy(), expected)
+    np.testing.assert_array_equal(_survivors(mask, result).numpy(), expected)
     np.testing.assert_array_equal(result.pruned.numpy(),
                                   (mask == 1) & ~expected)
-
-
-# --------------------------------------------------------------------------
-# Steps 3 and 4: share out within capacity.
-
-SHARE_TABLE = [
-    # num_to_place, weights, capacity, shares
-    pytest.param(10, [1, 1, 1], [99, 99, 99], [4, 3, 3], id="even-tie-lowest"),
-    pytest.param(7, [2, 3, 5], [99, 99, 99], [1, 2, 4], id="largest-remainder"),
-    pytest.param(5, [1, 2, 2], [99, 99, 99], [1, 2, 2], id="exact"),
-    pytest.param(1, [0, 3, 3], [9, 9, 9], [0, 1, 0], id="tie-to-lower-index"),
-    pytest.param(2, [1, 2, 2, 1, 2], [9] * 5, [0, 1, 1, 0, 0],
-                 id="ties-in-order"),
-    pytest.param(0, [4, 5], [9, 9], [0, 0], id="nothing-to-place"),
-    pytest.param(5, [7], [9], [5], id="single-tensor"),
-    # Round 1: 10*[1,1,2]/4 = [2.5,2.5,5] -> [3,2,5] capped to [1,2,5];
-    # round 2: 2*[1,2]/3 -> [1,1] on tensors 1 and 2.
-    pytest.param(10, [1, 1, 2], [1, 100, 100], [1, 3, 6], id="overflow-reshared"),
-    pytest.param(9, [6, 3], [2, 100], [2, 7], id="overflow-to-other"),
-    pytest.param(10, [5, 5], [2, 3], [2, 3], id="capacity-below-demand"),
-    # Tensor 0 fills; tensors with room have zero weight -> shares follow room.
-    pytest.param(4, [3, 0, 0], [1, 4, 2], [1, 2, 1], id="zero-weight-fallback"),
-    pytest.param(3, [0, 0], [1, 2], [1, 2], id="all-zero-weights"),
-    pytest.param(5, [0, 4, 0], [9, 9, 9], [0, 5, 0], id="zero-weight-gets-none"),
-    pytest.param(6, [1, 1, 1], [0, 0, 6], [0, 0, 6], id="zero-capacity"),
-]
-
-
-@pytest.mark.parametrize("num_to_place,weights,capacity,expected", SHARE_TABLE)
-def test_share_out_table(num_to_place, weights, capacity, expected):
-    shares = share_out(num_to_place, tf.constant(weights, tf.int64),
-                       tf.constant(capacity, tf.int64))
-    assert shares.dtype == tf.int64
-    np.testing.assert_array_equal(shares.numpy(), expected)
-
-
-@pytest.mark.parametrize("num_to_place,weights,capacity,expected", SHARE_TABLE)
-def test_share_out_table_compiled(num_to_place, weights, capacity, expected):
-    # The loop stops as soon as everything is placed: a data-dependent
-    # condition that graphs and XLA must run to the same shares.
-    args = (tf.constant(num_to_place, tf.int64), tf.constant(weights, tf.int64),
-            tf.constant(capacity, tf.int64))
-    for jit_compile in (False, True):
-        compiled = tf.function(share_out, autograph=False,
-                               jit_compile=jit_compile)
-        np.testing.assert_array_equal(compiled(*args).numpy(), expected)
-
-
-def test_share_out_accepts_int32():
-    shares = share_out(tf.constant(7), tf.constant([2, 3, 5]),
-                       tf.constant([99, 99, 99]))
-    np.testing.assert_array_equal(shares.numpy(), [1, 2, 4])
-
-
-def test_share_out_invariants_grid():
-    rng = np.random.RandomState(0)
-    for case in range(60):
-        num_tensors = rng.randint(1, 7)
-        weights = rng.randint(0, 50, num_tensors) * (rng.rand(num_tensors) > 0.2)
-        capacity = rng.randint(0, 60, num_tensors)
-        num_to_place = rng.randint(0, 200)
-        shares = share_out(num_to_place, tf.constant(weights, tf.int64),
-                           tf.constant(capacity, tf.int64)).numpy()
-        info = f"case {case}: K={num_to_place} w={weights} c={capacity} -> {shares}"
-        assert shares.sum() == min(num_to_place, capacity.sum()), info
-        assert (shares >= 0).all() and (shares <= capacity).all(), info
-        total = weights.sum()
-        # With room everywhere, shares are the rounded proportions.
-        if total > 0 and (
-            -(-num_to_place * weights // total) <= capacity
-        ).all():
-            assert (np.abs(shares * total - num_to_place * weights) < total).all(), info
-        # Zero-weight tensors only receive shares once every weighted
-        # tensor is full.
-        if (shares[weights == 0] > 0).any():
-            full = shares == capacity
-            assert full[weights > 0].all(), info
 
 
 # --------------------------------------------------------------------------
@@ -231,11 +154,11 @@ def test_adapt_threshold_boundary_tensor_target_python_tolerance():
 
 
 # --------------------------------------------------------------------------
-# grow and layer_seed.
+# grow.
 
 def test_grow_picks_exact_count_among_candidates():
     candidates = np.random.RandomState(5).rand(6, 7) < 0.5
-    grown = grow(tf.constant(candidates), 9, layer_seed(1, 2, 0)).numpy()
+    grown = grow(tf.constant(candidates), 9, layer_seeds(1, 2, 1)[0]).numpy()
     assert grown.sum() == 9
     assert not (grown & ~candidates).any()
 
@@ -246,22 +169,10 @@ def test_grow_with_fallback_takes_every_candidate_first():
     fallback = ~candidates & (rng.rand(6, 7) < 0.5)
     num_extra = 4
     grown = grow(tf.constant(candidates), int(candidates.sum()) + num_extra,
-                 layer_seed(1, 2, 0), fallback=tf.constant(fallback)).numpy()
+                 layer_seeds(1, 2, 1)[0], fallback=tf.constant(fallback)).numpy()
     assert (grown[candidates]).all()
     assert grown[fallback].sum() == num_extra
     assert not (grown & ~(candidates | fallback)).any()
-
-
-def test_layer_seed_depends_on_every_input():
-    base = layer_seed(1, 100, 0).numpy()
-    assert base.shape == (2,)
-    assert base.dtype in (np.int32, np.int64)
-    np.testing.assert_array_equal(layer_seed(1, 100, 0).numpy(), base)
-    others = [layer_seed(2, 100, 0), layer_seed(1, 101, 0),
-              layer_seed(1, 100, 1), layer_seed(tf.constant(1), 100, 0)]
-    values = [tuple(o.numpy()) for o in others]
-    assert len({tuple(base)} | set(values[:3])) == 4
-    assert values[3] == tuple(base)
 
 
 # --------------------------------------------------------------------------
@@ -621,27 +532,6 @@ def test_prune_counts_match_masks(kernel, mask, threshold, survivors, pruned):
     assert result.num_active.dtype == tf.int64
     assert int(result.num_active) == int(np.sum(mask))
     assert int(result.num_pruned) == int(np.sum(pruned))
-
-
-@pytest.mark.parametrize("seed,step", [(0, 0), (3, 17), (2**40, 5), (-7, 2**33)])
-def test_layer_seeds_equal_layer_seed(seed, step):
-    seeds = layer_seeds(seed, step, 6).numpy()
-    assert seeds.dtype == np.int32 and seeds.shape == (6, 2)
-    for i in range(6):
-        np.testing.assert_array_equal(seeds[i], layer_seed(seed, step, i).numpy())
-
-
-@pytest.mark.parametrize("dtype", [tf.float32, tf.float16, tf.int32, tf.bool])
-def test_count_active_exact(dtype):
-    mask = np.random.RandomState(3).rand(3, 3, 16, 32) < 0.37
-    assert int(count_active(tf.cast(tf.constant(mask), dtype))) == mask.sum()
-
-
-def test_count_active_above_2_pow_24_float32():
-    # Above 2^24 a float32 sum could round; the count takes the integer path.
-    size = 2**24 + 3
-    mask = tf.ones([size], tf.float32)
-    assert int(count_active(mask)) == size
 
 
 def test_graph_reallocation_equals_eager():

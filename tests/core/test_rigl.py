@@ -29,15 +29,6 @@ def test_drop_counts_floor_like_rigl():
     assert counts == [3, 2, 0, 0]
 
 
-@pytest.mark.parametrize("value, error", [
-    (0.0, ValueError), (1.5, ValueError), (-0.1, ValueError),
-    ("0.3", TypeError), (True, TypeError),
-])
-def test_bad_drop_fraction_is_refused(value, error):
-    with pytest.raises(error, match="drop_fraction"):
-        rigl.validate_drop_fraction(value)
-
-
 # ----- one update, by hand ----------------------------------------------------
 # Active: 0.5 (0), -0.1 (1), 0.3 (4), -0.05 (6). Half of 4 is dropped: the two
 # smallest magnitudes, -0.05 and -0.1. Candidates are every position inactive

@@ -1,4 +1,4 @@
-"""tf_dsr.core.set: smallest-magnitude selection, prune counts, one SET update."""
+"""tf_dsr.core.set: prune counts, one SET update."""
 
 import numpy as np
 import pytest
@@ -6,64 +6,8 @@ import tensorflow as tf
 
 from tf_dsr.core import set as set_core
 
-SEED = tf.constant([3, 4], tf.int64)
-
-
-# ----------------------------------------------------------------------------
-# smallest_magnitudes
-# ----------------------------------------------------------------------------
-
 KERNEL = np.array([[0.5, -0.1, 0.0, 2.0], [0.3, -0.05, 1.0, -0.7]], np.float32)
 ACTIVE = np.array([[1, 1, 0, 1], [1, 1, 1, 1]], bool)
-
-# Active magnitudes in order: 0.05 (1,1), 0.1 (0,1), 0.3 (1,0), 0.5 (0,0),
-# 0.7 (1,3), 1.0 (1,2), 2.0 (0,3). The inactive 0.0 at (0,2) never counts.
-SMALLEST = {
-    0: [],
-    1: [(1, 1)],
-    2: [(1, 1), (0, 1)],
-    4: [(1, 1), (0, 1), (1, 0), (0, 0)],
-    7: [(1, 1), (0, 1), (1, 0), (0, 0), (1, 3), (1, 2), (0, 3)],
-    99: [(1, 1), (0, 1), (1, 0), (0, 0), (1, 3), (1, 2), (0, 3)],
-}
-
-
-@pytest.mark.parametrize("num", sorted(SMALLEST))
-def test_smallest_magnitudes_table(num):
-    chosen = set_core.smallest_magnitudes(KERNEL, ACTIVE, num, SEED).numpy()
-    expected = np.zeros_like(ACTIVE)
-    for position in SMALLEST[num]:
-        expected[position] = True
-    np.testing.assert_array_equal(chosen, expected)
-
-
-def test_smallest_magnitudes_breaks_ties_at_random_with_exact_count():
-    # Ten zeros tied at the cut (regrown weights), then larger ones.
-    kernel = np.concatenate([np.zeros(10), np.arange(1, 11)]).astype(np.float32)
-    active = np.ones(20, bool)
-    picks = []
-    for seed in range(8):
-        chosen = set_core.smallest_magnitudes(
-            kernel, active, 4, tf.constant([seed, 0], tf.int64)
-        ).numpy()
-        assert chosen.sum() == 4
-        assert not chosen[10:].any()
-        picks.append(tuple(np.flatnonzero(chosen)))
-    assert len(set(picks)) > 1, "ties always broken the same way"
-
-
-def test_smallest_magnitudes_matches_sort_over_many_shapes():
-    rng = np.random.default_rng(0)
-    for trial in range(10):
-        shape = [(7,), (5, 6), (3, 3, 4, 2)][trial % 3]
-        kernel = rng.normal(size=shape).astype(np.float32)
-        active = rng.random(shape) < 0.6
-        num = int(rng.integers(0, active.sum() + 1))
-        chosen = set_core.smallest_magnitudes(kernel, active, num, SEED).numpy()
-        assert chosen.sum() == num and not chosen[~active].any()
-        magnitudes = np.sort(np.abs(kernel[active]))
-        expected = set(magnitudes[:num].tolist())
-        assert set(np.abs(kernel[chosen]).tolist()) == expected
 
 
 # ----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from tf_dsr.core import gradual
 from tf_dsr.core import reallocation
 from tf_dsr.core import rigl
 from tf_dsr.core import set as set_core
+from tf_dsr.core.counts import count_active
 
 # Active: 0.5 (0), 0.1 (1), 0.05 (2); position 3 is the only empty one.
 # Every method below drops 0.1 and 0.05 and grows two weights: one must go
@@ -101,8 +102,8 @@ UPDATES = {
         k, m, threshold=0.8, prune_target=10, seed=seed, step=3, growth="gradient",
         gradients=g),
     "set": lambda k, m, g, seed: set_core.set_update(
-        k, m, set_core.prune_counts([reallocation.count_active(tf.convert_to_tensor(x))
-                                     for x in m], prune_fraction=0.4),
+        k, m, set_core.prune_counts([count_active(tf.convert_to_tensor(x)) for x in m],
+                                    prune_fraction=0.4),
         seed=seed, step=3),
     "rigl": lambda k, m, g, seed: rigl.rigl_update(k, m, g, 0.4, seed=seed, step=3),
 }

@@ -18,15 +18,15 @@ At each pruning step every tensor (scope "layer") or all tensors together
 (scope "global", one magnitude cut) keep their largest-magnitude active
 weights, `max(1, round((1 - s_t) * size))` of them; masks only ever shrink.
 The smallest magnitudes are found by the linear radix select of
-`tf_dsr.core.set.smallest_magnitudes`, no sort.
+`tf_dsr.core.drop` (`drop_smallest`, `drop_smallest_overall`), no sort.
 """
 
 import tensorflow as tf
 
-from tf_dsr.core.reallocation import layer_seed
-from tf_dsr.core.selection import count_true
-from tf_dsr.core.selection import smallest_magnitudes
-from tf_dsr.core.update import Dropped
+from tf_dsr.core.counts import count_active
+from tf_dsr.core.drop import drop_smallest
+from tf_dsr.core.drop import drop_smallest_overall
+from tf_dsr.core.seeds import layer_seeds
 from tf_dsr.core.update import sparse_update
 from tf_dsr.core.update import validate_kernels_and_masks
 
@@ -84,32 +84,20 @@ def prune_to_sparsity(kernels, masks, sparsity, scope="layer", seed=0, step=0):
         raise ValueError(f"`scope` must be one of {SCOPES}. Received: {scope!r}.")
     validate_kernels_and_masks(kernels, masks)
     sparsity = tf.cast(sparsity, tf.float32)
-
-    def drop(kernels, masks):
-        actives = [tf.not_equal(m, 0) for m in masks]
-        if scope == "layer":
-            pruned = []
-            for i, (kernel, active) in enumerate(zip(kernels, actives)):
-                excess = count_true(active) - num_to_keep(tf.size(kernel), sparsity)
-                pruned.append(
-                    smallest_magnitudes(kernel, active, excess, layer_seed(seed, step, i))
-                )
-        else:
-            flat_kernel = tf.concat([tf.reshape(k, [-1]) for k in kernels], 0)
-            flat_active = tf.concat([tf.reshape(a, [-1]) for a in actives], 0)
-            excess = count_true(flat_active) - num_to_keep(tf.size(flat_kernel), sparsity)
-            flat_pruned = smallest_magnitudes(
-                flat_kernel, flat_active, excess, layer_seed(seed, step, 0)
-            )
-            sizes = [k.shape.num_elements() for k in kernels]
-            pruned = [
-                tf.reshape(p, tf.shape(k))
-                for p, k in zip(tf.split(flat_pruned, sizes), kernels)
-            ]
-        return [Dropped(p, count_true(a), count_true(p)) for p, a in zip(pruned, actives)]
-
+    kernels = [tf.convert_to_tensor(k) for k in kernels]
+    masks = [tf.convert_to_tensor(m) for m in masks]
+    seeds = layer_seeds(seed, step, len(kernels))
+    if scope == "layer":
+        num_dropped = tf.stack([count_active(m) - num_to_keep(tf.size(k), sparsity)
+                                for k, m in zip(kernels, masks)])
+        drop, drop_args = drop_smallest, (num_dropped, seeds)
+    else:
+        num_active = tf.add_n([count_active(m) for m in masks])
+        size = sum(k.shape.num_elements() for k in kernels)
+        num_dropped = num_active - num_to_keep(size, sparsity)
+        drop, drop_args = drop_smallest_overall, (num_dropped, seeds[0])
     return sparse_update(
-        kernels, masks, drop, share=None,
+        kernels, masks, drop, drop_args=drop_args, share=None,
         finish=lambda num_pruned, num_grown: {"sparsity": sparsity},
         unchanged_info={"sparsity": sparsity},
     )

@@ -32,7 +32,7 @@ RigL's `k` for the layer (its number of dropped weights).
 
 import tensorflow as tf
 
-from tf_dsr.core.selection import count_true
+from tf_dsr.core.counts import count_active
 from tf_dsr.core.selection import random_subset
 from tf_dsr.core.selection import select_smallest
 
@@ -115,7 +115,7 @@ def grow_by_score(mask, score, num_to_grow):
         )
     inactive = tf.reshape(tf.equal(mask, tf.zeros((), mask.dtype)), [-1])
     size = int(inactive.shape[0])
-    num_inactive = count_true(inactive)
+    num_inactive = count_active(inactive)
     num_to_grow = tf.clip_by_value(tf.cast(num_to_grow, tf.int64), 0, num_inactive)
 
     high, low = _descending_keys(tf.reshape(score, [-1]))
@@ -124,7 +124,7 @@ def grow_by_score(mask, score, num_to_grow):
     )
     at_cut = inactive & at_cut
     ties = tf.cond(
-        num_from_cut < count_true(at_cut),
+        num_from_cut < count_active(at_cut),
         lambda: _lowest_positions(at_cut, num_from_cut, size),
         lambda: at_cut,
     )
@@ -210,7 +210,7 @@ def gradient_growth(candidates, num_grown, seed, fallback=None, num_candidates=N
     from_candidates = grow_among(candidates, num_grown)
     if fallback is None:
         return from_candidates
-    num_rest = num_grown - count_true(from_candidates)
+    num_rest = num_grown - count_active(from_candidates)
     # The fallback pass runs only when candidates ran out (rare).
     return from_candidates | tf.cond(
         num_rest > 0,

@@ -15,9 +15,10 @@ paper's symbols:
 | `sum(num_pruned)`        | K          | weights to regrow across all tensors  |
 | `kernels[l]`, `masks[l]` | W_l, M_l   | a sparse tensor and its 0/1 mask      |
 
-Each step of the algorithm is one function: `prune`, `share_out`, `grow`,
-`adapt_threshold`; `reallocate` chains them over all tensors on the shared
-skeleton (`tf_dsr.core.update.sparse_update`). Growth is random, as in the
+Each step of the algorithm is one function: `prune`, `share_out` (shared
+with other methods, in `tf_dsr.core.sharing`), `grow`, `adapt_threshold`;
+`reallocate` chains them over all tensors on the shared skeleton
+(`tf_dsr.core.update.sparse_update`). Growth is random, as in the
 paper, or where the dense gradient is largest (`growth="gradient"`, RigL's
 criterion on DSR's global threshold and share-out). Nothing here
 touches Keras or variables: tensors go in, an `Update` comes out, so
@@ -26,62 +27,18 @@ replica of a distribution strategy.
 """
 
 import math
-from typing import NamedTuple
 
 import tensorflow as tf
 
+from tf_dsr.core.counts import count_active
+from tf_dsr.core.drop import Dropped
 from tf_dsr.core.growth import validate_growth
+from tf_dsr.core.seeds import layer_seeds
 from tf_dsr.core.selection import per_shape_function
 from tf_dsr.core.selection import random_subset
-from tf_dsr.core.update import Dropped
-from tf_dsr.core.update import all_finite  # noqa: F401 (one home, re-exported)
+from tf_dsr.core.sharing import share_out
 from tf_dsr.core.update import sparse_update
 from tf_dsr.core.update import validate_kernels_and_masks
-
-
-class Pruned(NamedTuple):
-    """Outcome of pruning one tensor.
-
-    Attributes:
-        survivors: bool, kernel-shaped; active positions that stay active.
-        pruned: bool, kernel-shaped; active positions removed now.
-        num_active: int64 scalar, active positions before pruning.
-        num_pruned: int64 scalar, `count(pruned)` (K_l); survivors number
-            `num_active - num_pruned` (R_l).
-    """
-
-    survivors: tf.Tensor
-    pruned: tf.Tensor
-    num_active: tf.Tensor
-    num_pruned: tf.Tensor
-
-
-def _count(x):
-    # int32 partial sums move half the bytes of int64 ones and are exact
-    # below 2^31 elements; larger tensors count in int64.
-    size = x.shape.num_elements()
-    dtype = tf.int32 if size is not None and size < 2**31 else tf.int64
-    return tf.cast(tf.reduce_sum(tf.cast(x, dtype)), tf.int64)
-
-
-def count_active(mask):
-    """Exact number of non-zero entries of a 0/1 mask, as int64.
-
-    A float32 mask of at most 2^24 entries is summed in float32: every
-    partial sum is then an integer below 2^24, represented exactly in any
-    summation order, and no cast pass is needed. Other masks count through
-    an integer cast.
-
-    Args:
-        mask: tensor of 0/1 values, any numeric or bool dtype, static shape.
-
-    Returns:
-        int64 scalar.
-    """
-    size = mask.shape.num_elements()
-    if mask.dtype == tf.float32 and size is not None and size <= 2**24:
-        return tf.cast(tf.reduce_sum(mask), tf.int64)
-    return _count(tf.not_equal(mask, tf.zeros([], mask.dtype)))
 
 
 def prune(kernel, mask, threshold):
@@ -97,14 +54,14 @@ def prune(kernel, mask, threshold):
         threshold: float scalar, H.
 
     Returns:
-        A `Pruned` tuple: bool tensors shaped like `kernel` and their
-        counts.
+        A `tf_dsr.core.drop.Dropped`: the pruned positions (bool, shaped
+        like `kernel`), `num_active` and `num_pruned` (K_l).
     """
     active = tf.not_equal(mask, 0)
     magnitude = tf.abs(tf.cast(kernel, tf.float32))
     weak = active & (magnitude < tf.cast(threshold, tf.float32))
     num_active = count_active(mask)
-    num_weak = _count(weak)
+    num_weak = count_active(weak)
     lost_all = tf.equal(num_weak, num_active) & tf.greater(num_active, 0)
 
     def spare_largest():
@@ -119,74 +76,11 @@ def prune(kernel, mask, threshold):
     # The argmax is a full extra pass, needed only in the rare tensor that
     # would lose every weight.
     pruned = tf.cond(lost_all, spare_largest, lambda: weak)
-    return Pruned(
-        survivors=active & ~pruned,
+    return Dropped(
         pruned=pruned,
         num_active=num_active,
         num_pruned=num_weak - tf.cast(lost_all, tf.int64),
     )
-
-
-def share_out(num_to_place, weights, capacity):
-    """Steps 3 and 4: integer shares proportional to `weights`, within capacity.
-
-    Shares are proportional to `weights` with largest-remainder rounding
-    (ties go to the lower index), so they sum to exactly `num_to_place`.
-    What a tensor cannot hold beyond its `capacity` is shared again among
-    the tensors with room, in the same proportions, until everything is
-    placed. Tensors with room but zero weight only receive shares when no
-    tensor with room has positive weight; then shares follow free room.
-    Integer arithmetic throughout: no float rounding, no float64 (TPUs).
-
-    Args:
-        num_to_place: int scalar, K.
-        weights: int `[L]`, non-negative, R_l.
-        capacity: int `[L]`, non-negative, free positions per tensor.
-
-    Returns:
-        int64 `[L]` shares with `0 <= shares <= capacity` and
-        `sum(shares) == min(num_to_place, sum(capacity))`.
-    """
-    num_to_place = tf.cast(num_to_place, tf.int64)
-    weights = tf.cast(weights, tf.int64)
-    capacity = tf.cast(capacity, tf.int64)
-    num_to_place = tf.minimum(num_to_place, tf.reduce_sum(capacity))
-    num_tensors = tf.size(weights)
-
-    def one_round(shares):
-        remaining = num_to_place - tf.reduce_sum(shares)
-        room = capacity - shares
-        has_room = room > 0
-        share_weights = tf.where(has_room, weights, 0)
-        share_weights = tf.where(
-            tf.reduce_sum(share_weights) > 0,
-            share_weights,
-            tf.where(has_room, room, 0),
-        )
-        total = tf.maximum(tf.reduce_sum(share_weights), 1)
-        exact = remaining * share_weights
-        floor = exact // total
-        remainder = exact - floor * total
-        num_left_over = remaining - tf.reduce_sum(floor)
-        # Largest remainder first; ties to the lower index.
-        order = tf.argsort(remainder, direction="DESCENDING", stable=True)
-        rank = tf.math.invert_permutation(tf.cast(order, tf.int32))
-        extra = tf.cast(tf.cast(rank, tf.int64) < num_left_over, tf.int64)
-        return shares + tf.minimum(floor + extra, room)
-
-    # Each round either places everything or fills at least one tensor, so
-    # L rounds always finish. The loop stops once everything is placed (a
-    # further round would add zero to every share): usually after one round.
-    # Running all L rounds cost ~20 ops each, about a tenth of a WRN-28-2
-    # reallocation (24 tensors, two calls). XLA compiles the data-dependent
-    # condition as it did the fixed count.
-    shares = tf.zeros_like(weights)
-    shares = tf.while_loop(
-        lambda i, s: (i < num_tensors) & (tf.reduce_sum(s) < num_to_place),
-        lambda i, s: (i + 1, one_round(s)),
-        (tf.constant(0), shares),
-    )[1]
-    return shares
 
 
 def grow(candidates, num_grown, seed, fallback=None, num_candidates=None,
@@ -250,45 +144,19 @@ def adapt_threshold(threshold, num_pruned, prune_target, tolerance):
     )
 
 
-def layer_seed(seed, step, layer_index):
-    """Stateless seed for one tensor at one step: reproducible randomness.
+def _prune_all(kernels, masks, threshold):
+    """Step 1 on every tensor: DSR's drop rule for `sparse_update`.
 
     Args:
-        seed: int scalar, the run's seed.
-        step: int scalar, the training step of this reallocation.
-        layer_index: Python int, the tensor's position in the list.
+        kernels: list of `L` float tensors.
+        masks: list of `L` 0/1 tensors shaped like the kernels.
+        threshold: float32 scalar, H.
 
     Returns:
-        int32 tensor `[2]` (the dtype `stateless_fold_in` gives).
+        A list of `L` `tf_dsr.core.drop.Dropped`.
     """
-    base = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
-    return tf.random.experimental.stateless_fold_in(base, layer_index, alg="philox")
-
-
-def layer_seeds(seed, step, num_layers):
-    """`layer_seed(seed, step, i)` for every `i < num_layers`, in few ops.
-
-    `stateless_fold_in(base, i)` is `[draw(base), i]` with a draw that does
-    not depend on `i`, so one draw serves every tensor: the seeds are
-    identical to `layer_seed`'s, while the graph holds two ops, not two per
-    tensor.
-
-    Returns:
-        int32 tensor `[num_layers, 2]`.
-    """
-    base = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
-    draw = tf.random.stateless_uniform([], seed=base, minval=None, maxval=None,
-                                       dtype=tf.int32, alg="philox")
-    return tf.stack(
-        [tf.fill([num_layers], draw), tf.range(num_layers, dtype=tf.int32)],
-        axis=1,
-    )
-
-
-def _prune_one(kernel, mask, threshold):
-    # A plain tuple: `per_shape_function` traces functions of tensors.
-    pruned = prune(kernel, mask, threshold)
-    return pruned.pruned, pruned.num_active, pruned.num_pruned
+    # In a graph, `prune` is traced once per kernel shape, not per kernel.
+    return [per_shape_function(prune)(k, m, threshold) for k, m in zip(kernels, masks)]
 
 
 def _share_regrowth(num_active, num_pruned, num_free):
@@ -347,16 +215,13 @@ def reallocate(kernels, masks, threshold, prune_target, tolerance=0.1,
     validate_growth(growth)
     threshold = tf.cast(threshold, tf.float32)
 
-    def drop(kernels, masks):
-        return [Dropped(*per_shape_function(_prune_one)(k, m, threshold))
-                for k, m in zip(kernels, masks)]
-
     def finish(num_pruned, num_grown):
         return {"threshold": adapt_threshold(threshold, tf.reduce_sum(num_pruned),
                                              prune_target, tolerance)}
 
     return sparse_update(
-        kernels, masks, drop, share=_share_regrowth, growth=growth,
+        kernels, masks, _prune_all, drop_args=(threshold,), share=_share_regrowth,
+        growth=growth,
         gradients=gradients,
         seeds=layer_seeds(seed, step, len(kernels)),
         finish=finish, unchanged_info={"threshold": threshold},

@@ -24,32 +24,16 @@ at once counts in neither `num_pruned` nor `num_grown`).
 """
 
 import math
-import numbers
 
 import tensorflow as tf
 
-from tf_dsr.core.reallocation import count_active
-from tf_dsr.core.reallocation import layer_seeds
-from tf_dsr.core.set import drop_smallest
-from tf_dsr.core.set import regrow_as_many
+from tf_dsr.core.counts import count_active
+from tf_dsr.core.drop import drop_smallest
+from tf_dsr.core.seeds import TIE_STREAM
+from tf_dsr.core.seeds import layer_seeds
+from tf_dsr.core.sharing import regrow_as_many
 from tf_dsr.core.update import sparse_update
 from tf_dsr.core.update import validate_kernels_and_masks
-
-
-def validate_drop_fraction(drop_fraction):
-    """Returns `drop_fraction` as a float in (0, 1], or raises."""
-    if isinstance(drop_fraction, bool) or not isinstance(drop_fraction, numbers.Real):
-        raise TypeError(
-            f"`drop_fraction` must be a float in (0, 1]. Received: {drop_fraction!r} "
-            f"of type {type(drop_fraction).__name__}."
-        )
-    if not 0.0 < drop_fraction <= 1.0:
-        raise ValueError(
-            "`drop_fraction` is the fraction of each layer's active weights moved "
-            f"at the first update and must be in (0, 1]. Received: {drop_fraction}. "
-            "RigL uses 0.3."
-        )
-    return float(drop_fraction)
 
 
 def drop_fraction_at(step, drop_fraction, end_step):
@@ -121,10 +105,11 @@ def rigl_update(kernels, masks, gradients, drop_fraction, seed=0, step=0):
     fraction = tf.cast(drop_fraction, tf.float32)
     masks = [tf.convert_to_tensor(m) for m in masks]
     counts = drop_counts(tf.stack([count_active(m) for m in masks]), fraction)
-    seeds = layer_seeds(seed, step, len(kernels))
+    tie_seeds = layer_seeds(seed, step, len(kernels), stream=TIE_STREAM)
     return sparse_update(
-        kernels, masks, drop_smallest(counts, seeds), share=regrow_as_many,
-        growth="gradient", gradients=gradients, seeds=seeds, regrow_dropped=True,
+        kernels, masks, drop_smallest, drop_args=(counts, tie_seeds),
+        share=regrow_as_many, growth="gradient", gradients=gradients,
+        seeds=layer_seeds(seed, step, len(kernels)), regrow_dropped=True,
         finish=lambda num_pruned, num_grown: {"drop_fraction": fraction},
         unchanged_info={"drop_fraction": fraction},
     )

@@ -33,17 +33,13 @@ compiled functions always take the radix select.
 import tensorflow as tf
 
 from tf_dsr._keras_internals import in_xla_context
+from tf_dsr.core.counts import count_active
 
 _LOW_BITS = 16
 _NUM_LOW_BUCKETS = 1 << _LOW_BITS
 _KEY_BITS = 31
 _NUM_KEY_HIGH_BUCKETS = 1 << (_KEY_BITS - _LOW_BITS)
 _CUT_BLOCK = 256
-
-
-def count_true(x):
-    """Number of `True` entries of a bool tensor, as an int64 scalar."""
-    return tf.reduce_sum(tf.cast(x, tf.int64))
 
 
 def _histogram(bucket_ids, num_buckets):
@@ -253,7 +249,7 @@ def _select_up_to_cut(flat, keys, positions, num_selected):
             passing_keys, k=num_passing - tf.cast(num_selected, tf.int32) + 1
         ).values[-1]
         at_cut = tf.equal(passing_keys, cut)
-        num_from_cut = num_selected - count_true(passing_keys < cut)
+        num_from_cut = num_selected - count_active(passing_keys < cut)
 
         def lowest_at_cut():
             # Rare with 31-bit keys: candidates share the cut key and only
@@ -264,7 +260,7 @@ def _select_up_to_cut(flat, keys, positions, num_selected):
                                                                      tf.int64)
             )
 
-        return tf.cond(num_from_cut < count_true(at_cut), lowest_at_cut,
+        return tf.cond(num_from_cut < count_active(at_cut), lowest_at_cut,
                        lambda: flat & (keys <= cut))
 
     return tf.cond(num_selected > 0, up_to_cut,
@@ -324,7 +320,7 @@ def _radix_select_subset(flat, keys, num_selected, fallback):
         )
         return by_position | (last & (num_last > 0))
 
-    ties = tf.cond(num_from_cut < count_true(at_cut), first_by_position,
+    ties = tf.cond(num_from_cut < count_active(at_cut), first_by_position,
                    lambda: at_cut)
     return pool & (below | ties)
 
@@ -375,12 +371,12 @@ def random_subset(candidates, num_selected, seed, fallback=None,
         (1 << _KEY_BITS) - 1,
     )
     if num_candidates is None:
-        num_candidates = count_true(flat)
+        num_candidates = count_active(flat)
     num_candidates = tf.cast(num_candidates, tf.int64)
     num_in_pool = num_candidates
     if fallback is not None:
         if num_fallback is None:
-            num_fallback = count_true(fallback)
+            num_fallback = count_active(fallback)
         num_in_pool += tf.cast(num_fallback, tf.int64)
     num_selected = tf.minimum(tf.cast(num_selected, tf.int64), num_in_pool)
 
@@ -426,7 +422,7 @@ def smallest_magnitudes(score, candidates, num_selected, seed):
     # and order exactly like the magnitudes.
     keys = tf.bitcast(magnitude, tf.int32)
     num_selected = tf.clip_by_value(
-        tf.cast(num_selected, tf.int64), 0, count_true(candidates)
+        tf.cast(num_selected, tf.int64), 0, count_active(candidates)
     )
     below, at_cut, num_from_cut = select_smallest(
         tf.bitwise.right_shift(keys, _LOW_BITS),

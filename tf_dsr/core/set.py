@@ -16,60 +16,23 @@ The DSR paper compares at equal N_prune: `zeta = N_prune / active`, which
 proportion to each tensor's active weights.
 
 Each tensor loses its `num_pruned[l]` active weights of smallest magnitude
-and gains as many at random positions that were empty before this step,
-with value zero. The number of active weights of every tensor is constant.
-
-Selecting the smallest magnitudes costs no sort: a non-negative float32's
-bit pattern, read as an int32, orders like its value, so the radix select
-of `tf_dsr.core.selection` (two histogram passes, linear in the tensor
-size, static shapes, XLA-friendly) finds the cut magnitude exactly. Ties at
-the cut are broken uniformly at random, which matters because regrown
-weights start at exactly zero.
+(`tf_dsr.core.drop.drop_smallest`, ties at random) and gains as many at
+random positions that were empty before this step, with value zero
+(`tf_dsr.core.sharing.regrow_as_many`). The number of active weights of
+every tensor is constant.
 """
 
 import numbers
 
 import tensorflow as tf
 
-from tf_dsr.core.reallocation import layer_seeds
-from tf_dsr.core.reallocation import share_out
-from tf_dsr.core.selection import count_true
-from tf_dsr.core.selection import smallest_magnitudes
-from tf_dsr.core.update import Dropped
+from tf_dsr.core.drop import drop_smallest
+from tf_dsr.core.seeds import TIE_STREAM
+from tf_dsr.core.seeds import layer_seeds
+from tf_dsr.core.sharing import regrow_as_many
+from tf_dsr.core.sharing import share_out
 from tf_dsr.core.update import sparse_update
 from tf_dsr.core.update import validate_kernels_and_masks
-
-
-def drop_smallest(counts, seeds):
-    """A drop criterion: `counts[l]` active weights of smallest `|W|` per tensor.
-
-    Used by SET and RigL. Ties at the cut magnitude are broken at random
-    with a seed folded from the tensor's (the growth seed stays unused).
-
-    Args:
-        counts: int `[L]`, weights to drop per tensor (clipped to actives).
-        seeds: int32 `[L, 2]`, per-tensor seeds.
-
-    Returns:
-        A function `(kernels, masks) -> list of Dropped`.
-    """
-
-    def drop(kernels, masks):
-        dropped = []
-        for i, (kernel, mask) in enumerate(zip(kernels, masks)):
-            active = tf.not_equal(mask, 0)
-            tie_seed = tf.random.experimental.stateless_fold_in(seeds[i], 1, alg="philox")
-            pruned = smallest_magnitudes(kernel, active, counts[i], tie_seed)
-            dropped.append(Dropped(pruned, count_true(active), count_true(pruned)))
-        return dropped
-
-    return drop
-
-
-def regrow_as_many(num_active, num_pruned, num_free):
-    """A share-out with fixed layer budgets: each tensor regrows what it dropped."""
-    del num_active, num_free
-    return num_pruned
 
 
 def prune_counts(num_active, prune_fraction=None, prune_target=None):
@@ -143,6 +106,7 @@ def set_update(kernels, masks, num_pruned, seed=0, step=0):
     """
     validate_kernels_and_masks(kernels, masks)
     num_pruned = tf.cast(tf.convert_to_tensor(num_pruned), tf.int64)
-    seeds = layer_seeds(seed, step, len(kernels))
-    return sparse_update(kernels, masks, drop_smallest(num_pruned, seeds),
-                         share=regrow_as_many, growth="random", seeds=seeds)
+    tie_seeds = layer_seeds(seed, step, len(kernels), stream=TIE_STREAM)
+    return sparse_update(kernels, masks, drop_smallest, drop_args=(num_pruned, tie_seeds),
+                         share=regrow_as_many, growth="random",
+                         seeds=layer_seeds(seed, step, len(kernels)))

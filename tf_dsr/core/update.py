@@ -37,9 +37,9 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from tf_dsr.core.counts import count_active
 from tf_dsr.core.growth import CRITERIA
 from tf_dsr.core.growth import validate_growth
-from tf_dsr.core.selection import count_true
 from tf_dsr.core.selection import per_shape_function
 
 
@@ -73,20 +73,6 @@ class Update(NamedTuple):
     num_grown: tf.Tensor
     is_finite: tf.Tensor
     info: dict
-
-
-class Dropped(NamedTuple):
-    """What a drop criterion returns for one tensor.
-
-    Attributes:
-        pruned: bool, kernel-shaped; active positions removed now.
-        num_active: int64 scalar, active positions before the drop.
-        num_pruned: int64 scalar, `count(pruned)`.
-    """
-
-    pruned: tf.Tensor
-    num_active: tf.Tensor
-    num_pruned: tf.Tensor
 
 
 def _check_pairs(items, kernels, what, hint):
@@ -158,7 +144,7 @@ def _assembler(growth, regrow_dropped, with_gradient):
                               num_candidates=num_free + num_pruned, gradient=gradient)
             revived = grown & pruned
             kept = survivors | revived
-            num_revived = count_true(revived)
+            num_revived = count_active(revived)
         else:
             grown = criterion(~active, num_grown, seed, fallback=pruned,
                               num_candidates=num_free, num_fallback=num_pruned,
@@ -181,16 +167,21 @@ def _assembler(growth, regrow_dropped, with_gradient):
     return function
 
 
-def sparse_update(kernels, masks, drop, share=None, growth="random", gradients=None,
-                  seeds=None, regrow_dropped=False, finish=None, unchanged_info=None):
+def sparse_update(kernels, masks, drop, drop_args=(), share=None, growth="random",
+                  gradients=None, seeds=None, regrow_dropped=False, finish=None,
+                  unchanged_info=None):
     """Runs drop -> share out -> grow over all tensors, guarded once.
 
     Args:
         kernels: list of `L` float tensors.
         masks: list of `L` 0/1 tensors shaped like the kernels.
-        drop: function `(kernels, masks) -> list of L Dropped`.
-        share: function `(num_active, num_pruned, num_free) -> num_grown`,
-            int64 `[L]` vectors; None grows nothing (pure pruning).
+        drop: a drop rule, `drop(kernels, masks, *drop_args) -> list of L
+            tf_dsr.core.drop.Dropped` (`tf_dsr.core.drop`, or a method's
+            own, such as DSR's `|W| < H`).
+        drop_args: tuple, the rule's further arguments. Defaults to `()`.
+        share: a share-out rule `(num_active, num_pruned, num_free) ->
+            num_grown`, int64 `[L]` vectors (`tf_dsr.core.sharing`); None
+            grows nothing (pure pruning).
         growth: a name in `tf_dsr.core.growth.GROWTH`. Defaults to "random".
         gradients: list of `L` dense gradients, needed by "gradient" growth.
         seeds: int32 `[L, 2]` per-tensor stateless seeds.
@@ -230,7 +221,7 @@ def sparse_update(kernels, masks, drop, share=None, growth="random", gradients=N
     unchanged_info = dict(unchanged_info or {})
 
     def finite():
-        dropped = drop(kernels, masks)
+        dropped = drop(kernels, masks, *drop_args)
         num_active = tf.stack([d.num_active for d in dropped])
         num_pruned = tf.stack([d.num_pruned for d in dropped])
         sizes = tf.constant([m.shape.num_elements() for m in masks], tf.int64)

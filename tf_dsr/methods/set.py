@@ -7,7 +7,7 @@ import tensorflow as tf
 from tf_dsr.saving.state import MethodState
 from tf_dsr.saving.state import register_state
 from tf_dsr.core import set as set_core
-from tf_dsr.core.reallocation import count_active
+from tf_dsr.core.counts import count_active
 from tf_dsr.training.callback import ReparamCallback
 from tf_dsr.validation import check_prune_target_below
 from tf_dsr.validation import validate_fraction

@@ -17,9 +17,9 @@ import warnings
 import keras
 import tensorflow as tf
 
-from tf_dsr.saving.state import attach_state
-from tf_dsr.core.reallocation import count_active
+from tf_dsr.core.counts import count_active
 from tf_dsr.counting import num_active as count_mask
+from tf_dsr.saving.state import attach_state
 from tf_dsr.layers.base import validate_seed
 from tf_dsr.optimizer_slots import kernel_slots
 from tf_dsr.training import blocks as block_views
