@@ -1,6 +1,6 @@
 r"""LeNet-300-100 on MNIST, as in Mostafa & Wang (ICML 2019).
 
-The paper's MNIST experiment (DSR_SPEC section 5) with its hyperparameters
+The paper's MNIST experiment (Mostafa & Wang, ICML 2019) with its hyperparameters
 as flag defaults: LeNet-300-100 with BatchNorm after both hidden layers,
 all three Dense kernels sparse (266,200 weights), 100 epochs of batch 100,
 SGD with Nesterov momentum 0.9, learning rate 0.1 divided by 5 at epochs

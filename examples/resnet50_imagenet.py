@@ -1,6 +1,6 @@
 r"""ResNet-50 on ImageNet (ILSVRC 2012), as in Mostafa & Wang (ICML 2019).
 
-The paper's ImageNet experiment (DSR_SPEC section 5) with its
+The paper's ImageNet experiment (Mostafa & Wang, ICML 2019) with its
 hyperparameters as flag defaults: ResNet-50 (torchvision layout) whose 48
 bottleneck convs and final Dense kernel are sparse (22,724,608 weights;
 7x7 stem conv, 1x1 downsample convs, BatchNorm and the Dense bias dense),

@@ -1,6 +1,6 @@
 r"""The paper's second finding: DSR's final structure alone is not enough.
 
-Mostafa & Wang (ICML 2019, section 5; DSR_SPEC section 6) ask whether
+Mostafa & Wang (ICML 2019) ask whether
 DSR's advantage lies in the sparse structure it finds or in exploring
 structures during training. They train static sparse networks that copy
 DSR's *final* masks, (i) from a fresh random initialization and (ii) from

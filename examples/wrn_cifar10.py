@@ -1,6 +1,6 @@
 r"""WRN-28-2 on CIFAR-10, as in Mostafa & Wang (ICML 2019).
 
-The paper's CIFAR-10 experiment (DSR_SPEC section 5) with its
+The paper's CIFAR-10 experiment (Mostafa & Wang, ICML 2019) with its
 hyperparameters as flag defaults: WRN-28-2 whose 24 3x3 convs in residual
 blocks are sparse (1,451,520 weights; stem conv, 1x1 shortcuts, final
 Dense and BatchNorm dense), 200 epochs of batch 100, SGD with Nesterov

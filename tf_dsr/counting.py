@@ -4,8 +4,7 @@ Reporting (`sparsity_summary`, `SparsityHistory`), the callbacks, the
 model builders (`num_nonzero_params`, thin dense widths), `tf-dsr
 compare`, `sparsify`'s report and the reproduction scripts all count
 here, so that "active", "sparse share" and "parameters" mean one thing
-everywhere. An *active* weight is a position whose mask is 1 (DSR_SPEC
-section 2); counts are exact integers read from the masks, never sums of
+everywhere. An *active* weight is a position whose mask is 1; counts are exact integers read from the masks, never sums of
 floats. The in-graph count of the reallocation core
 (`tf_dsr.core.counts.count_active`) is the same fact on tensors.
 """

@@ -1,4 +1,4 @@
-"""Tests for `tf_dsr.core.reallocation` (DSR_SPEC section 4)."""
+"""Tests for `tf_dsr.core.reallocation` (DSR's Algorithm 1)."""
 
 import numpy as np
 import pytest
@@ -299,7 +299,7 @@ def _expected_threshold(threshold, num_pruned, prune_target, tolerance=0.1):
 
 def check_invariants(kernels, masks, threshold, prune_target, result,
                      tolerance=0.1):
-    """Asserts every DSR_SPEC section 4 invariant on one reallocation."""
+    """Asserts every invariant of DSR's Algorithm 1 on one reallocation."""
     assert bool(result.is_finite.numpy())
     assert len(result.masks) == len(result.kernels) == len(masks)
     new_masks, new_kernels = _np(result.masks), _np(result.kernels)

@@ -31,7 +31,7 @@ RESULT_KEYS = {
     "train_history", "wall_time_seconds", "flags", "versions", "devices",
 }
 # Sparse weights, dense trainable weights and sparse layers of each model
-# (DSR_SPEC section 5; dense counts by hand: biases, BatchNorm, dense convs).
+# (the paper's experiments; dense counts by hand: biases, BatchNorm, dense convs).
 LENET = dict(sparse=266_200, dense=410 + 2 * (300 + 100), layers=3)
 WRN_28_2 = dict(sparse=1_451_520, dense=432 + 512 + 2048 + 8192 + 2 * 1808 + 1290, layers=24)
 WRN_10_1 = dict(sparse=2 * 2304 + 4608 + 9216 + 18_432 + 36_864,

@@ -1,4 +1,4 @@
-"""The model zoo's sparse-tensor sizes match the paper (DSR_SPEC section 5)."""
+"""The model zoo's sparse-tensor sizes match the paper (Mostafa & Wang, ICML 2019)."""
 
 import numpy as np
 import pytest

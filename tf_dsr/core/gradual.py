@@ -2,7 +2,7 @@
 
 Zhu & Gupta, "To prune, or not to prune: exploring the efficacy of pruning
 for model compression", ICLR Workshop 2018: the "compressed sparse"
-baseline of DSR_SPEC section 5. Sparsity follows a cubic schedule from
+baseline of the DSR paper's experiments. Sparsity follows a cubic schedule from
 `s_i` at step `t0` to `s_f` at step `t0 + n dt`:
 
     s_t = s_f + (s_i - s_f) (1 - (t - t0) / (n dt))^3

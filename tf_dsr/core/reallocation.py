@@ -2,7 +2,7 @@
 
 Mostafa & Wang, "Parameter Efficient Training of Deep Convolutional Neural
 Networks by Dynamic Sparse Reparameterization", ICML 2019, Algorithm 1, as
-the authors' code runs it (DSR_SPEC section 4). Names used here and the
+the authors' code runs it. Names used here and the
 paper's symbols:
 
 | here                     | paper      | meaning                               |

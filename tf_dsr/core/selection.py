@@ -1,7 +1,7 @@
 """Exact-size uniform random subsets of a boolean tensor, without a sort.
 
-Growing weights (DSR_SPEC section 4, step 5) and drawing initial masks
-(section 3) both need "pick exactly `n` of these positions uniformly at
+Growing weights (DSR's Algorithm 1, the growth step) and drawing initial
+masks both need "pick exactly `n` of these positions uniformly at
 random". Sorting random keys would do it, but a sort over tens of millions
 of weights is the cost the reference pays and we avoid. Instead every
 candidate gets a random 31-bit key and we find the `n` smallest keys by a

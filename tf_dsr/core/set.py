@@ -2,8 +2,8 @@
 
 Sparse Evolutionary Training (Mocanu et al., "Scalable training of
 artificial neural networks with adaptive sparse connectivity inspired by
-network science", Nature Communications 2018), the baseline of DSR_SPEC
-section 5. Every tensor is handled on its own:
+network science", Nature Communications 2018), a baseline of the
+DSR paper's experiments. Every tensor is handled on its own:
 
 | here                | paper    | meaning                                    |
 | ------------------- | -------- | ------------------------------------------ |

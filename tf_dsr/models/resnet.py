@@ -49,7 +49,7 @@ def resnet50(input_shape=(224, 224, 3), num_classes=1000, sparsity=0.9, seed=Non
 
     The torchvision layout (He et al., 2016; stride on the 3x3 conv, "v1.5")
     that Mostafa & Wang (ICML 2019) train on ImageNet. As in their
-    experiments (DSR_SPEC section 5), the three convs of each of the 16
+    experiments, the three convs of each of the 16
     bottleneck blocks and the final Dense kernel are sparse (22,724,608
     weights for 1000 classes); the 7x7 stem conv, the 1x1 downsample
     convs, BatchNorm and the final Dense bias stay dense. With

@@ -61,7 +61,7 @@ def wide_resnet(depth=28, width=2, input_shape=(32, 32, 3), num_classes=10,
     a 3x3 stem conv with 16 filters, three groups of `(depth - 4) / 6`
     blocks (BN-ReLU-conv3x3, BN-ReLU-conv3x3) with `16k`, `32k`, `64k`
     filters, strides 1, 2, 2, then BN-ReLU, global average pooling and a
-    Dense classifier. As in Mostafa & Wang (ICML 2019, DSR_SPEC section 5),
+    Dense classifier. As in Mostafa & Wang (ICML 2019),
     the `2 (depth - 4) / 3` convs in residual blocks are sparse (1,451,520
     weights for WRN-28-2); the stem conv, the 1x1 shortcut convs, the final
     Dense layer and BatchNorm stay dense. With `sparsity=None` the sparse
