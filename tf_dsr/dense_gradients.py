@@ -18,8 +18,8 @@ What it costs when not requested: per kernel, an identity in the forward
 pass and a `tf.cond` in the backward pass; per training step, one read of
 the request flag and one counter increment for all kernels. Inference
 runs the identities only. When requested, each kernel's gradient is cast
-to float32 and written. BUILD_NOTES.md ("Dense gradient of a masked
-kernel") has the measured figures.
+to float32 and written. BUILD_NOTES.md ("How the dense gradient is
+obtained", "Dense gradient: cost per step") has the measured figures.
 
 Semantics, settled once here:
 

@@ -360,7 +360,7 @@ def random_subset(candidates, num_selected, seed, fallback=None,
         fallback = tf.reshape(tf.convert_to_tensor(fallback, tf.bool), [-1])
 
     # Full-range integers masked to 31 bits: a bounded integer range makes
-    # XLA draw through a slow modulo path (over 10 s for 22M keys). Philox
+    # XLA draw through a slow modulo path (BUILD_NOTES.md). Philox
     # named explicitly: "auto_select" picks different generators for XLA
     # and for TF's kernels, and compiled results must equal uncompiled ones.
     keys = tf.bitwise.bitwise_and(
