@@ -2,8 +2,8 @@
 
 Turns the result dicts of `tf_dsr.app.compare.run_one` into the report:
 `summarize` (mean ± std per method and sparsity), `format_markdown` (the
-the tables of docs/reproducing_the_paper.md) and `plot_accuracy` / `plot_layer_sparsity` (the
-its figures). Methods appear in registry order with the registry's
+tables of docs/reproducing_the_paper.md) and `plot_accuracy` /
+`plot_layer_sparsity` (its figures). Methods appear in registry order with the registry's
 labels (`tf_dsr/methods/registry.py`).
 """
 
