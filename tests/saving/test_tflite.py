@@ -36,17 +36,24 @@ def _run(flatbuffer, x, delegates=True):
     return next(iter(serve(**{name: x}).values()))
 
 
-def test_block_sparse_dense_layers_run_on_the_sparse_kernel_and_match_keras():
-    model = tf_dsr.models.lenet_300_100((64,), 10, sparsity=0.9, seed=0, block_shape=(4, 1))
-    x = np.random.default_rng(0).standard_normal((3, 64)).astype("float32")
-    for _, pair in tf_dsr.layers.find_sparse_kernels(model):  # trained-looking kernels
-        pair.kernel.assign(pair.masked + 0.01 * tf.cast(pair.mask, tf.float32))
+def _convert_to_three_sparse_fully_connected(model, x):
+    """Converts `model`, checks it runs three FULLY_CONNECTED ops (no
+    DENSIFY, no warning) matching Keras on `x`, and returns the flatbuffer."""
     flatbuffer, warned = _convert(model)
     ops = [op for op, _, _ in tflite_ops(flatbuffer)]
     assert ops.count("FULLY_CONNECTED") == 3
     assert "DENSIFY" not in ops
     assert warned == []
     np.testing.assert_allclose(_run(flatbuffer, x), model(x, training=False), atol=1e-5)
+    return flatbuffer
+
+
+def test_block_sparse_dense_layers_run_on_the_sparse_kernel_and_match_keras():
+    model = tf_dsr.models.lenet_300_100((64,), 10, sparsity=0.9, seed=0, block_shape=(4, 1))
+    x = np.random.default_rng(0).standard_normal((3, 64)).astype("float32")
+    for _, pair in tf_dsr.layers.find_sparse_kernels(model):  # trained-looking kernels
+        pair.kernel.assign(pair.masked + 0.01 * tf.cast(pair.mask, tf.float32))
+    flatbuffer = _convert_to_three_sparse_fully_connected(model, x)
     dense_file = tf_dsr.to_tflite(model)  # the same model stored dense is 4x+ larger
     assert len(flatbuffer) < 0.4 * len(dense_file)
 
@@ -101,12 +108,7 @@ def _einsum_block_model(block_shape=(4, 1), sparsity=0.9):
 def test_block_sparse_einsum_dense_layers_run_on_the_sparse_kernel_and_match_keras():
     model = _einsum_block_model()
     x = np.random.default_rng(0).standard_normal((1, 8, 64)).astype("float32")
-    flatbuffer, warned = _convert(model)
-    ops = [op for op, _, _ in tflite_ops(flatbuffer)]
-    assert ops.count("FULLY_CONNECTED") == 3
-    assert "DENSIFY" not in ops
-    assert warned == []
-    np.testing.assert_allclose(_run(flatbuffer, x), model(x, training=False), atol=1e-5)
+    _convert_to_three_sparse_fully_connected(model, x)
 
 
 def test_unstructured_einsum_dense_layers_are_named_as_densified():
