@@ -20,9 +20,6 @@ import keras
 from tf_dsr import counting
 from tf_dsr._keras_internals import reset_compiled_functions
 from tf_dsr.layers.base import SparseLayer
-from tf_dsr.layers.base import validate_layer_block_shape
-from tf_dsr.layers.base import validate_seed
-from tf_dsr.layers.base import validate_sparsity
 from tf_dsr.layers.classes import SPARSE_CLASSES
 from tf_dsr.layers.classes import sparse_class_for
 from tf_dsr.layers.dense import SparseDense
@@ -37,6 +34,9 @@ from tf_dsr.layers.swap import check_sparsifiable
 from tf_dsr.layers.swap import make_plain
 from tf_dsr.layers.swap import make_sparse
 from tf_dsr.validation import check_built_model
+from tf_dsr.validation import validate_layer_block_shape
+from tf_dsr.validation import validate_seed
+from tf_dsr.validation import validate_sparsity
 
 # Recurrent layers whose sparse class computes each masked kernel once per
 # call (not once per time step): they change class with their cell.

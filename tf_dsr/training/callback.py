@@ -23,7 +23,7 @@ from tf_dsr import optimizer_slots
 from tf_dsr.callbacks.state import attach_state
 from tf_dsr.core.reallocation import count_active
 from tf_dsr.layers.base import SparseLayer
-from tf_dsr.layers.base import validate_seed
+from tf_dsr.validation import validate_seed
 from tf_dsr.layers.find import check_masks
 from tf_dsr.layers.find import find_sparse_kernels
 from tf_dsr.layers.find import walk_layers
