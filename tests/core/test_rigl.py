@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from tf_dsr.core import rigl
 from tf_dsr.core.reallocation import reallocate
+from tf_dsr.methods.rigl import RigL
 
 # ----- the cosine schedule -------------------------------------------------
 
@@ -34,8 +35,9 @@ def test_drop_counts_floor_like_rigl():
     ("0.3", TypeError), (True, TypeError),
 ])
 def test_bad_drop_fraction_is_refused(value, error):
+    # The check lives with the method's options (tf_dsr/validation.py).
     with pytest.raises(error, match="drop_fraction"):
-        rigl.validate_drop_fraction(value)
+        RigL(drop_fraction=value)
 
 
 # ----- one update, by hand ----------------------------------------------------

@@ -17,47 +17,18 @@ pruning) cannot be told apart and is dropped with a warning.
 """
 
 import math
-import numbers
 import types
 import warnings
 
 import keras
 import numpy as np
 
-STATE_ATTRIBUTE = "_tf_dsr_state"
+from tf_dsr.validation import validate_threshold
 
-# The threshold is a float32 variable: below the smallest normal float32 it
-# loses precision and below ~1.4e-45 it is 0, which never prunes (|w| < 0
-# is never true) and never recovers (2 * 0 = 0).
-FLOAT32_SMALLEST_NORMAL = float(np.finfo(np.float32).tiny)
-FLOAT32_MAX = float(np.finfo(np.float32).max)
+STATE_ATTRIBUTE = "_tf_dsr_state"
 
 # Method name -> its state class (filled by `register_state`).
 STATE_CLASSES = {}
-
-
-def validate_threshold(value, name="initial_threshold"):
-    """Returns `value` as a float if it is a usable DSR threshold H.
-
-    Raises:
-        TypeError: `value` is not a real number.
-        ValueError: `value` is not finite, not positive, or outside the
-            normal float32 range [1.18e-38, 3.4e38].
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"`{name}` must be a float > 0. Received: {value!r} of type "
-            f"{type(value).__name__}."
-        )
-    value = float(value)
-    if not (math.isfinite(value) and FLOAT32_SMALLEST_NORMAL <= value <= FLOAT32_MAX):
-        raise ValueError(
-            f"`{name}` must be a finite float32 number between "
-            f"{FLOAT32_SMALLEST_NORMAL:.4g} and {FLOAT32_MAX:.4g}: an infinite "
-            "threshold prunes every weight forever, and one that underflows "
-            f"float32 never prunes. Received: {value!r}. The paper starts at 1e-3."
-        )
-    return value
 
 
 def register_state(method):

@@ -24,7 +24,6 @@ at once counts in neither `num_pruned` nor `num_grown`).
 """
 
 import math
-import numbers
 
 import tensorflow as tf
 
@@ -34,22 +33,6 @@ from tf_dsr.core.set import drop_smallest
 from tf_dsr.core.set import regrow_as_many
 from tf_dsr.core.update import sparse_update
 from tf_dsr.core.update import validate_kernels_and_masks
-
-
-def validate_drop_fraction(drop_fraction):
-    """Returns `drop_fraction` as a float in (0, 1], or raises."""
-    if isinstance(drop_fraction, bool) or not isinstance(drop_fraction, numbers.Real):
-        raise TypeError(
-            f"`drop_fraction` must be a float in (0, 1]. Received: {drop_fraction!r} "
-            f"of type {type(drop_fraction).__name__}."
-        )
-    if not 0.0 < drop_fraction <= 1.0:
-        raise ValueError(
-            "`drop_fraction` is the fraction of each layer's active weights moved "
-            f"at the first update and must be in (0, 1]. Received: {drop_fraction}. "
-            "RigL uses 0.3."
-        )
-    return float(drop_fraction)
 
 
 def drop_fraction_at(step, drop_fraction, end_step):
