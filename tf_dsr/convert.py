@@ -14,8 +14,9 @@ import warnings
 
 import keras
 
-from tf_dsr import counting
 from tf_dsr._keras_internals import reset_compiled_functions
+from tf_dsr.counting import num_weights
+from tf_dsr.counting import parameter_counts
 from tf_dsr.layers.classes import SPARSE_CLASSES
 from tf_dsr.layers.classes import sparse_class_for
 from tf_dsr.layers.dense import SparseDense
@@ -266,11 +267,11 @@ def _dense_report(model, kept):
         path, why = _why_dense(layer, kept_at, path_of[id(layer)])
         holder = next((l for p, l in named if (p or l.name) == path), layer)
         entry = entries.setdefault(path, [type(holder).__name__, 0, why])
-        entry[1] += counting.num_weights(variable)
+        entry[1] += num_weights(variable)
     has_sparse = bool(find_sparse_kernels(model))
     if not entries and has_sparse:
         return None
-    counts = counting.parameter_counts(model)
+    counts = parameter_counts(model)
     if has_sparse:
         head = (
             f"`tf_dsr.sparsify`: {len(entries)} weight layer(s) of model "
