@@ -105,9 +105,9 @@ def validate_layer_block_shape(block_shape, layer_class, where=None):
     if not getattr(layer_class, "supports_block_shape", False):
         where = where or getattr(layer_class, "sparse_name", layer_class.__name__)
         raise ValueError(
-            "`block_shape` is supported by SparseDense, SparseEinsumDense and "
-            "SparseConv1D/2D/3D, whose kernels have the input and output axes "
-            f"of TFLite's blocks; {where} does not take it. Received: "
+            "`block_shape` is supported by SparseDense, SparseEinsumDense, "
+            "SparseConv1D, SparseConv2D, SparseConv3D, whose kernels have the "
+            f"input and output axes of TFLite's blocks; {where} does not take it. Received: "
             f"block_shape={block_shape!r}. Pass block_shape=None for this "
             "layer (with `tf_dsr.sparsify`, keep it dense with `keep_dense=[...]`)."
         )
