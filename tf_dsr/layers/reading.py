@@ -35,9 +35,15 @@ def kernels_read_from(values):
 
     Example:
 
+    >>> from tf_dsr.layers.reading import kernels_read_from
+    >>> layer = tf_dsr.SparseDense(2, sparsity=0.5, seed=0)
+    >>> inputs = np.ones((1, 3), "float32")
+    >>> _ = layer(inputs)
     >>> pair = layer.sparse_kernels()[0]
     >>> with kernels_read_from([(pair, keras.ops.zeros(pair.kernel.shape))]):
     ...     outputs = layer(inputs)  # computed with a zero kernel
+    >>> keras.ops.convert_to_numpy(outputs).tolist()
+    [[0.0, 0.0]]
     """
     previous = _given()
     _GIVEN.values = {
