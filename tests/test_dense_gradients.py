@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import tf_dsr
 from tf_dsr.dense_gradients import DenseGradients
-from tf_dsr.layers.base import kernels_read_from
+from tf_dsr.layers.reading import kernels_read_from
 from tf_dsr.layers.find import find_sparse_kernels
 
 L = keras.layers

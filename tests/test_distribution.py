@@ -8,7 +8,7 @@ import pytest
 
 import tf_dsr
 from tf_dsr.distribution import erk_sparsities
-from tf_dsr.layers.base import num_active_at_init
+from tf_dsr.validation import num_active_at_init
 
 
 def test_exported():

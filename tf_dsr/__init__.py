@@ -11,7 +11,7 @@ from tf_dsr.training.report import ReallocationReport
 from tf_dsr.training.callback import ReparamCallback
 from tf_dsr.training.history import SparsityHistory
 from tf_dsr.convert import sparsify
-from tf_dsr.convert import strip
+from tf_dsr.stripping import strip
 from tf_dsr.distribution import erk_sparsities
 from tf_dsr.layers import SparseConv1D
 from tf_dsr.layers import SparseConv1DTranspose

@@ -7,7 +7,7 @@ the mask is 0. Gradient-based growth (RigL, Evci et al., ICML 2020, and
 `|dL/d(W * M)|`, the *dense* gradient that multiplication hides.
 
 `DenseGradients` attaches a gradient hook to each given kernel
-(`tf_dsr.layers.base.set_gradient_hook`): where the layer computes with
+(`tf_dsr.gradient_hooks.set_gradient_hook`): where the layer computes with
 `W * M` it computes with `identity(W * M)` instead, an identity whose
 backward pass, besides passing the gradient on unchanged, writes it into
 a float32 variable of the kernel's shape -- when, and only when, capture
@@ -80,8 +80,8 @@ import weakref
 import tensorflow as tf
 
 from tf_dsr.layers.base import SparseKernel
-from tf_dsr.layers.base import remove_gradient_hook
-from tf_dsr.layers.base import set_gradient_hook
+from tf_dsr.gradient_hooks import remove_gradient_hook
+from tf_dsr.gradient_hooks import set_gradient_hook
 
 _ON_READ = tf.VariableSynchronization.ON_READ
 

@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from tf_dsr.layers.base import validate_sparsity
+from tf_dsr.validation import validate_sparsity
 
 DISTRIBUTIONS = ("uniform", "erk")
 

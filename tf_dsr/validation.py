@@ -40,6 +40,122 @@ def _is_real(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+# The largest seed TensorFlow's int64 random streams take.
+MAX_SEED = 2**63 - 1
+
+
+def validate_sparsity(sparsity, name="sparsity"):
+    """Returns `sparsity` (the fraction of zeros) as a float in [0, 1).
+
+    Raises:
+        TypeError: not a real number.
+        ValueError: outside [0, 1).
+    """
+    if not _is_real(sparsity):
+        raise TypeError(
+            f"`{name}` must be a float in [0, 1). Received: {name}={sparsity!r} "
+            f"of type {type(sparsity).__name__}."
+        )
+    if not 0.0 <= float(sparsity) < 1.0:
+        raise ValueError(
+            f"`{name}` is the fraction of zeros and must be in [0, 1). "
+            f"Received: {name}={sparsity}. Use e.g. 0.9 for 10% non-zeros."
+        )
+    return float(sparsity)
+
+
+def validate_seed(seed):
+    """Returns `seed` as an int (or None) if it can seed TF's int64 streams.
+
+    Raises:
+        TypeError: neither None nor an int.
+        ValueError: outside [0, 2**63 - 1].
+    """
+    if seed is not None and not _is_int(seed):
+        raise TypeError(
+            f"`seed` must be an int or None. Received: seed={seed!r} of type "
+            f"{type(seed).__name__}."
+        )
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise ValueError(
+            f"`seed` must be in [0, 2**63 - 1] (it seeds TensorFlow's int64 "
+            f"random streams). Received: seed={seed}. Use e.g. seed % 2**32."
+        )
+    return None if seed is None else int(seed)
+
+
+def validate_layer_block_shape(block_shape, layer_class, where=None):
+    """Returns a layer's `block_shape` as `(input, output)` ints, or None.
+
+    Args:
+        block_shape: None, or a pair of positive ints: the block's extent
+            along the kernel's input axis and its output axis.
+        layer_class: the sparse class it is given to (its
+            `supports_block_shape` says whether its kernels have an
+            input/output pair).
+        where: who the message names; defaults to the class.
+
+    Raises:
+        TypeError: not None and not a sequence.
+        ValueError: the class takes no block shape, or not a pair of
+            positive ints.
+    """
+    if block_shape is None:
+        return None
+    if not getattr(layer_class, "supports_block_shape", False):
+        where = where or getattr(layer_class, "sparse_name", layer_class.__name__)
+        raise ValueError(
+            "`block_shape` is supported by SparseDense, SparseEinsumDense, "
+            "SparseConv1D, SparseConv2D, SparseConv3D, whose kernels have the "
+            f"input and output axes of TFLite's blocks; {where} does not take it. Received: "
+            f"block_shape={block_shape!r}. Pass block_shape=None for this "
+            "layer (with `tf_dsr.sparsify`, keep it dense with `keep_dense=[...]`)."
+        )
+    if isinstance(block_shape, (str, bytes)) or not hasattr(block_shape, "__iter__"):
+        raise TypeError(
+            "`block_shape` must be None or a pair of positive ints (input "
+            f"block, output block), e.g. (4, 1). Received: {block_shape!r} of "
+            f"type {type(block_shape).__name__}."
+        )
+    pair = tuple(block_shape)
+    if len(pair) != 2 or any(not _is_int(b) or b < 1 for b in pair):
+        raise ValueError(
+            "`block_shape` must be a pair of positive ints: the block's extent "
+            "along the kernel's input axis and along its output axis, e.g. "
+            "(4, 1) for 4 consecutive inputs of one output unit (TFLite's 1x4 "
+            f"block). Received: block_shape={block_shape!r}."
+        )
+    return tuple(int(b) for b in pair)
+
+
+def num_active_at_init(size, sparsity):
+    """Active weights a tensor of `size` starts with: round((1 - s) * size)."""
+    return int(round((1.0 - sparsity) * size))
+
+
+def check_leaves_active(sparsity, num_units, where, block_shape=None):
+    """Raises unless `sparsity` leaves an active weight (or block).
+
+    Args:
+        sparsity: the fraction of zeros, already validated.
+        num_units: the kernel's weights, or its blocks when `block_shape`.
+        where: the kernel, for the message (`"Layer 'd': its kernel of
+            shape (4, 2)"`).
+        block_shape: None, or the kernel's full-rank block shape.
+
+    Raises:
+        ValueError: `round((1 - sparsity) * num_units)` is 0.
+    """
+    if num_active_at_init(num_units, sparsity) >= 1:
+        return
+    unit = "weight" if block_shape is None else f"block of {tuple(block_shape)}"
+    raise ValueError(
+        f"{where}: sparsity={sparsity} leaves no active {unit} ({num_units} "
+        f"{unit.split(' ')[0]}s). Use a sparsity below "
+        f"{1 - 0.5 / num_units:.6f}, or keep the layer dense."
+    )
+
+
 def validate_optional_int(value, name, minimum, meaning=""):
     """Returns `value` (None or an int >= `minimum`) or raises ValueError."""
     if value is not None and (not _is_int(value) or value < minimum):

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from tf_dsr.core import rigl
 from tf_dsr.core.reallocation import reallocate
+from tf_dsr.methods.rigl import RigL
 
 # ----- the cosine schedule -------------------------------------------------
 
@@ -27,6 +28,16 @@ def test_drop_fraction_follows_the_cosine_schedule(step, expected):
 def test_drop_counts_floor_like_rigl():
     counts = rigl.drop_counts(tf.constant([10, 7, 0, 3]), 0.3).numpy().tolist()
     assert counts == [3, 2, 0, 0]
+
+
+@pytest.mark.parametrize("value, error", [
+    (0.0, ValueError), (1.5, ValueError), (-0.1, ValueError),
+    ("0.3", TypeError), (True, TypeError),
+])
+def test_bad_drop_fraction_is_refused(value, error):
+    # The check lives with the method's options (tf_dsr/validation.py).
+    with pytest.raises(error, match="drop_fraction"):
+        RigL(drop_fraction=value)
 
 
 # ----- one update, by hand ----------------------------------------------------

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 import tf_dsr
 from tf_dsr.layers import find_sparse_layers
-from tf_dsr.layers.base import reads_given_kernels
+from tf_dsr.layers.reading import reads_given_kernels
 
 MAX_ABS_DIFF = 1e-5
 

@@ -18,17 +18,17 @@ LoRA hooks change a kernel in one place for many layer types:
   the Keras class uses.
 
 `masked_value` is the one place the product is computed; `call`,
-`strip`, export and reporting all go through it. A kernel may also carry a
-gradient hook (`set_gradient_hook`), applied to the product where a layer
-computes with it (`computed_value`) and nowhere else: it is how
-`tf_dsr.dense_gradients` reads the gradient of the masked kernel.
+`strip`, export and reporting all go through it. The descriptor also
+honours two things defined elsewhere: kernels given for a block of code
+(`tf_dsr/layers/reading.py`, used by recurrent layers and export) and a
+kernel's gradient hook (`tf_dsr/gradient_hooks.py`, used by
+`tf_dsr.dense_gradients`).
 """
 
-import contextlib
 import inspect
+import math
 import numbers
 import random
-import threading
 from typing import NamedTuple
 
 import keras
@@ -37,89 +37,14 @@ import tensorflow as tf
 from tf_dsr._keras_internals import own_variables
 from tf_dsr._keras_internals import unlocked
 from tf_dsr.core import blocks
-from tf_dsr.core.selection import random_subset
-
-MAX_SEED = 2**63 - 1
-# The kernels sparse layers compute with while `kernels_read_from` is
-# active, keyed by (id(layer), attribute). Per thread: two threads may
-# trace the same layer at once.
-_GIVEN = threading.local()
-
-
-def num_active_at_init(size, sparsity):
-    """Active weights a tensor of `size` starts with: round((1 - s) * size)."""
-    return int(round((1.0 - sparsity) * size))
-
-
-def validate_sparsity(sparsity, name="sparsity"):
-    if isinstance(sparsity, bool) or not isinstance(sparsity, numbers.Real):
-        raise TypeError(
-            f"`{name}` must be a float in [0, 1). Received: {name}={sparsity!r} "
-            f"of type {type(sparsity).__name__}."
-        )
-    if not 0.0 <= float(sparsity) < 1.0:
-        raise ValueError(
-            f"`{name}` is the fraction of zeros and must be in [0, 1). "
-            f"Received: {name}={sparsity}. Use e.g. 0.9 for 10% non-zeros."
-        )
-    return float(sparsity)
-
-
-def validate_layer_block_shape(block_shape, layer_class):
-    """Returns a layer's `block_shape` as `(input, output)` ints, or None.
-
-    Args:
-        block_shape: None, or a pair of positive ints: the block's extent
-            along the kernel's input axis and its output axis.
-        layer_class: the sparse class it is given to (for messages and to
-            refuse classes whose kernels have no input/output pair).
-    """
-    if block_shape is None:
-        return None
-    if not getattr(layer_class, "supports_block_shape", False):
-        supported = "SparseDense, SparseEinsumDense, SparseConv1D, SparseConv2D, SparseConv3D"
-        name = getattr(layer_class, "sparse_name", layer_class.__name__)
-        raise ValueError(
-            f"`block_shape` is supported by {supported}, whose kernels have "
-            f"input and output axes; {name} does not take it. "
-            f"Received: block_shape={block_shape!r}. Pass block_shape=None for "
-            "this layer (with `tf_dsr.sparsify`, keep it dense with "
-            "`keep_dense=[...]`)."
-        )
-    if isinstance(block_shape, (str, bytes)) or not hasattr(block_shape, "__iter__"):
-        raise TypeError(
-            "`block_shape` must be None or a pair of positive ints (input "
-            f"block, output block), e.g. (4, 1). Received: {block_shape!r} of "
-            f"type {type(block_shape).__name__}."
-        )
-    pair = tuple(block_shape)
-    if len(pair) != 2 or any(
-        isinstance(b, bool) or not isinstance(b, numbers.Integral) or b < 1 for b in pair
-    ):
-        raise ValueError(
-            "`block_shape` must be a pair of positive ints: the block's extent "
-            "along the kernel's input axis and along its output axis, e.g. "
-            "(4, 1) for 4 consecutive inputs of one output unit (TFLite's 1x4 "
-            f"block). Received: block_shape={block_shape!r}."
-        )
-    return tuple(int(b) for b in pair)
-
-
-def validate_seed(seed):
-    """Returns `seed` as an int (or None) if it can seed TF's int64 streams."""
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
-    ):
-        raise TypeError(
-            f"`seed` must be an int or None. Received: seed={seed!r} of type "
-            f"{type(seed).__name__}."
-        )
-    if seed is not None and not 0 <= seed <= MAX_SEED:
-        raise ValueError(
-            f"`seed` must be in [0, 2**63 - 1] (it seeds TensorFlow's int64 "
-            f"random streams). Received: seed={seed}. Use e.g. seed % 2**32."
-        )
-    return None if seed is None else int(seed)
+from tf_dsr.gradient_hooks import hooked
+from tf_dsr.layers.masks import MaskSet
+from tf_dsr.layers.masks import initial_mask
+from tf_dsr.layers.masks import mask_attribute
+from tf_dsr.layers.reading import given_kernel
+from tf_dsr.validation import validate_layer_block_shape
+from tf_dsr.validation import validate_seed
+from tf_dsr.validation import validate_sparsity
 
 
 def _plain_integers(value):
@@ -156,100 +81,6 @@ def masked_value(kernel, mask):
     return kernel * keras.ops.cast(mask, kernel.dtype)
 
 
-def set_gradient_hook(pair, hook):
-    """Attaches `hook` to a sparse kernel, where its layer computes with it.
-
-    While attached, the masked kernel a layer's `call` computes with is
-    `hook(kernel * mask)` (for `SparseEmbedding`, `hook(rows, indices)`
-    on the gathered rows of the masked table). The hook must return its
-    input's value unchanged: it exists to see the gradient flowing into the
-    product. Export, `strip` and reporting (`SparseKernel.masked`) never
-    apply it. One hook per kernel.
-
-    Args:
-        pair: the `SparseKernel`.
-        hook: a callable `hook(value, indices=None) -> value`.
-
-    Raises:
-        ValueError: if the kernel already has a hook.
-    """
-    hooks = pair.layer.__dict__.get("_tf_dsr_gradient_hooks")
-    if hooks is None:
-        # A plain dict outside Keras' tracking: hooks are not state.
-        hooks = {}
-        object.__setattr__(pair.layer, "_tf_dsr_gradient_hooks", hooks)
-    if pair.attribute in hooks:
-        raise ValueError(
-            f"The {pair.attribute} of layer '{pair.layer.name}' already has a "
-            "gradient hook (another `tf_dsr.dense_gradients.DenseGradients` "
-            "is attached to it). Call `detach()` on that one first."
-        )
-    hooks[pair.attribute] = hook
-
-
-def remove_gradient_hook(pair):
-    """Removes the gradient hook of a sparse kernel (if any)."""
-    hooks = pair.layer.__dict__.get("_tf_dsr_gradient_hooks", {})
-    hooks.pop(pair.attribute, None)
-
-
-def _hooked(layer, attribute, value, indices=None):
-    hook = layer.__dict__.get("_tf_dsr_gradient_hooks", {}).get(attribute)
-    return value if hook is None else hook(value, indices)
-
-
-def computed_value(pair):
-    """`kernel * mask` as the layer's `call` computes with it.
-
-    The masked product of `masked_value`, passed through the kernel's
-    gradient hook when one is attached (`set_gradient_hook`).
-    """
-    return _hooked(pair.layer, pair.attribute, pair.masked)
-
-
-def computed_rows(pair, rows, indices):
-    """Gathered rows of a masked table, as the layer's `call` uses them.
-
-    Args:
-        pair: the `SparseKernel` of a table (`SparseEmbedding.embeddings`).
-        rows: `masked_value` of the gathered kernel and mask rows, shape
-            `indices.shape + (dim,)`.
-        indices: the integer row indices gathered.
-    """
-    return _hooked(pair.layer, pair.attribute, rows, indices)
-
-
-@contextlib.contextmanager
-def kernels_read_from(values):
-    """While active, sparse layers compute with the given kernels.
-
-    Reading a kernel attribute (`layer.kernel`, as Keras' `call` does)
-    returns the given value instead of `kernel * mask`. Recurrent layers
-    use it to compute each masked kernel once per call; `tf_dsr.export`
-    uses it to trace a model whose kernels are plain variables holding
-    `kernel * mask`, so that neither masks nor raw kernels are captured.
-    Per thread; nests; previous values are restored on exit.
-
-    Args:
-        values: iterable of `(SparseKernel, value)` pairs; `value` is a
-            tensor or variable of the kernel's shape.
-    """
-    previous = getattr(_GIVEN, "values", {})
-    _GIVEN.values = {
-        **previous,
-        **{(id(pair.layer), pair.attribute): value for pair, value in values},
-    }
-    try:
-        yield
-    finally:
-        _GIVEN.values = previous
-
-
-def reads_given_kernels(layer):
-    """True while `kernels_read_from` gives `layer` its kernels."""
-    return any(key[0] == id(layer) for key in getattr(_GIVEN, "values", {}))
-
-
 class SparseKernel(NamedTuple):
     """One masked kernel of a sparse layer: what the methods move.
 
@@ -272,19 +103,12 @@ class SparseKernel(NamedTuple):
 
     @property
     def size(self):
-        return _size(self.mask.shape)
+        return math.prod(int(d) for d in self.mask.shape)
 
     @property
     def block_shape(self):
         """Full-rank block shape of the mask, or None (unstructured)."""
         return self.layer.kernel_block_shape(self.attribute)
-
-
-def _size(shape):
-    size = 1
-    for dim in shape:
-        size *= int(dim)
-    return size
 
 
 class _MaskedAttribute:
@@ -314,14 +138,14 @@ class _MaskedAttribute:
     def __get__(self, layer, owner=None):
         if layer is None:
             return self
-        cached = getattr(_GIVEN, "values", {}).get((id(layer), self.attribute))
+        cached = given_kernel(layer, self.attribute)
         if cached is not None:
             return cached
         value = self.raw(layer)
         mask = layer.__dict__.get("_tf_dsr_masks", {}).get(self.attribute)
         if mask is None:
             return value
-        return _hooked(layer, self.attribute, masked_value(value, mask))
+        return hooked(layer, self.attribute, masked_value(value, mask))
 
     def __set__(self, layer, value):
         if self.parent is not None and hasattr(self.parent, "__set__"):
@@ -347,34 +171,6 @@ def raw_kernel(layer, attribute):
     except AttributeError:
         return None
     return value if isinstance(value, keras.Variable) else None
-
-
-class MaskSet(keras.layers.Layer):
-    """The 0/1 masks of one sparse layer, a child of that layer.
-
-    A child, not the layer's own variables, so that the layer's own entry
-    in a weights file keeps the Keras layer's layout (a plain Keras layer
-    loads it) and the masks sit in an entry of their own
-    (`<layer>/_tf_dsr_mask_set`), which a plain layer has no attribute for
-    and skips. Each mask is also an attribute, which makes it a
-    `tf.train.Checkpoint` dependency.
-    """
-
-    # Not a layer of the user's model: the layer walk skips it.
-    _tf_dsr_internal = True
-
-    def __init__(self, **kwargs):
-        super().__init__(trainable=False, **kwargs)
-        self.built = True
-
-    def add_mask(self, name, shape, initializer, dtype):
-        with unlocked(self):
-            mask = self.add_weight(
-                name=name, shape=shape, initializer=initializer,
-                trainable=False, dtype=dtype,
-            )
-            setattr(self, name, mask)
-        return mask
 
 
 _ADD_WEIGHT_SIGNATURE = inspect.signature(keras.layers.Layer.add_weight)
@@ -586,16 +382,6 @@ class SparseLayer(keras.layers.Layer):
 
     def _add_mask(self, name, shape):
         block_shape = self.kernel_block_shape(name, shape)
-        grid = shape if block_shape is None else blocks.grid_shape(shape, block_shape)
-        size = _size(grid)
-        num_active = num_active_at_init(size, self.sparsity)
-        if num_active < 1:
-            unit = "weight" if block_shape is None else f"block of {block_shape}"
-            raise ValueError(
-                f"Layer '{self.name}': sparsity={self.sparsity} leaves no "
-                f"active {unit} in its {name} of shape {shape} ({size} "
-                f"{unit.split(' ')[0]}s). Use a sparsity below {1 - 0.5 / size:.6f}."
-            )
         # One seed for all kernels of the layer (kernel i draws with
         # `(seed, i)`), drawn at the first kernel when `seed` is None.
         if getattr(self, "_mask_seed", None) is None:
@@ -603,18 +389,9 @@ class SparseLayer(keras.layers.Layer):
                 self.seed if self.seed is not None else random.randint(0, 2**31 - 1)
             )
         seed = (self._mask_seed, list(self.sparse_kernel_names).index(name))
-
-        def mask_initializer(shape, dtype=None):
-            # Tensors are made here, when the initializer runs: a subclassed
-            # model builds its layers in a scratch graph that is gone by then.
-            # Whole blocks: the exact count is drawn on the grid of blocks.
-            chosen = random_subset(
-                tf.ones(grid, tf.bool), num_active, tf.constant(seed, tf.int64)
-            )
-            if block_shape is not None:
-                chosen = blocks.expand_mask(chosen, block_shape)
-            return tf.cast(chosen, dtype or "float32")
-
+        mask_initializer = initial_mask(
+            shape, block_shape, self.sparsity, seed,
+            f"Layer '{self.name}': its {name} of shape {shape}")
         self._init_mask_dicts()
         mask = self._tf_dsr_mask_set.add_mask(
             mask_attribute(name, self.sparse_kernel_names), shape,
@@ -715,13 +492,3 @@ class SparseLayer(keras.layers.Layer):
                 None if self.block_shape is None else list(self.block_shape))
         return config
 
-
-def mask_attribute(kernel_attribute, kernel_names):
-    """The attribute name of the mask of `kernel_attribute`.
-
-    `mask` for the one kernel of a layer that has one (`SparseDense`,
-    `SparseConv2D`, ...), `<kernel>_mask` otherwise.
-    """
-    if tuple(kernel_names) == (kernel_attribute,):
-        return "mask"
-    return f"{kernel_attribute}_mask"

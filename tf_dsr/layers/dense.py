@@ -3,10 +3,10 @@
 import keras
 
 from tf_dsr._keras_internals import set_keras_mask
+from tf_dsr.gradient_hooks import computed_rows
 from tf_dsr.layers.base import SparseLayer
-from tf_dsr.layers.base import computed_rows
 from tf_dsr.layers.base import masked_value
-from tf_dsr.layers.base import reads_given_kernels
+from tf_dsr.layers.reading import reads_given_kernels
 
 
 class SparseDense(SparseLayer, keras.layers.Dense):

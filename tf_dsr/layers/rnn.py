@@ -11,10 +11,10 @@ input and recurrent kernels as between any two layers.
 
 import keras
 
+from tf_dsr.gradient_hooks import computed_value
 from tf_dsr.layers.base import SparseLayer
-from tf_dsr.layers.base import computed_value
-from tf_dsr.layers.base import kernels_read_from
-from tf_dsr.layers.base import reads_given_kernels
+from tf_dsr.layers.reading import kernels_read_from
+from tf_dsr.layers.reading import reads_given_kernels
 from tf_dsr.layers.swap import make_sparse
 
 _KERNELS = ("kernel", "recurrent_kernel")

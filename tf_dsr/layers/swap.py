@@ -16,8 +16,10 @@ import keras
 from tf_dsr._keras_internals import unlocked
 from tf_dsr._keras_internals import untrack
 from tf_dsr.core import blocks
-from tf_dsr.layers.base import mask_attribute
-from tf_dsr.layers.base import num_active_at_init
+from tf_dsr.gradient_hooks import remove_gradient_hooks
+from tf_dsr.layers.masks import mask_attribute
+from tf_dsr.validation import check_leaves_active
+from tf_dsr.validation import validate_layer_block_shape
 
 
 def check_sparsifiable(layer, sparse_class, sparsity, block_shape=None):
@@ -40,12 +42,8 @@ def check_sparsifiable(layer, sparse_class, sparsity, block_shape=None):
             "layers hold plain float kernels. Sparsify the float model "
             "first, and quantize or add LoRA after `tf_dsr.strip`."
         )
-    if block_shape is not None and not sparse_class.supports_block_shape:
-        raise ValueError(
-            f"Layer '{layer.name}' ({type(layer).__name__}) takes no "
-            f"`block_shape`: only Dense, EinsumDense and Conv1D/2D/3D kernels "
-            "have the input and output axes of TFLite's blocks."
-        )
+    validate_layer_block_shape(
+        block_shape, sparse_class, f"layer '{layer.name}' ({type(layer).__name__})")
     if not layer.built:
         return
     named_by_user = "registered_name" in sparse_class.__dict__
@@ -71,13 +69,9 @@ def check_sparsifiable(layer, sparse_class, sparsity, block_shape=None):
             )
         shape = tuple(int(d) for d in value.shape)
         grid = _grid(layer, sparse_class, name, shape, block_shape)
-        if num_active_at_init(math.prod(grid), sparsity) < 1:
-            raise ValueError(
-                f"Layer '{layer.name}': sparsity={sparsity} leaves no active "
-                f"weight in its {name} of shape {shape} ({math.prod(grid)} "
-                f"{'weights' if block_shape is None else 'blocks'}). Use a "
-                f"sparsity below {1 - 0.5 / math.prod(grid):.6f}, or keep it dense."
-            )
+        check_leaves_active(
+            sparsity, math.prod(grid),
+            f"Layer '{layer.name}': its {name} of shape {shape}", block_shape)
     if named_by_user:
         check_reads_kernels(layer, sparse_class.sparse_kernel_names)
 
@@ -173,9 +167,9 @@ def make_plain(layer):
         for name in layer.sparse_kernel_names:
             attribute = mask_attribute(name, layer.sparse_kernel_names)
             layer.__dict__.pop(attribute, None)
-        for attribute in ("_tf_dsr_masks", "_tf_dsr_kernels", "_tf_dsr_gradient_hooks",
-                          "_tf_dsr_num_projections", "_mask_seed", "sparsity",
-                          "block_shape"):
+        remove_gradient_hooks(layer)
+        for attribute in ("_tf_dsr_masks", "_tf_dsr_kernels", "_tf_dsr_num_projections",
+                          "_mask_seed", "sparsity", "block_shape"):
             layer.__dict__.pop(attribute, None)
         if not layer._keras_takes_seed:
             layer.__dict__.pop("seed", None)

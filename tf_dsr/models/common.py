@@ -21,10 +21,10 @@ from tf_dsr.distribution import erk_sparsities
 from tf_dsr.distribution import validate_distribution
 from tf_dsr.layers import SparseConv2D
 from tf_dsr.layers import SparseDense
-from tf_dsr.layers.base import num_active_at_init
-from tf_dsr.layers.base import validate_layer_block_shape
-from tf_dsr.layers.base import validate_seed
-from tf_dsr.layers.base import validate_sparsity
+from tf_dsr.validation import num_active_at_init
+from tf_dsr.validation import validate_layer_block_shape
+from tf_dsr.validation import validate_seed
+from tf_dsr.validation import validate_sparsity
 
 
 def batch_norm(name=None):

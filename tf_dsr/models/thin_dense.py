@@ -9,7 +9,7 @@ import math
 import numbers
 
 import tf_dsr.counting as counting
-from tf_dsr.layers.base import validate_sparsity
+from tf_dsr.validation import validate_sparsity
 from tf_dsr.models import common
 
 # Bisection stops when the bracket on the width multiplier is this narrow:

@@ -4,7 +4,7 @@ Any model the methods can train is exported the same way: Sequential,
 Functional and subclassed models, and custom layers holding sparse
 layers. The model's forward pass is traced in inference mode while every
 sparse kernel reads a plain variable holding `kernel * mask` (exact zeros
-where the mask is 0; `tf_dsr.layers.base.kernels_read_from`), and a
+where the mask is 0; `tf_dsr.layers.reading.kernels_read_from`), and a
 `keras.export.ExportArchive` saves exactly the variables that trace
 reads. Masks, raw kernels, the optimizer and tf_dsr's state are never
 read, so they are not in the artifact, which loads with plain TensorFlow
@@ -20,7 +20,7 @@ import keras
 import tensorflow as tf
 
 from tf_dsr._keras_internals import build_shapes
-from tf_dsr.layers.base import kernels_read_from
+from tf_dsr.layers.reading import kernels_read_from
 from tf_dsr.layers.find import check_masks
 from tf_dsr.layers.find import find_sparse_kernels
 from tf_dsr.validation import check_built_model

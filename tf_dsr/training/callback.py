@@ -19,9 +19,9 @@ import tensorflow as tf
 
 from tf_dsr.core.counts import count_active
 from tf_dsr.counting import num_active as count_mask
-from tf_dsr.saving.state import attach_state
-from tf_dsr.layers.base import validate_seed
 from tf_dsr.optimizer_slots import kernel_slots
+from tf_dsr.saving.state import attach_state
+from tf_dsr.validation import validate_seed
 from tf_dsr.training import blocks as block_views
 from tf_dsr.training.capture import GradientCapture
 from tf_dsr.training.kernels import BinaryMaskCheck
