@@ -251,6 +251,11 @@ class DenseGradients:
         self._requested.assign(True)
         self.captured.assign(False)
 
+    def is_requested(self):
+        """Whether the next step's gradient will be written (reads the
+        in-graph flag: one host read)."""
+        return bool(self._requested.numpy())
+
     def release(self):
         """Disarms capture: the following steps leave `variables` unchanged."""
         self._requested.assign(False)

@@ -157,12 +157,29 @@ def check_leaves_active(sparsity, num_units, where, block_shape=None):
 
 
 def validate_optional_int(value, name, minimum, meaning=""):
-    """Returns `value` (None or an int >= `minimum`) or raises ValueError."""
-    if value is not None and (not _is_int(value) or value < minimum):
+    """Returns `value` (None or an int >= `minimum`).
+
+    Raises:
+        TypeError: neither None nor an int.
+        ValueError: an int below `minimum`.
+    """
+    if value is not None and not _is_int(value):
+        raise TypeError(
+            f"`{name}` must be None or an int >= {minimum}{meaning}. Received: {value!r}."
+        )
+    if value is not None and value < minimum:
         raise ValueError(
             f"`{name}` must be None or an int >= {minimum}{meaning}. Received: {value!r}."
         )
     return None if value is None else int(value)
+
+
+def validate_bool(value, name):
+    """Returns `value` if it is a bool (numpy's too), else raises TypeError
+    (`"false"` would be true)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be True or False. Received: {value!r}.")
+    return bool(value)
 
 
 def validate_period(period):

@@ -123,3 +123,13 @@ def test_run_grid_refuses_an_option_no_method_takes(foo_method):
         compare.check_options(["dsr"], {"fooo": 2})
     with pytest.raises(ValueError, match="stop_fraction"):
         compare.check_options(["dsr"], {"stop_epoch": 2})
+
+
+def test_an_error_names_the_flags_it_is_about_not_words_of_its_prose():
+    from tf_dsr.app.options import flags_in
+    given = {"period": 25, "end_step": 10, "drop_fraction": 0.3}
+    error = ValueError("RigL: end_step=10 is at or below period=25: the first "
+                       "update is due at step 25 or later")
+    assert flags_in(error, given) == "--period 25, --end-step 10"
+    prose = ValueError("`drop_fraction` must be in (0, 1]; the period of updates is fine")
+    assert flags_in(prose, given) == "--drop-fraction 0.3"

@@ -12,6 +12,7 @@ method's options are listed here: a new constructor argument is a new flag.
 
 import ast
 import inspect
+import re
 
 from tf_dsr.methods import registry
 
@@ -98,19 +99,23 @@ def flags_in(error, options):
     """The flags (with their values) of `options` that `error`'s message
     names: which flags a constructor's error is about ('' if none)."""
     message = str(error)
-    named = [option for option in options if option in message]
+    # Validators name an argument as `name` or name=value; the bare word
+    # ("the period of ...") is prose, not the flag.
+    named = [option for option in options
+             if re.search(rf"`{option}`|(?<!\w){option}=", message)]
     return ", ".join(f"{flag(option)} {options[option]}" for option in named)
 
 
 def describe(method, options):
     """`prune target 0.05, period 25, ...`: the options in force for `method`
-    (the given ones, else the constructor's defaults), None left out."""
+    (the given ones, else the constructor's defaults), None and False
+    left out."""
     parts = []
     for option, parameter in registry.get(method).options().items():
         if option in SET_BY_THE_APP:
             continue
         value = options.get(option, parameter.default)
-        if value is not None and value is not inspect.Parameter.empty:
+        if value is not None and value is not False and value is not inspect.Parameter.empty:
             parts.append(f"{option.replace('_', ' ')} {value}")
     return ", ".join(parts)
 

@@ -150,12 +150,6 @@ class DynamicReparam(ReparamCallback):
     def check_model(self, num_active):
         check_prune_target_below(self.prune_target, num_active, type(self).__name__)
 
-    def num_prune_target(self, num_active):
-        """N_prune as a count for a model with `num_active` active weights."""
-        if isinstance(self.prune_target, numbers.Integral):
-            return int(self.prune_target)
-        return max(1, int(round(self.prune_target * num_active)))
-
     def _prune_target_in_graph(self, masks):
         if isinstance(self.prune_target, numbers.Integral):
             return int(self.prune_target)

@@ -101,17 +101,21 @@ class GradualPruning(ReparamCallback):
         self.scope = scope
 
     method = "gradual"
-    set_by_run = ReparamCallback.set_by_run | {"final_sparsity", "initial_sparsity"}
+    set_by_run = ReparamCallback.set_by_run | {"final_sparsity"}
 
     @classmethod
     def for_run(cls, run, period=100, begin_step=None, end_step=None, **options):
         """Gradual pruning to the run's sparsity, from a dense start. Zhu &
         Gupta prune over most of training, then fine-tune: the schedule
-        defaults to the first 75 % of the run's steps."""
-        if begin_step is None and end_step is None:
+        defaults to the first 75 % of the run's steps. `begin_step` and
+        `end_step` are given together or not at all."""
+        if (begin_step is None) != (end_step is None):
+            raise ValueError(
+                "GradualPruning: give `begin_step` and `end_step` together, or "
+                "neither (the schedule is then the first 75% of the run). "
+                f"Received: begin_step={begin_step!r}, end_step={end_step!r}.")
+        if begin_step is None:
             begin_step, end_step = 0, max(1, int(round(0.75 * run.total_steps)))
-        if not isinstance(period, dict):
-            period = min(period, end_step - begin_step)
         return cls(final_sparsity=run.sparsity, begin_step=begin_step, end_step=end_step,
                    period=period, seed=run.seed, **options)
 

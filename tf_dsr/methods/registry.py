@@ -91,10 +91,20 @@ class Method(NamedTuple):
     def make_callback(self, run, **options):
         """The method's callback for `run`, given the `options` it takes.
 
-        Options the method does not take are ignored, so one set of
-        options can be offered to every method of a comparison. None for
-        methods with no mask updates.
+        Options the method does not take but another method of the
+        registry does are ignored, so one set of options can be offered to
+        every method of a comparison; a name no method takes is refused.
+        None for methods with no mask updates.
+
+        Raises:
+            ValueError: an option no method of the registry takes.
         """
+        known = {name for method in REGISTRY.values() for name in method.options()}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(
+                f"No method takes the option(s) {unknown}. The options are "
+                f"{sorted(known)}; `seed` and the sparsity come from the run.")
         if self.callback is None:
             return None
         own = {name: value for name, value in options.items()

@@ -98,6 +98,17 @@ class MethodState(keras.layers.Layer):
     def started(self):
         return int(self.start_step.numpy()) >= 0
 
+    def start_with(self, step, **arguments):
+        """Starts the method at optimizer step `step`, its own variables
+        at the initial values of `arguments` (the state's constructor
+        arguments, from the callback that starts it: DSR's
+        `initial_threshold`)."""
+        for name, value in arguments.items():
+            setattr(self, name, value)
+        self.reset_method_variables()
+        self.start_step.assign(step)
+        self.last_step.assign(0)
+
     def at_initial_values(self):
         """Whether every variable still holds its initial value."""
         return all(

@@ -21,6 +21,7 @@ from tf_dsr.core.counts import count_active
 from tf_dsr.counting import num_active as count_mask
 from tf_dsr.optimizer_slots import kernel_slots
 from tf_dsr.saving.state import attach_state
+from tf_dsr.validation import validate_bool
 from tf_dsr.validation import validate_seed
 from tf_dsr.training import blocks as block_views
 from tf_dsr.training.capture import GradientCapture
@@ -64,14 +65,14 @@ class ReparamCallback(keras.callbacks.Callback):
     needs_gradients = False
     logged = ()
     # Constructor arguments a run sets (`for_run`), not options of the method.
-    set_by_run = frozenset({"seed", "jit_compile"})
+    set_by_run = frozenset({"seed"})
 
     def __init__(self, period, stop_epoch=None, seed=None, jit_compile=False, final_step=None):
         super().__init__()
         self.schedule = Schedule(period, stop_epoch, final_step=final_step)
         self._seed_argument = validate_seed(seed)
         self._drawn_seed = random.randint(0, 2**31 - 1)
-        self.jit_compile = bool(jit_compile)
+        self.jit_compile = validate_bool(jit_compile, "jit_compile")
         self.kernels, self.kernel_names, self.layers = [], [], []
         self.state = None
         self.last_report = None
@@ -338,24 +339,25 @@ class ReparamCallback(keras.callbacks.Callback):
 
     # ----- Keras hooks --------------------------------------------------
     def on_train_begin(self, logs=None):
-        step = self._optimizer_step() or 0
+        # Every check first: a refused fit leaves the state as it was.
+        name = type(self).__name__
+        self.state.check_usable(name)
+        self._check_optimizer()
+        # A mask of NaN or 0.5 would train a whole period wrongly before the
+        # first update refused it: refuse it now.
+        self._check_masks_binary(f"{name} at the start of fit")
+        self.schedule.warn_if_steps_per_execution_exceeds_period(
+            self._steps_per_execution(), name)
         # Outside `fit` (a custom loop calling the hooks) there is no fit
         # to share: a new object claims nothing another callback holds.
         self.model_state.claim(self, self.params if self.params else object())
         if not self.state.started():
             # A method's steps count from here: after another method it
-            # starts like on a fresh model.
-            self.state.start_step.assign(step)
-            self.state.last_step.assign(0)
-        self.state.check_usable(type(self).__name__)
+            # starts like on a fresh model, and with this callback's
+            # arguments (another may have bound the state first).
+            self.state.start_with(self._optimizer_step() or 0, **self.state_arguments())
         self._sync_seed()
         self._refresh_mirrors()
-        self._check_optimizer()
-        # A mask of NaN or 0.5 would train a whole period wrongly before the
-        # first update refused it: refuse it now.
-        self._check_masks_binary(f"{type(self).__name__} at the start of fit")
-        self.schedule.warn_if_steps_per_execution_exceeds_period(
-            self._steps_per_execution(), type(self).__name__)
         if self.needs_gradients:
             self._capture.attach(self._bound_model, self.model_state, self.kernels)
         # What depends on the epoch this fit starts at, and on a state that

@@ -88,7 +88,7 @@ class GradientCapture:
     def requested(self):
         """Whether the layers' hooks will write the next step's gradient
         (reads the in-graph flag that `armed` mirrors)."""
-        return self.attached and bool(self._gradients._requested.numpy())
+        return self.attached and self._gradients.is_requested()
 
     def finite(self):
         return self._gradients.finite()

@@ -89,6 +89,8 @@ class Schedule:
             return None
         period = self.shortest_period(epoch)
         first_due = last + period
+        if self.final_step is not None and not self.finished(last):
+            first_due = min(first_due, self.final_step)  # the final update
         if first_due <= last_updatable:
             return None
         length = max(0, epochs - epoch) * steps_per_epoch
