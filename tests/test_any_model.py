@@ -41,6 +41,7 @@ from tf_dsr.layers.find import find_dense_kernels
 from tf_dsr.layers.find import find_sparse_kernels
 from tf_dsr.layers.find import walk_layers
 from tf_dsr.layers.find import walk_named_layers
+from without_tf_dsr import loader
 
 SPARSITY = 0.8
 NUM_CLASSES = 3
@@ -453,31 +454,14 @@ def run_chain(name, case, root):
     return record
 
 
-LOADER = r"""
-import json, sys
-sys.modules["tf_dsr"] = None  # `import tf_dsr` now raises ImportError
-try:
-    import tf_dsr
-    blocked = False
-except ImportError:
-    blocked = True
-import numpy as np
-import tensorflow as tf
-
-root = sys.argv[1]
-result = {"blocked": blocked, "models": {}}
-for name in sys.argv[2:]:
-    loaded = tf.saved_model.load(f"{root}/{name}")
+LOADER = loader(r"""
     with np.load(f"{root}/{name}_x.npz") as arrays:
         xs = [tf.constant(arrays[key]) for key in sorted(arrays.files)]
     served = loaded.serve(xs if len(xs) > 1 else xs[0])
     np.save(f"{root}/{name}_served.npy", served.numpy())
     result["models"][name] = [
         [v.name, int(np.sum(v.numpy() == 0))] for v in loaded.variables]
-result["tf_dsr_modules"] = sorted(
-    m for m, module in sys.modules.items() if m.startswith("tf_dsr") and module is not None)
-print(json.dumps(result))
-"""
+""")
 
 
 def run_chains(cases, root):

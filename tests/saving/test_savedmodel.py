@@ -16,6 +16,9 @@ import tf_dsr
 from tf_dsr.layers import find_sparse_layers
 from tf_dsr.layers.reading import reads_given_kernels
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from without_tf_dsr import loader  # noqa: E402
+
 MAX_ABS_DIFF = 1e-5
 
 
@@ -136,21 +139,7 @@ def kernel_zeros(model):
     }
 
 
-LOADER = r"""
-import json, sys
-sys.modules["tf_dsr"] = None  # `import tf_dsr` now raises ImportError
-try:
-    import tf_dsr
-    blocked = False
-except ImportError:
-    blocked = True
-import numpy as np
-import tensorflow as tf
-
-root = sys.argv[1]
-result = {"blocked": blocked, "models": {}}
-for name in sys.argv[2:]:
-    loaded = tf.saved_model.load(f"{root}/{name}")
+LOADER = loader(r"""
     x = np.load(f"{root}/{name}_x.npy")
     np.save(f"{root}/{name}_served.npy", loaded.serve(tf.constant(x)).numpy())
     signature = loaded.signatures["serving_default"]
@@ -160,11 +149,7 @@ for name in sys.argv[2:]:
         [v.name.split(":")[0], list(v.shape), int(np.sum(v.numpy() == 0))]
         for v in loaded.variables
     ]
-result["tf_dsr_modules"] = sorted(
-    m for m, module in sys.modules.items() if m.startswith("tf_dsr") and module is not None
-)
-print(json.dumps(result))
-"""
+""")
 
 
 BUILDERS = {
