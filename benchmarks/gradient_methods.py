@@ -15,13 +15,21 @@ convolutions, 1.45M weights), DSR (random growth), DSR with gradient
 growth and RigL, and for WRN the amortised step ratio
 (sparse step * 100 + update) / 100 / plain step.
 
+Last, whole fits as a user runs them: `model.fit(x, y, epochs=E)` over
+6,000 examples (60 steps per epoch) for E = 10 and a long fit (E = 50),
+the callbacks reused after a warm-up fit, variants interleaved. The
+per-fit cost is the intercept of fit time against epochs (two lengths),
+so a fixed cost per `fit` call shows as a difference in that column; the
+warm-up fit's time (first trace of the train step and of the update) is
+printed as the one-time cost.
+
 RigL runs with `end_step` far away so every update moves weights (a
 drop fraction near 0.3, the start of its schedule: its most expensive
 updates).
 
 Usage:
 
-    TF_CPP_MIN_LOG_LEVEL=2 python benchmarks/gradient_methods.py [--quick]
+    TF_CPP_MIN_LOG_LEVEL=2 python benchmarks/gradient_methods.py [--quick] [--only steps|updates|fits]
 """
 
 import argparse
@@ -82,6 +90,43 @@ def bench_steps(repeats, steps):
             f"{int(callback.state.num_reallocations.numpy())} updates", times["plain"])
 
 
+def time_epochs(model, x, y, epochs, callback):
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=100, epochs=epochs, callbacks=[callback] if callback else None,
+              verbose=0, shuffle=False)
+    return time.perf_counter() - start
+
+
+def bench_fits(repeats, short, long):
+    keras.utils.set_random_seed(0)
+    x, y = data((784,), 60)
+    variants = {"plain": (compile_model(lenet(False)), None),
+                "sparse": (compile_model(lenet(True)), None)}
+    for name, make in callbacks().items():
+        variants[name] = (compile_model(lenet(True)), make())
+    print(f"\n## Whole fits, LeNet-300-100, 60 steps per epoch, period {PERIOD}, "
+          f"{repeats} repeats (seconds per fit; paired = median of variant / plain)", flush=True)
+    first = {name: time_epochs(model, x, y, 2, callback)  # warm-up: traces, first update
+             for name, (model, callback) in variants.items()}
+    times = {(name, epochs): [] for name in variants for epochs in (short, long)}
+    for _ in range(repeats):
+        for epochs in (short, long):
+            for name, (model, callback) in variants.items():
+                times[(name, epochs)].append(time_epochs(model, x, y, epochs, callback))
+    print(f"{'variant':<34} {'warm-up s':>9} {f'{short} ep s':>9} {'paired':>7} "
+          f"{f'{long} ep s':>9} {'paired':>7} {'per-fit ms':>10}")
+    for name in variants:
+        cells = []
+        for epochs in (short, long):
+            mine, plain = times[(name, epochs)], times[("plain", epochs)]
+            paired = statistics.median(m / p for m, p in zip(mine, plain))
+            cells.append(f"{statistics.median(mine):9.3f} {paired:7.3f}")
+        t_short, t_long = (statistics.median(times[(name, e)]) for e in (short, long))
+        per_fit = t_short - short * (t_long - t_short) / (long - short)
+        print(f"{name:<34} {first[name]:9.2f} {cells[0]} {cells[1]} {per_fit * 1e3:10.1f}",
+              flush=True)
+
+
 def update_cost(model, callback, x, y, repeats):
     """Median seconds of one `reallocate()` after a captured training step."""
     callback.set_model(model)
@@ -133,10 +178,15 @@ def bench_updates(repeats, wrn_steps):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--only", choices=("steps", "updates", "fits"))
     args = parser.parse_args()
     repeats, steps, update_repeats, wrn_steps = (3, 200, 3, 3) if args.quick else (7, 300, 7, 5)
-    bench_steps(repeats, steps)
-    bench_updates(update_repeats, wrn_steps)
+    if args.only in (None, "steps"):
+        bench_steps(repeats, steps)
+    if args.only in (None, "updates"):
+        bench_updates(update_repeats, wrn_steps)
+    if args.only in (None, "fits"):
+        bench_fits(3 if args.quick else 5, 10, 30 if args.quick else 50)
 
 
 if __name__ == "__main__":
