@@ -63,20 +63,25 @@ def sizes(model, tmp):
     return rows
 
 
+def twins(sparsity):
+    """A dense LeNet-300-100 and a second model with the same weights made
+    sparse (`sparsify` changes a model in place, so it cannot be one model)."""
+    dense = lenet_300_100()
+    sparse = lenet_300_100()
+    sparse.set_weights(dense.get_weights())
+    tf_dsr.sparsify(sparse, sparsity, seed=0)
+    if any(isinstance(layer, tf_dsr.SparseLayer) for layer in dense.layers):
+        raise RuntimeError("the dense model was made sparse: the table would compare it with itself")
+    return dense, sparse
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sparsity", type=float, default=0.9)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
 
-    dense = lenet_300_100()
-    # sparsify changes a model in place, so the sparse twin is a second
-    # model holding the same weights.
-    sparse = lenet_300_100()
-    sparse.set_weights(dense.get_weights())
-    tf_dsr.sparsify(sparse, args.sparsity, seed=0)
-    if any(isinstance(layer, tf_dsr.SparseLayer) for layer in dense.layers):
-        raise RuntimeError("the dense model was made sparse; the table would compare a model with itself")
+    dense, sparse = twins(args.sparsity)
     summary = tf_dsr.sparsity_summary(sparse)
     print(
         f"LeNet-300-100: {summary.num_weights} kernel weights, "

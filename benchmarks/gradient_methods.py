@@ -48,6 +48,7 @@ from train_step import compile_model  # noqa: E402
 from train_step import data  # noqa: E402
 from train_step import header  # noqa: E402
 from train_step import lenet  # noqa: E402
+from train_step import paired_ratio  # noqa: E402
 from train_step import row  # noqa: E402
 from train_step import time_fit  # noqa: E402
 from train_step import wrn_28_2  # noqa: E402
@@ -67,15 +68,21 @@ def callbacks():
     }
 
 
+def lenet_variants():
+    """Plain Keras, tf_dsr layers without a callback, and one model per method."""
+    variants = {"plain": (compile_model(lenet(False)), None),
+                "sparse": (compile_model(lenet(True)), None)}
+    for name, make in callbacks().items():
+        variants[name] = (compile_model(lenet(True)), make())
+    return variants
+
+
 def bench_steps(repeats, steps):
     header(f"LeNet-300-100, batch 100, period {PERIOD}, {steps} steps per fit, "
            f"{repeats} repeats (ms per step, updates included)")
     keras.utils.set_random_seed(0)
     x, y = data((784,), steps)
-    variants = {"plain": (compile_model(lenet(False)), None),
-                "sparse": (compile_model(lenet(True)), None)}
-    for name, make in callbacks().items():
-        variants[name] = (compile_model(lenet(True)), make())
+    variants = lenet_variants()
     times = {name: [] for name in variants}
     for model, callback in variants.values():  # warm-up: traces, first update
         time_fit(model, x, y, steps, [callback] if callback else None)
@@ -100,10 +107,7 @@ def time_epochs(model, x, y, epochs, callback):
 def bench_fits(repeats, short, long):
     keras.utils.set_random_seed(0)
     x, y = data((784,), 60)
-    variants = {"plain": (compile_model(lenet(False)), None),
-                "sparse": (compile_model(lenet(True)), None)}
-    for name, make in callbacks().items():
-        variants[name] = (compile_model(lenet(True)), make())
+    variants = lenet_variants()
     print(f"\n## Whole fits, LeNet-300-100, 60 steps per epoch, period {PERIOD}, "
           f"{repeats} repeats (seconds per fit; paired = median of variant / plain)", flush=True)
     first = {name: time_epochs(model, x, y, 2, callback)  # warm-up: traces, first update
@@ -118,8 +122,8 @@ def bench_fits(repeats, short, long):
     for name in variants:
         cells = []
         for epochs in (short, long):
-            mine, plain = times[(name, epochs)], times[("plain", epochs)]
-            paired = statistics.median(m / p for m, p in zip(mine, plain))
+            mine = times[(name, epochs)]
+            paired = paired_ratio(mine, times[("plain", epochs)])
             cells.append(f"{statistics.median(mine):9.3f} {paired:7.3f}")
         t_short, t_long = (statistics.median(times[(name, e)]) for e in (short, long))
         per_fit = t_short - short * (t_long - t_short) / (long - short)

@@ -124,6 +124,11 @@ def time_fit(model, x, y, steps, callbacks):
     return (time.perf_counter() - t0) / steps
 
 
+def paired_ratio(times, ref_times):
+    """Median over repeats of (this repeat / reference in the same repeat)."""
+    return statistics.median(t / r for t, r in zip(times, ref_times))
+
+
 def row(name, times, ref, target="", ref_times=None):
     """Prints one variant; `ratio` is median / reference median and `paired`
     the median over repeats of (this repeat / reference in the same repeat),
@@ -132,7 +137,7 @@ def row(name, times, ref, target="", ref_times=None):
     ratio = f"{med / ref:7.3f}" if ref else "      -"
     paired = "      -"
     if ref_times is not None:
-        paired = f"{statistics.median(t / r for t, r in zip(times, ref_times)):7.3f}"
+        paired = f"{paired_ratio(times, ref_times):7.3f}"
     print(f"{name:<34} {med * 1e3:10.2f} {min(times) * 1e3:10.2f} "
           f"{max(times) * 1e3:10.2f} {ratio} {paired}  {target}", flush=True)
     return med
