@@ -42,7 +42,15 @@ FULLY_CONNECTED in TFLite. The `GPT-2 backbone` rows time the same
 trained models without it (`lm.backbone`, the hidden states), which is
 the breakdown of the LM rows. The `FC ops` column says how many
 FULLY_CONNECTED ops run sparse (sparse weight, no DENSIFY) out of all,
-and how many BATCH_MATMULs (the attention's) there are. Where the time goes: the
+and how many BATCH_MATMULs there are.
+
+Attention: `to_tflite` unfolds the attention's matmuls (scores and
+values, two computed operands) into one FULLY_CONNECTED per head
+(`unfold_batchmatmul`); the `BATCH_MATMUL kept` rows convert without
+that (TFLite's default), to show what it changes on the built-in kernels
+and on XNNPack.
+
+Where the time goes: the
 `FC ...` rows time one FULLY_CONNECTED layer of each transformer shape
 alone on `--seq` tokens (dense vs sparse: the speed-up of the sparse
 kernel itself; full int8 too), and the LM's dense logits projection
@@ -226,7 +234,11 @@ def _calibration(kind, args):
     return lambda: ([x[k][i:i + 1] for k in keys] for i in range(args.calibration))
 
 
-def convert(model, kind, args, quantize, sparse):
+def _keeps_batch_matmul(variant):
+    return variant.endswith(KEPT)
+
+
+def convert(model, kind, args, quantize, sparse, keep_batch_matmul=False):
     import tf_dsr
 
     calibration = _calibration(kind, args) if quantize == "int8" else None
@@ -235,14 +247,23 @@ def convert(model, kind, args, quantize, sparse):
         flatbuffer = tf_dsr.to_tflite(model, sparse_weights=sparse,
                                       input_signature=_signature(kind, args),
                                       quantize=quantize,
-                                      representative_dataset=calibration)
+                                      representative_dataset=calibration,
+                                      converter_options=_unfold(keep_batch_matmul))
     densified = [str(w.message) for w in caught if "will be densified" in str(w.message)]
     return flatbuffer, densified
 
 
+def _unfold(keep_batch_matmul):
+    """`to_tflite` unfolds the attention's matmuls into FULLY_CONNECTEDs;
+    the `BATCH_MATMUL kept` rows switch that off."""
+    return {"unfold_batchmatmul": False} if keep_batch_matmul else None
+
+
 def fc_summary(flatbuffer):
-    """`"k/n sparse FC"`: FULLY_CONNECTED ops whose weight is stored sparse
-    (TFLite's sparse kernel), of all, plus DENSIFY ops if any."""
+    """`"k/n sparse FC, m FC of computed operands, b BMM"`: of the n
+    FULLY_CONNECTED ops with a constant weight, k store it sparse (TFLite's
+    sparse kernel); m more multiply two computed tensors (the attention's
+    unfolded matmuls); b BATCH_MATMULs; plus DENSIFY ops if any."""
     import tensorflow as tf
 
     from tf_dsr.saving.tflite import tflite_ops
@@ -253,18 +274,27 @@ def fc_summary(flatbuffer):
         interpreter = tf.lite.Interpreter(model_content=flatbuffer)
     sparse_tensors = {t["index"] for t in interpreter.get_tensor_details()
                       if t.get("sparsity_parameters")}
-    fc = sparse_fc = 0
-    for op in interpreter._get_ops_details():
-        if op["op_name"] == "FULLY_CONNECTED":
-            fc += 1
-            sparse_fc += any(i in sparse_tensors for i in op["inputs"])
+    details = interpreter._get_ops_details()
+    computed = {i for op in details for i in op["outputs"]}
+    computed |= {d["index"] for d in interpreter.get_input_details()}
+    fc = sparse_fc = fc_computed = 0
+    for op in details:
+        if op["op_name"] != "FULLY_CONNECTED":
+            continue
+        if op["inputs"][1] in computed:  # the weight operand
+            fc_computed += 1
+            continue
+        fc += 1
+        sparse_fc += any(i in sparse_tensors for i in op["inputs"])
     densify = [op for op, _, _ in ops].count("DENSIFY")
     batch_matmul = [op for op, _, _ in ops].count("BATCH_MATMUL")
-    text = f"{sparse_fc}/{fc} sparse FC, {batch_matmul} BMM"
+    text = (f"{sparse_fc}/{fc} sparse FC, {fc_computed} FC of computed operands, "
+            f"{batch_matmul} BMM")
     return text + (f", {densify} DENSIFY" if densify else "")
 
 
 # ----- the benchmark ----------------------------------------------------
+KEPT = ", BATCH_MATMUL kept"
 VARIANTS = (
     # name, quantize, sparse, xnnpack, dense twin
     ("float dense", None, False, False, "float dense"),
@@ -275,6 +305,10 @@ VARIANTS = (
     ("dynamic int8 sparse 1x16", "dynamic", True, False, "dynamic int8 dense"),
     ("int8 dense", "int8", False, False, "int8 dense"),
     ("int8 sparse 1x16", "int8", True, False, "int8 dense"),
+    # TFLite's default (to_tflite's before issue 22): attention on BATCH_MATMUL.
+    ("float dense" + KEPT, None, False, False, "float dense"),
+    ("float dense XNNPack" + KEPT, None, False, True, "float dense XNNPack"),
+    ("float sparse 1x4 XNNPack" + KEPT, None, True, True, "float dense XNNPack" + KEPT),
 )
 # The LM without its logits projection (lm.backbone): float and dynamic.
 BACKBONE_VARIANTS = ("float dense", "float sparse 1x4", "float dense XNNPack",
@@ -322,13 +356,16 @@ def prepare(kind, args, log):
             model = part(sparse[block] if is_sparse else dense)
             config = {"model": part_label, "variant": name, "twin": twin,
                       "quantize": quantize, "sparse": is_sparse, "xnnpack": xnnpack}
+            keep = _keeps_batch_matmul(name)
             same = [c for c in configs.values() if c["model"] == part_label
-                    and c["quantize"] == quantize and c["sparse"] == is_sparse]
+                    and c["quantize"] == quantize and c["sparse"] == is_sparse
+                    and _keeps_batch_matmul(c["variant"]) == keep]
             try:
                 if same:  # the same flatbuffer, another resolver
                     flatbuffer, densified = same[0]["flatbuffer"], same[0]["densified"]
                 else:
-                    flatbuffer, densified = convert(model, kind, args, quantize, is_sparse)
+                    flatbuffer, densified = convert(model, kind, args, quantize, is_sparse,
+                                                    keep)
                 runner = Runner(flatbuffer, x, xnnpack=xnnpack)
                 got = runner.outputs(x)
             except Exception as error:  # noqa: BLE001 (reported in the table)
@@ -361,6 +398,9 @@ def fc_shapes(args):
 
 
 LOGITS = "FC LM logits (tied table, dense)"
+ATTENTION = "attention matmul"
+ATTENTION_VARIANTS = ("float dense", "float dense XNNPack", "float dense" + KEPT,
+                      "float dense XNNPack" + KEPT)
 # The single-FC rows: float and dynamic as the backbone, full int8 too.
 KERNEL_VARIANTS = BACKBONE_VARIANTS + ("int8 dense", "int8 sparse 1x16")
 
@@ -433,23 +473,28 @@ def prepare_kernels(args, log):
                 "max_diff": float(np.max(np.abs(got - expected))),
                 "scale": float(np.max(np.abs(expected))), "ops": fc_summary(flatbuffer),
                 "count": count}
-    # The attention's two BATCH_MATMULs (both operands computed), float.
+    # The attention's two matmuls (both operands computed), float: unfolded
+    # into a FULLY_CONNECTED per head (to_tflite's default) or BATCH_MATMUL.
     heads, depth = args.heads, args.hidden // args.heads
-    for label, a, c in (("BATCH_MATMUL scores", (1, heads, args.seq, depth),
+    for label, a, c in ((ATTENTION + " scores", (1, heads, args.seq, depth),
                          (1, heads, depth, args.seq)),
-                        ("BATCH_MATMUL values", (1, heads, args.seq, args.seq),
+                        (ATTENTION + " values", (1, heads, args.seq, args.seq),
                          (1, heads, args.seq, depth))):
         part_label = f"{label} {a}x{c}"
         left, right = keras.Input(a[1:], batch_size=1), keras.Input(c[1:], batch_size=1)
         model = keras.Model([left, right], keras.ops.matmul(left, right))
         x = {"x0": rng.standard_normal(a).astype("float32"),
              "x1": rng.standard_normal(c).astype("float32")}
+        signature = [[tf.TensorSpec(a, tf.float32), tf.TensorSpec(c, tf.float32)]]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            flatbuffer = tf_dsr.to_tflite(model, input_signature=[
-                [tf.TensorSpec(a, tf.float32), tf.TensorSpec(c, tf.float32)]])
+            flatbuffers = {keep: tf_dsr.to_tflite(model, input_signature=signature,
+                                                  converter_options=_unfold(keep))
+                           for keep in (False, True)}
         expected = _keras_outputs(model, [x["x0"], x["x1"]])
-        for name, xnnpack in (("float dense", False), ("float dense XNNPack", True)):
+        for name in ATTENTION_VARIANTS:
+            xnnpack = "XNNPack" in name
+            flatbuffer = flatbuffers[_keeps_batch_matmul(name)]
             runner = Runner(flatbuffer, x, xnnpack=xnnpack)
             got = runner.outputs(x)
             configs[(part_label, name)] = {
@@ -549,15 +594,16 @@ def targets(rows):
             text += (f"; the logits FC alone: {alone[0]['ms']:.2f} ms "
                      f"({alone[0]['ms'] / lm['ms']:.0%})")
         lines.append(text)
-    bmm = [r for r in rows if r["model"].startswith("BATCH_MATMUL")]
-    for variant in ("float dense", "float dense XNNPack"):
-        ops = [r for r in bmm if r["variant"] == variant]
+    attention = [r for r in rows if r["model"].startswith(ATTENTION)]
+    for variant in ATTENTION_VARIANTS:
+        ops = [r for r in attention if r["variant"] == variant]
         if not ops:
             continue
         bmm_ms = sum(r["ms"] * r["count"] for r in ops)
-        text = (f"{variant}: the attention's BATCH_MATMULs alone, timed one by one: "
+        kind = "BATCH_MATMULs" if _keeps_batch_matmul(variant) else "matmuls (unfolded)"
+        text = (f"{variant}: the attention's {kind} alone, timed one by one: "
                 f"{bmm_ms:.2f} ms for all of them")
-        for model in ("BERT classifier", "GPT-2 backbone (no logits)"):
+        for model in ("BERT classifier", "GPT-2 LM"):
             r = by.get((model, variant))
             if r is not None:
                 text += f"; {bmm_ms / r['ms']:.0%} of the {model}'s {r['ms']:.2f} ms"

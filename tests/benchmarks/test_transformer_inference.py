@@ -49,10 +49,18 @@ def test_quick_run_reports_every_variant(capsys):
     assert len(fc) - len(logits) == shapes * len(benchmark.KERNEL_VARIANTS)
     assert sorted(logits) == ["dynamic int8 dense", "float dense", "float dense XNNPack",
                               "int8 dense"]
-    assert len([m for m, _ in by if m.startswith("BATCH_MATMUL")]) == 4
+    attention = [(m, v) for m, v in by if m.startswith(benchmark.ATTENTION)]
+    assert len(attention) == 2 * len(benchmark.ATTENTION_VARIANTS)
+    for key in attention:  # unfolded by default: FULLY_CONNECTEDs, no BATCH_MATMUL
+        kept = key[1].endswith(benchmark.KEPT)
+        assert (" 0 FC of computed operands, 1 BMM" if kept else " 0 BMM") in by[key]["ops"]
     for r in rows:
         assert all(math.isfinite(r[k]) and r[k] > 0 for k in ("ms", "speedup", "bytes"))
         assert r["ok"], r  # within tolerance of the Keras model
+        if r["model"] in ("BERT classifier", "GPT-2 LM"):
+            attention_ops = "0 FC of computed operands" if r["variant"].endswith(
+                benchmark.KEPT) else ", 0 BMM"
+            assert attention_ops in r["ops"]
         assert "DENSIFY" not in r["ops"] and r["num_densified"] == 0
         fc_sparse, fc = map(int, re.match(r"(\d+)/(\d+) sparse FC", r["ops"]).groups())
         if not r["sparse"]:
@@ -73,7 +81,8 @@ def test_quick_run_reports_every_variant(capsys):
                      r"\(target >= 1\.8x: (met|MISSED)\)", out)
     assert re.search(r"GPT-2 LM float sparse 1x4: [\d.]+ ms = backbone [\d.]+ ms "
                      r"\+ logits projection .*; the logits FC alone: [\d.]+ ms", out)
-    assert re.search(r"float dense: the attention's BATCH_MATMULs alone", out)
+    assert re.search(r"float dense: the attention's matmuls \(unfolded\) alone", out)
+    assert re.search(r"float dense, BATCH_MATMUL kept: the attention's BATCH_MATMULs", out)
 
 
 def test_quick_accuracy_reports_the_three_masks(capsys):

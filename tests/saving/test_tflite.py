@@ -294,3 +294,48 @@ def test_tflite_of_an_lstm_with_a_free_batch_size_uses_select_tf_ops():
 def test_bad_converter_options_raise(kwargs, error, match):
     with pytest.raises(error, match=match):
         tf_dsr.to_tflite(_small_sparse_model(), **kwargs)
+
+
+def _attention_model():
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((6, 16))
+    h = keras.layers.MultiHeadAttention(num_heads=2, key_dim=8)(tokens, tokens)
+    return keras.Model(tokens, tf_dsr.SparseDense(4, sparsity=0.5, seed=0)(h))
+
+
+def test_attention_matmuls_become_fully_connected_ops_unless_kept():
+    # Scores and values (two computed operands): TFLite's built-in
+    # BATCH_MATMUL is far slower than FULLY_CONNECTED on x86, so to_tflite
+    # unfolds them; the converter option keeps them.
+    model = _attention_model()
+    x = np.random.default_rng(0).standard_normal((1, 6, 16)).astype("float32")
+    signature = [tf.TensorSpec((1, 6, 16), tf.float32)]
+    unfolded = tf_dsr.to_tflite(model, input_signature=signature)
+    kept = tf_dsr.to_tflite(model, input_signature=signature,
+                            converter_options={"unfold_batchmatmul": False})
+    unfolded_ops = [op for op, _, _ in tflite_ops(unfolded)]
+    kept_ops = [op for op, _, _ in tflite_ops(kept)]
+    assert "BATCH_MATMUL" not in unfolded_ops
+    assert kept_ops.count("BATCH_MATMUL") == 2
+    # Per head (2) and batch entry (1), scores and values: 4 more FCs.
+    assert unfolded_ops.count("FULLY_CONNECTED") == kept_ops.count("FULLY_CONNECTED") + 4
+    for flatbuffer in (unfolded, kept):
+        for delegates in (False, True):
+            np.testing.assert_allclose(_run(flatbuffer, x, delegates),
+                                       model(x, training=False), atol=1e-5)
+
+
+def test_attention_with_a_free_batch_size_still_converts_and_runs():
+    model = _attention_model()
+    flatbuffer = tf_dsr.to_tflite(model)  # unknown batch: nothing to unfold
+    x = np.random.default_rng(1).standard_normal((3, 6, 16)).astype("float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(index, x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(index, x)
+    interpreter.invoke()
+    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(got, model(x, training=False), atol=1e-5)

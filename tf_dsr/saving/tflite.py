@@ -297,6 +297,15 @@ def to_tflite(
     (their block is 1x16, not 1x4: a 1x4-block layer is densified, and
     named in a warning).
 
+    Attention: the matmuls of two computed operands (attention scores and
+    values) become one FULLY_CONNECTED per head and batch entry
+    (`converter.unfold_batchmatmul = True`, not TFLite's default) where
+    their shapes are static: on x86, TFLite's built-in BATCH_MATMUL kernel
+    ran them 6-10x slower than its FULLY_CONNECTED kernel (BERT, sequence
+    128: the float model 2.1x faster on the built-in kernels; see
+    BUILD_NOTES.md). `converter_options={"unfold_batchmatmul": False}`
+    keeps BATCH_MATMUL ops, which XNNPack runs about as fast.
+
     Recurrent layers: with a fixed batch size in `input_signature`
     (`tf.TensorSpec((1, steps, features))`), TFLite's built-in ops run
     `LSTM`/`GRU`/`SimpleRNN` as they are. With a free batch size, the
@@ -359,6 +368,8 @@ def to_tflite(
             converter.target_spec.supported_ops = {tf.lite.OpsSet.TFLITE_BUILTINS_INT8}
         if supported_ops is not None:
             converter.target_spec.supported_ops = set(supported_ops)
+        # Matmuls of two computed operands (attention) as FULLY_CONNECTEDs.
+        converter.unfold_batchmatmul = True
         for name, value in (converter_options or {}).items():
             if not hasattr(converter, name):
                 raise ValueError(
