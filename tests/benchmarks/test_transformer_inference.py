@@ -47,19 +47,19 @@ def test_quick_run_reports_every_variant(capsys):
     logits = [v for m, v in fc if m.startswith(benchmark.LOGITS)]
     shapes = len(benchmark.fc_shapes(benchmark.parse_args(["--quick"]))) - 1
     assert len(fc) - len(logits) == shapes * len(benchmark.KERNEL_VARIANTS)
-    assert sorted(logits) == ["dynamic int8 dense", "float dense", "float dense XNNPack",
-                              "int8 dense"]
+    assert sorted(logits) == ["dynamic int8 dense", "dynamic int8 dense XNNPack",
+                              "float dense", "float dense XNNPack", "int8 dense"]
     attention = [(m, v) for m, v in by if m.startswith(benchmark.ATTENTION)]
     assert len(attention) == 2 * len(benchmark.ATTENTION_VARIANTS)
-    for key in attention:  # unfolded by default: FULLY_CONNECTEDs, no BATCH_MATMUL
-        kept = key[1].endswith(benchmark.KEPT)
-        assert (" 0 FC of computed operands, 1 BMM" if kept else " 0 BMM") in by[key]["ops"]
+    for key in attention:  # unfolded: FULLY_CONNECTEDs, no BATCH_MATMUL
+        unfolded = benchmark.unfolds(key[1])
+        assert (" 0 BMM" if unfolded else " 0 FC of computed operands, 1 BMM") in by[key]["ops"]
     for r in rows:
         assert all(math.isfinite(r[k]) and r[k] > 0 for k in ("ms", "speedup", "bytes"))
         assert r["ok"], r  # within tolerance of the Keras model
         if r["model"] in ("BERT classifier", "GPT-2 LM"):
-            attention_ops = "0 FC of computed operands" if r["variant"].endswith(
-                benchmark.KEPT) else ", 0 BMM"
+            attention_ops = ", 0 BMM" if benchmark.unfolds(r["variant"]) else (
+                " 0 FC of computed operands")
             assert attention_ops in r["ops"]
         assert "DENSIFY" not in r["ops"] and r["num_densified"] == 0
         fc_sparse, fc = map(int, re.match(r"(\d+)/(\d+) sparse FC", r["ops"]).groups())
@@ -83,6 +83,12 @@ def test_quick_run_reports_every_variant(capsys):
                      r"\+ logits projection .*; the logits FC alone: [\d.]+ ms", out)
     assert re.search(r"float dense: the attention's matmuls \(unfolded\) alone", out)
     assert re.search(r"float dense, BATCH_MATMUL kept: the attention's BATCH_MATMULs", out)
+    assert re.search(r"float dense XNNPack: the attention's BATCH_MATMULs", out)
+    assert re.search(r"BERT classifier: dynamic int8 sparse 1x16 [\d.]+x its dense twin "
+                     r"\(target >= 1\.8x: (met|MISSED)\); [\d.]+x dynamic int8 dense on "
+                     r"XNNPack\n", out)
+    assert re.search(r"BERT classifier: float sparse 1x4 .*; on the default resolver "
+                     r"\(XNNPack\) sparse is [\d.]+x dense\n", out)
 
 
 def test_quick_accuracy_reports_the_three_masks(capsys):

@@ -192,9 +192,16 @@ def test_16x1_blocks_run_on_the_sparse_int8_kernel(quantize):
         flatbuffer = tf_dsr.to_tflite(model, sparse_weights=True, quantize=quantize,
                                       representative_dataset=calibration)
     assert not [w for w in caught if "will be densified" in str(w.message)]
+    # XNNPack miscomputes sparse hybrid weights: said for "dynamic" only.
+    xnnpack = [w for w in caught if "returns wrong outputs" in str(w.message)]
+    assert len(xnnpack) == (quantize == "dynamic")
     ops = [op for op, _, _ in tflite_ops(flatbuffer)]
     assert ops.count("FULLY_CONNECTED") == 2 and "DENSIFY" not in ops
-    dense_int8 = tf_dsr.to_tflite(model, quantize=quantize, representative_dataset=calibration)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dense_int8 = tf_dsr.to_tflite(model, quantize=quantize,
+                                      representative_dataset=calibration)
+    assert not [w for w in caught if "returns wrong outputs" in str(w.message)]
     assert len(flatbuffer) < 0.6 * len(dense_int8)
     x = np.random.default_rng(0).standard_normal((1, 4, 64)).astype("float32")
     expected = keras.ops.convert_to_numpy(model(x, training=False))
@@ -205,6 +212,14 @@ def test_16x1_blocks_run_on_the_sparse_int8_kernel(quantize):
     # ones round their int32 sums differently (one int8 step apart).
     step = 1e-5 if quantize == "dynamic" else 0.02 * np.max(np.abs(expected))
     np.testing.assert_allclose(got, _run(dense_int8, x, delegates=False), atol=step)
+    # What the warning is about (TensorFlow 2.21): XNNPack, the default
+    # delegate, takes sparse hybrid weights and reads them wrong. If this
+    # starts to match, the warning can go.
+    on_xnnpack = _run(flatbuffer, x, delegates=True)
+    if quantize == "dynamic":
+        assert np.max(np.abs(on_xnnpack - expected)) > 0.2 * np.max(np.abs(expected))
+    else:
+        np.testing.assert_allclose(on_xnnpack, got, atol=1e-6)
 
 
 def test_1x4_blocks_are_densified_in_int8_and_named_with_the_16x1_block():
@@ -303,16 +318,17 @@ def _attention_model():
     return keras.Model(tokens, tf_dsr.SparseDense(4, sparsity=0.5, seed=0)(h))
 
 
-def test_attention_matmuls_become_fully_connected_ops_unless_kept():
-    # Scores and values (two computed operands): TFLite's built-in
-    # BATCH_MATMUL is far slower than FULLY_CONNECTED on x86, so to_tflite
-    # unfolds them; the converter option keeps them.
+def test_attention_matmuls_become_fully_connected_ops_on_request():
+    # Scores and values (two computed operands) stay BATCH_MATMULs, which
+    # XNNPack runs fast; for TFLite's built-in kernels, whose BATCH_MATMUL
+    # is far slower than FULLY_CONNECTED on x86, the converter option
+    # unfolds them.
     model = _attention_model()
     x = np.random.default_rng(0).standard_normal((1, 6, 16)).astype("float32")
     signature = [tf.TensorSpec((1, 6, 16), tf.float32)]
-    unfolded = tf_dsr.to_tflite(model, input_signature=signature)
-    kept = tf_dsr.to_tflite(model, input_signature=signature,
-                            converter_options={"unfold_batchmatmul": False})
+    kept = tf_dsr.to_tflite(model, input_signature=signature)
+    unfolded = tf_dsr.to_tflite(model, input_signature=signature,
+                                converter_options={"unfold_batchmatmul": True})
     unfolded_ops = [op for op, _, _ in tflite_ops(unfolded)]
     kept_ops = [op for op, _, _ in tflite_ops(kept)]
     assert "BATCH_MATMUL" not in unfolded_ops
@@ -327,7 +343,8 @@ def test_attention_matmuls_become_fully_connected_ops_unless_kept():
 
 def test_attention_with_a_free_batch_size_still_converts_and_runs():
     model = _attention_model()
-    flatbuffer = tf_dsr.to_tflite(model)  # unknown batch: nothing to unfold
+    # Unknown batch size: the converter cannot unfold, and must not fail.
+    flatbuffer = tf_dsr.to_tflite(model, converter_options={"unfold_batchmatmul": True})
     x = np.random.default_rng(1).standard_normal((3, 6, 16)).astype("float32")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -259,6 +259,33 @@ def _warn_densified(model, flatbuffer, block=4):
     return warned
 
 
+def _has_sparse_tensor(flatbuffer):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+    return any(t.get("sparsity_parameters") for t in interpreter.get_tensor_details())
+
+
+def _warn_xnnpack_hybrid(flatbuffer):
+    """Warns that XNNPack miscomputes sparse int8 weights with float
+    activations (TensorFlow 2.21: silently wrong outputs, no error)."""
+    if not _has_sparse_tensor(flatbuffer):
+        return
+    warnings.warn(
+        "`tf_dsr.to_tflite`: this file holds sparse int8 weights with float "
+        "activations (quantize='dynamic'). TFLite's default XNNPack delegate "
+        "takes those FULLY_CONNECTED ops but reads the sparse weights as if "
+        "they were dense, and returns wrong outputs without an error (measured "
+        "with TensorFlow 2.21; see docs/tflite_and_speed.md). Run the file on "
+        "TFLite's built-in kernels: tf.lite.Interpreter(..., "
+        "experimental_op_resolver_type=tf.lite.experimental.OpResolverType."
+        "BUILTIN_WITHOUT_DEFAULT_DELEGATES), or convert with quantize='int8' "
+        "(which XNNPack leaves to the built-in kernels) or sparse_weights=False.",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
 def to_tflite(
     model,
     path=None,
@@ -295,16 +322,21 @@ def to_tflite(
     `sparse_weights=True` too, TFLite's sparse int8 FULLY_CONNECTED kernels
     run Dense and EinsumDense layers trained with `block_shape=(16, 1)`
     (their block is 1x16, not 1x4: a 1x4-block layer is densified, and
-    named in a warning).
+    named in a warning). Run a `"dynamic"` file with sparse weights on
+    the built-in kernels (`experimental_op_resolver_type=
+    OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES`): the default XNNPack
+    delegate returns wrong outputs from its sparse int8 weights, without
+    an error, and `to_tflite` warns so.
 
-    Attention: the matmuls of two computed operands (attention scores and
-    values) become one FULLY_CONNECTED per head and batch entry
-    (`converter.unfold_batchmatmul = True`, not TFLite's default) where
-    their shapes are static: on x86, TFLite's built-in BATCH_MATMUL kernel
-    ran them 6-10x slower than its FULLY_CONNECTED kernel (BERT, sequence
-    128: the float model 2.1x faster on the built-in kernels; see
-    BUILD_NOTES.md). `converter_options={"unfold_batchmatmul": False}`
-    keeps BATCH_MATMUL ops, which XNNPack runs about as fast.
+    Attention on TFLite's built-in kernels: their BATCH_MATMUL, which runs
+    the matmuls of two computed operands (attention scores and values),
+    is 6-10x slower on x86 than their FULLY_CONNECTED, so a transformer
+    run without XNNPack (e.g. for the sparse int8 kernels:
+    `OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES`) runs 1.6-2.8x faster
+    with `converter_options={"unfold_batchmatmul": True}` (one
+    FULLY_CONNECTED per head). XNNPack, the default delegate, runs the
+    BATCH_MATMULs faster as they are (TFLite's default, kept here). See
+    docs/tflite_and_speed.md for measured figures.
 
     Recurrent layers: with a fixed batch size in `input_signature`
     (`tf.TensorSpec((1, steps, features))`), TFLite's built-in ops run
@@ -368,8 +400,6 @@ def to_tflite(
             converter.target_spec.supported_ops = {tf.lite.OpsSet.TFLITE_BUILTINS_INT8}
         if supported_ops is not None:
             converter.target_spec.supported_ops = set(supported_ops)
-        # Matmuls of two computed operands (attention) as FULLY_CONNECTEDs.
-        converter.unfold_batchmatmul = True
         for name, value in (converter_options or {}).items():
             if not hasattr(converter, name):
                 raise ValueError(
@@ -382,6 +412,8 @@ def to_tflite(
         flatbuffer = converter.convert()
     if sparse_weights:
         _warn_densified(model, flatbuffer, _TFLITE_BLOCK[quantize])
+        if quantize == "dynamic":
+            _warn_xnnpack_hybrid(flatbuffer)
     if path is not None:
         with open(os.fspath(path), "wb") as f:
             f.write(flatbuffer)
