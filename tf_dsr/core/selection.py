@@ -43,6 +43,15 @@ _CUT_BLOCK = 256
 
 
 def _histogram(bucket_ids, num_buckets):
+    """Counts of `bucket_ids` in `[0, num_buckets)`; the id `num_buckets`
+    (non-candidates) is not counted."""
+    if not _in_xla_context():
+        # TensorFlow's CPU bincount shares the work out over threads and is
+        # 4-5x faster than its single-threaded segment sum (LeNet's 235k
+        # weights, 2^16 buckets); ids at `maxlength` and above are dropped.
+        counts = tf.math.bincount(bucket_ids, minlength=num_buckets,
+                                  maxlength=num_buckets, dtype=tf.int32)
+        return tf.cast(tf.reshape(counts, [num_buckets]), tf.int64)  # static shape
     # A constant number of segments keeps the shape static for XLA
     # (`tf.math.bincount` takes its size from the data, and XLA lowers
     # DenseBincount to a one-hot product that does not finish at this size).
