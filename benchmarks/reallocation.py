@@ -14,6 +14,11 @@ first calls excluded as warm-up):
     stages    is_finite / prune / share_out / grow / assemble on the
               ResNet-50 shapes (`--stages-model wrn` for WRN-28-2), each
               stage alone in its own tf.function (core functions only).
+    histogram one RigL core update (`rigl_update`, two radix selects per
+              tensor) on LeNet-300-100 and WRN-28-2 shapes with the radix
+              histogram as `tf.math.bincount` (the default outside XLA)
+              and as `unsorted_segment_sum` (the one before, kept for
+              XLA), interleaved; same masks checked.
 
 Usage:
 
@@ -335,10 +340,57 @@ def cmd_stages(args):
           "ratio = stage median / whole median")
 
 
+def _segment_sum_histogram(bucket_ids, num_buckets):
+    # The histogram before bincount (and still under XLA).
+    counts = tf.math.unsorted_segment_sum(
+        tf.ones_like(bucket_ids, tf.int32), bucket_ids, num_buckets + 1)
+    return tf.cast(counts[:-1], tf.int64)
+
+
+def cmd_histogram(args):
+    from tf_dsr.core import selection
+    from tf_dsr.core.rigl import rigl_update
+
+    header("histogram: one rigl_update (drop_fraction 0.3), bincount vs segment sum")
+    lenet = [(784, 300), (300, 100), (100, 10)]
+    implementations = {"bincount": selection._histogram,
+                       "unsorted_segment_sum": _segment_sum_histogram}
+    for name, shapes in (("LeNet-300-100", lenet), ("WRN-28-2", wrn_28_2_shapes())):
+        kernels, masks = random_kernels(shapes)
+        gradients = [tf.random.stateless_normal(k.shape, seed=[7, i])
+                     for i, k in enumerate(kernels)]
+        functions, results = {}, {}
+        for label, histogram in implementations.items():
+            # Each implementation traced on its own: the per-shape functions
+            # are cached by shape, so the cache is emptied in between.
+            selection._histogram = histogram
+            selection._TRACED.clear()
+            # Tensors are arguments: captured constants would be folded.
+            functions[label] = tf.function(
+                lambda ks, ms, gs, step: rigl_update(list(ks), list(ms), list(gs), 0.3, 0,
+                                                     step).masks,
+                autograph=False)
+            results[label] = [m.numpy() for m in functions[label](
+                kernels, masks, gradients, tf.constant(3, tf.int64))]
+        selection._histogram = implementations["bincount"]
+        same = all((a == b).all() for a, b in zip(*results.values()))
+        times = {label: [] for label in functions}
+        for i in range(args.repeats):
+            for label, fn in functions.items():
+                t0 = time.perf_counter()
+                fn(kernels, masks, gradients, tf.constant(10 + i, tf.int64))[0].numpy()
+                times[label].append(time.perf_counter() - t0)
+        ref = statistics.median(times["unsorted_segment_sum"])
+        for label in functions:
+            row(f"{name} {label}", times[label], ref,
+                "same masks" if same else "MASKS DIFFER")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["all", "latency", "latency-one",
-                                            "scaling", "replicas", "stages"])
+                                            "scaling", "replicas", "stages",
+                                            "histogram"])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--xla-timeout", type=float, default=150.0)
     parser.add_argument("--model", default="wrn")
@@ -352,7 +404,8 @@ def main():
     args.in_subprocess = args.command == "latency-one"
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, repeats={args.repeats}")
     commands = {"latency": cmd_latency, "latency-one": cmd_latency_one,
-                "scaling": cmd_scaling, "replicas": cmd_replicas, "stages": cmd_stages}
+                "scaling": cmd_scaling, "replicas": cmd_replicas, "stages": cmd_stages,
+                "histogram": cmd_histogram}
     if args.command == "all":
         for name in ("latency", "scaling", "replicas", "stages"):
             commands[name](args)

@@ -4,26 +4,15 @@
 model to it and then compared the sparse model with itself (ratio 1.0x).
 """
 
-import importlib.util
-import os
-
 import numpy as np
 
 import tf_dsr
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _load():
-    path = os.path.join(REPO, "benchmarks", "export_size.py")
-    spec = importlib.util.spec_from_file_location("export_size_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmark_scripts import load
 
 
 def test_the_twins_are_a_dense_model_and_a_sparse_one_with_its_weights():
-    dense, sparse = _load().twins(0.9)
+    dense, sparse = load("export_size").twins(0.9)
     assert dense is not sparse
     assert not any(isinstance(layer, tf_dsr.SparseLayer) for layer in dense.layers)
     dense_kernels = [layer.kernel.numpy() for layer in dense.layers]

@@ -5,24 +5,14 @@ and reported, and that the TFLite ops column says what the converter
 did (no DENSIFY for 1x4 blocks; DENSIFY for unstructured 0.9).
 """
 
-import importlib.util
 import math
-import os
 import re
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _load():
-    path = os.path.join(REPO, "benchmarks", "inference.py")
-    spec = importlib.util.spec_from_file_location("inference_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmark_scripts import load
 
 
 def test_tiny_run_reports_every_configuration():
-    inference = _load()
+    inference = load("inference")
     rows = inference.run(tiny=True, rounds=1, chunk_seconds=0.001)
     table = inference.format_table(rows)
     lines = table.splitlines()

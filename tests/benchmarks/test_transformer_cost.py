@@ -6,20 +6,10 @@ model trained, that the sparse fits ran the expected reallocations, and
 that every figure is a finite positive number.
 """
 
-import importlib.util
 import math
-import os
 import re
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _load():
-    path = os.path.join(REPO, "benchmarks", "transformer_cost.py")
-    spec = importlib.util.spec_from_file_location("transformer_cost_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmark_scripts import load
 
 
 def _numbers(line):
@@ -27,7 +17,7 @@ def _numbers(line):
 
 
 def test_quick_run_prints_both_tables(capsys):
-    benchmark = _load()
+    benchmark = load("transformer_cost")
     results = benchmark.main(["--quick"])
     out = capsys.readouterr().out
 

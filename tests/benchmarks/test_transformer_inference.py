@@ -8,24 +8,14 @@ every output is within tolerance of Keras; and that the accuracy mode
 reports the three mask kinds.
 """
 
-import importlib.util
 import math
-import os
 import re
 
 import pytest
 
+from benchmark_scripts import load
+
 pytest.importorskip("keras_hub")
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _load():
-    path = os.path.join(REPO, "benchmarks", "transformer_inference.py")
-    spec = importlib.util.spec_from_file_location("transformer_inference_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # About a minute (some 27 TFLite conversions): kept out of the default run.
@@ -33,7 +23,7 @@ def _load():
 # keras-hub blocks on sparse FULLY_CONNECTED kernels, int8, outputs).
 @pytest.mark.slow
 def test_quick_run_reports_every_variant(capsys):
-    benchmark = _load()
+    benchmark = load("transformer_inference")
     rows = benchmark.main(["--quick"])["rows"]
     out = capsys.readouterr().out
 
@@ -92,7 +82,7 @@ def test_quick_run_reports_every_variant(capsys):
 
 
 def test_quick_accuracy_reports_the_three_masks(capsys):
-    benchmark = _load()
+    benchmark = load("transformer_inference")
     results = benchmark.main(["--quick", "--accuracy"])["accuracy"]
     out = capsys.readouterr().out
     assert set(results) == {label for label, _ in benchmark.BLOCKS}

@@ -330,7 +330,7 @@ def to_tflite(
 
     Attention on TFLite's built-in kernels: their BATCH_MATMUL, which runs
     the matmuls of two computed operands (attention scores and values),
-    is 6-10x slower on x86 than their FULLY_CONNECTED, so a transformer
+    is 8-11x slower on x86 than their FULLY_CONNECTED, so a transformer
     run without XNNPack (e.g. for the sparse int8 kernels:
     `OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES`) runs 1.6-2.8x faster
     with `converter_options={"unfold_batchmatmul": True}` (one

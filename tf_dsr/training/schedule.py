@@ -71,6 +71,13 @@ class Schedule:
             return last + (step - last) // period * period
         return None
 
+    def surely_not_due(self, step_bound, last, epoch):
+        """Whether no step up to `step_bound` can be due in `epoch` (`last`
+        may lag the true last update: that only makes this say False)."""
+        if self.final_step is not None and step_bound >= self.final_step:
+            return False
+        return step_bound - last < self.period_at(epoch)
+
     def last_updatable_step(self, step, epoch, steps_per_epoch, epochs):
         """The last step of a fit whose batch end may update (None if the
         fit did not say its length)."""
