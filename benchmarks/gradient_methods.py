@@ -21,7 +21,10 @@ the callbacks reused after a warm-up fit, variants interleaved. The
 per-fit cost is the intercept of fit time against epochs (two lengths),
 so a fixed cost per `fit` call shows as a difference in that column; the
 warm-up fit's time (first trace of the train step and of the update) is
-printed as the one-time cost.
+printed as the one-time cost. Below the table, the floor: Keras' compiled
+train function called alone (no fit loop, no callback) on the plain model
+and on the one with tf_dsr's layers, paired, which no callback can go
+under.
 
 RigL runs with `end_step` far away so every update moves weights (a
 drop fraction near 0.3, the start of its schedule: its most expensive
@@ -42,6 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 import tf_dsr  # noqa: E402
 from train_step import compile_model  # noqa: E402
@@ -129,6 +133,32 @@ def bench_fits(repeats, short, long):
         per_fit = t_short - short * (t_long - t_short) / (long - short)
         print(f"{name:<34} {first[name]:9.2f} {cells[0]} {cells[1]} {per_fit * 1e3:10.1f}",
               flush=True)
+    bench_step_floor(variants["plain"][0], variants["sparse"][0],
+                     (tf.constant(x[:100]), tf.constant(y[:100])))
+
+
+def time_train_function(model, batch, steps):
+    """Seconds per call of the model's compiled train function, `steps`
+    calls on one batch, ended by reading the loss (one host sync)."""
+    batches = iter(tf.data.Dataset.from_tensors(batch).repeat(steps))
+    start = time.perf_counter()
+    for _ in range(steps):
+        logs = model.train_function(batches)
+    float(logs["loss"])
+    return (time.perf_counter() - start) / steps
+
+
+def bench_step_floor(plain, sparse, batch, rounds=15, steps=200):
+    """Prints the train function alone, plain Keras vs tf_dsr's layers."""
+    times = {"plain": [], "sparse": []}
+    for _ in range(rounds):
+        times["plain"].append(time_train_function(plain, batch, steps))
+        times["sparse"].append(time_train_function(sparse, batch, steps))
+    ratio = paired_ratio(times["sparse"], times["plain"])
+    print(f"floor: the train function alone ({rounds} rounds of {steps} calls, no fit "
+          f"loop, no callback): plain {statistics.median(times['plain']) * 1e3:.3f} ms, "
+          f"tf_dsr layers {statistics.median(times['sparse']) * 1e3:.3f} ms per step, "
+          f"paired {ratio:.3f} (the masked products, forward and backward)", flush=True)
 
 
 def update_cost(model, callback, x, y, repeats):
