@@ -36,6 +36,7 @@ Usage:
 """
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -48,6 +49,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tf_dsr  # noqa: E402
+from tf_dsr.app import latency  # noqa: E402
 from train_step import compile_model  # noqa: E402
 from train_step import data  # noqa: E402
 from train_step import header  # noqa: E402
@@ -137,34 +139,18 @@ def bench_fits(repeats, short, long):
                      (tf.constant(x[:100]), tf.constant(y[:100])))
 
 
-def time_train_function(model, batch, steps):
-    """Seconds per call of the model's compiled train function, `steps`
-    calls on one batch; the loss is read once at the end."""
-    batches = iter(tf.data.Dataset.from_tensors(batch).repeat(steps))
-    start = time.perf_counter()
-    for _ in range(steps):
-        logs = model.train_function(batches)
-    float(logs["loss"])
-    return (time.perf_counter() - start) / steps
-
-
-def bench_step_floor(plain, sparse, batch, rounds=15, steps=200):
-    """Prints the train function alone, plain Keras vs tf_dsr's layers.
-
-    One untimed call per model first (a new iterator can retrace); the
-    order alternates between rounds.
-    """
-    models = {"plain": plain, "sparse": sparse}
-    times = {"plain": [], "sparse": []}
-    for model in models.values():
+def bench_step_floor(plain, sparse, batch, rounds=15, chunk_seconds=0.5):
+    """Prints Keras' train function alone, plain Keras vs tf_dsr's layers,
+    timed in interleaved rounds (`tf_dsr.app.latency`), one batch repeated."""
+    runners = {}
+    for name, model in (("plain", plain), ("sparse", sparse)):
         model.make_train_function()
-        time_train_function(model, batch, 1)
-    for index in range(rounds):
-        for name in (("plain", "sparse") if index % 2 == 0 else ("sparse", "plain")):
-            times[name].append(time_train_function(models[name], batch, steps))
+        runners[name] = functools.partial(
+            model.train_function, iter(tf.data.Dataset.from_tensors(batch).repeat()))
+    times = latency.interleaved_times(runners, rounds, chunk_seconds)
     ratio = paired_ratio(times["sparse"], times["plain"])
-    print(f"floor: the train function alone ({rounds} rounds of {steps} calls, no fit "
-          f"loop, no callback): plain {statistics.median(times['plain']) * 1e3:.3f} ms, "
+    print(f"floor: the train function alone ({rounds} interleaved rounds, no fit loop, "
+          f"no callback): plain {statistics.median(times['plain']) * 1e3:.3f} ms, "
           f"tf_dsr layers {statistics.median(times['sparse']) * 1e3:.3f} ms per step, "
           f"paired {ratio:.3f} (the masked products, forward and backward)", flush=True)
 
