@@ -106,8 +106,9 @@ def validate_layer_block_shape(block_shape, layer_class, where=None):
         where = where or getattr(layer_class, "sparse_name", layer_class.__name__)
         raise ValueError(
             "`block_shape` is supported by SparseDense, SparseEinsumDense, "
-            "SparseConv1D, SparseConv2D, SparseConv3D, whose kernels have the "
-            f"input and output axes of TFLite's blocks; {where} does not take it. Received: "
+            "SparseConv1D, SparseConv2D, SparseConv3D and SparseReversibleEmbedding "
+            "(its logits projection), whose kernels have the input and output "
+            f"axes of TFLite's blocks; {where} does not take it. Received: "
             f"block_shape={block_shape!r}. Pass block_shape=None for this "
             "layer (with `tf_dsr.sparsify`, keep it dense with `keep_dense=[...]`)."
         )

@@ -56,16 +56,30 @@ def _block_model(sparsity, block_shape=(4, 1), kind="dense"):
             tf_dsr.SparseDense(32, sparsity=sparsity, block_shape=block_shape, seed=1),
             tf_dsr.SparseDense(12, sparsity=sparsity, block_shape=block_shape, seed=2),
         ]
-    else:  # attention-style projections: (16) -> (4 heads, 8) -> (12)
+    elif kind == "einsum":  # attention-style projections: (16) -> (4 heads, 8) -> (12)
         layers = [
             tf_dsr.SparseEinsumDense("ac,cde->ade", (4, 8), sparsity=sparsity,
                                      block_shape=block_shape, seed=1),
             tf_dsr.SparseEinsumDense("acd,cde->ae", (12,), sparsity=sparsity,
                                      block_shape=block_shape, seed=2),
         ]
-    model = keras.Sequential([keras.Input((16,)), *layers])
+    else:  # a language model's tied token table: lookup, then logits
+        tokens = keras.Input((2,), dtype="int32")
+        table = tf_dsr.SparseReversibleEmbedding(12, 16, sparsity=sparsity,
+                                                 block_shape=block_shape, seed=1)
+        hidden = tf_dsr.SparseDense(16, sparsity=sparsity, block_shape=block_shape,
+                                    seed=2)(table(tokens))
+        model = keras.Model(tokens, keras.layers.Flatten()(table(hidden, reverse=True)))
+    if kind != "tied-table":
+        model = keras.Sequential([keras.Input((16,)), *layers])
     model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "mse")
     return model
+
+
+def _data(kind, rng):
+    x = (rng.integers(0, 12, (96, 2)) if kind == "tied-table"
+         else rng.normal(size=(96, 16)))
+    return x, rng.normal(size=(96, 24 if kind == "tied-table" else 12))
 
 
 METHODS = {
@@ -76,7 +90,7 @@ METHODS = {
 }
 
 
-@pytest.mark.parametrize("kind", ["dense", "einsum"])
+@pytest.mark.parametrize("kind", ["dense", "einsum", "tied-table"])
 @pytest.mark.parametrize("block_shape", [(4, 1), (2, 2)])
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_mask_is_whole_blocks_after_every_update(method, block_shape, kind):
@@ -158,14 +172,13 @@ def test_non_finite_kernel_skips_and_keeps_blocks():
     lambda: tf_dsr.DynamicReparam(prune_target=0.2, period=2, growth="gradient", seed=0,
                                   initial_threshold=0.2),
 ], ids=["rigl", "dsr-gradient-growth"])
-@pytest.mark.parametrize("kind", ["dense", "einsum"])
+@pytest.mark.parametrize("kind", ["dense", "einsum", "tied-table"])
 def test_gradient_growth_moves_whole_blocks(make, kind):
     # Dense gradients per block (mean |dL/dW|) rank the blocks to grow.
     keras.utils.set_random_seed(0)
     model = _block_model(0.75, kind=kind)
     callback = make()
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(96, 16)), rng.normal(size=(96, 12))
+    x, y = _data(kind, np.random.default_rng(0))
     pairs = [pair for _, pair in tf_dsr.layers.find_sparse_kernels(model)]
     before = [int(p.mask.numpy().sum()) for p in pairs]
     initial = [p.mask.numpy().copy() for p in pairs]

@@ -194,3 +194,47 @@ def test_einsum_dense_layouts_without_a_fully_connected_block_are_refused(
                                      block_shape=(4, 1))
     with pytest.raises(ValueError, match="no TFLite FULLY_CONNECTED block"):
         layer(np.ones(x_shape, "float32"))
+
+
+@pytest.mark.parametrize("tie_weights", [True, False])
+def test_reversible_embedding_blocks_lie_along_the_logits_projection(tie_weights):
+    # Blocks of the logits matmul: (4, 1) is 4 consecutive entries of one
+    # token's vector, on the tied (tokens, vector) table and on the
+    # untied (vector, tokens) reverse table alike.
+    layer = tf_dsr.SparseReversibleEmbedding(12, 8, sparsity=0.75, tie_weights=tie_weights,
+                                             block_shape=(4, 1), seed=0)
+    vectors = layer(np.array([[1, 5, 11]]))
+    found = {pair.attribute: pair for _, pair in tf_dsr.layers.find_sparse_kernels(layer)}
+    table = found["embeddings"]
+    assert table.block_shape == (1, 4) and _whole_blocks(table)
+    assert int(table.mask.numpy().sum()) == 4 * round(0.25 * 24)
+    if not tie_weights:
+        reverse = found["reverse_embeddings"]
+        assert reverse.block_shape == (4, 1) and _whole_blocks(reverse)
+    logits = layer(vectors, reverse=True)
+    weight = (keras.ops.transpose(table.masked) if tie_weights
+              else found["reverse_embeddings"].masked)
+    np.testing.assert_allclose(logits, keras.ops.matmul(vectors, weight), atol=1e-6)
+    config = layer.get_config()
+    assert config["block_shape"] == [4, 1]
+    assert tf_dsr.SparseReversibleEmbedding.from_config(config).block_shape == (4, 1)
+
+
+def test_reversible_embedding_blocks_must_tile_the_vector():
+    layer = tf_dsr.SparseReversibleEmbedding(12, 6, sparsity=0.5, block_shape=(4, 1))
+    with pytest.raises(ValueError, match="embeddings of layer"):
+        layer(np.array([[1, 2]]))
+
+
+def test_sparsify_gives_a_keras_hub_lm_token_table_its_blocks():
+    import keras_hub_tiny
+
+    lm = keras_hub_tiny.gpt2()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tf_dsr.sparsify(lm, 0.75, block_shape=(4, 1), seed=0)
+    found = dict(tf_dsr.layers.find_sparse_kernels(lm))
+    table = found["gpt2_backbone/token_embedding"]
+    assert isinstance(table.layer, tf_dsr.SparseReversibleEmbedding)
+    assert table.block_shape == (1, 4) and _whole_blocks(table)
+    assert all(_whole_blocks(pair) for pair in found.values())

@@ -155,14 +155,62 @@ def test_a_keras_hub_classifier_trained_with_blocks_runs_on_sparse_kernels():
     rng = np.random.default_rng(0)
     x = {"token_ids": rng.integers(1, 64, (1, 8)).astype("int32"),
          "segment_ids": np.zeros((1, 8), "int32"), "padding_mask": np.ones((1, 8), "int32")}
+    np.testing.assert_allclose(_run_dict(flatbuffer, x), model(x, training=False), atol=1e-4)
+
+
+def _run_dict(flatbuffer, x, delegates=True):
+    """Runs a file whose model takes a dict, flattened in sorted key order."""
+    resolver = (tf.lite.experimental.OpResolverType.AUTO if delegates else
+                tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+        interpreter = tf.lite.Interpreter(model_content=flatbuffer,
+                                          experimental_op_resolver_type=resolver)
     serve = interpreter.get_signature_runner("serving_default")
-    # The dict input is flattened in sorted key order.
     names = sorted(serve.get_input_details())
-    got = next(iter(serve(**{n: x[k] for n, k in zip(names, sorted(x))}).values()))
-    np.testing.assert_allclose(got, model(x, training=False), atol=1e-4)
+    return next(iter(serve(**{n: x[k] for n, k in zip(names, sorted(x))}).values()))
+
+
+@pytest.mark.parametrize("block_shape,quantize", [
+    ((4, 1), None), ((16, 1), "dynamic"), (None, None)], ids=["1x4", "1x16-int8", "unstructured"])
+def test_a_language_model_with_a_tied_sparse_token_table_converts(block_shape, quantize):
+    # GPT-2's token table feeds the lookup and the logits matmul. With
+    # blocks, the logits run on the sparse kernel too; unstructured, the
+    # table is named as densified (TFLite's sparsifier used to crash on it).
+    keras_hub = pytest.importorskip("keras_hub")
+    keras.utils.set_random_seed(0)
+    steps, vocab = 8, 96
+    backbone = keras_hub.models.GPT2Backbone(  # heads of 16 take 1x16 blocks
+        vocabulary_size=vocab, num_layers=1, num_heads=2, hidden_dim=32,
+        intermediate_dim=64, max_sequence_length=steps)
+    model = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tf_dsr.sparsify(model, 0.75, block_shape=block_shape, seed=0)
+    for _, pair in tf_dsr.layers.find_sparse_kernels(model):
+        pair.kernel.assign(pair.masked + 0.05 * tf.cast(pair.mask, tf.float32))
+    inputs = {"token_ids": tf.TensorSpec((1, steps), tf.int32),
+              "padding_mask": tf.TensorSpec((1, steps), tf.int32)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        flatbuffer = tf_dsr.to_tflite(model, sparse_weights=True, quantize=quantize,
+                                      input_signature=[inputs])
+    densified = [str(w.message).split("'")[1] for w in caught
+                 if "will be densified" in str(w.message)]
+    ops = tflite_ops(flatbuffer)
+    logits = [i for op, i, _ in ops if op == "FULLY_CONNECTED" and i[1] == (vocab, 32)]
+    assert len(logits) == 1  # the tied table is the logits' [output, input] weight
+    if block_shape is None:
+        assert "token_embedding" in densified
+    else:
+        assert densified == [] and "DENSIFY" not in [op for op, _, _ in ops]
+    rng = np.random.default_rng(0)
+    x = {"token_ids": rng.integers(1, vocab, (1, steps)).astype("int32"),
+         "padding_mask": np.ones((1, steps), "int32")}
+    expected = keras.ops.convert_to_numpy(model(x, training=False))
+    got = _run_dict(flatbuffer, x, delegates=quantize is None)
+    tolerance = 1e-5 if quantize is None else 0.05 * np.max(np.abs(expected))
+    np.testing.assert_allclose(got, expected, atol=tolerance)
 
 
 def _int8_model(block_shape):

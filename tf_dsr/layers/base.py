@@ -200,8 +200,9 @@ class SparseLayer(keras.layers.Layer):
     kernel; the trainable variables and their masks are in
     `layer.sparse_kernels()`.
 
-    Block sparsity: classes with `supports_block_shape` (Dense and the
-    Conv1D/2D/3D family, whose kernels end in `(input, output)` axes)
+    Block sparsity: classes with `supports_block_shape` (Dense,
+    EinsumDense, the Conv1D/2D/3D family and ReversibleEmbedding, whose
+    kernels have the `(input, output)` axes of a matmul, `block_axes`)
     take `block_shape=(b_in, b_out)`: masks are then made of whole blocks
     of `b_in` consecutive inputs by `b_out` consecutive outputs (one
     spatial tap of a convolution each), and the initial mask has exactly
@@ -224,7 +225,7 @@ class SparseLayer(keras.layers.Layer):
     sparse_kernel_names = ()
     # Set on classes whose Keras layer takes `seed` itself.
     _keras_takes_seed = False
-    # Classes whose kernels end in (input, output) axes take `block_shape`.
+    # Classes whose kernels have (input, output) axes (`block_axes`) take `block_shape`.
     supports_block_shape = False
     # Layers adopted from Keras-made sublayers never run `__init__`.
     block_shape = None

@@ -6,6 +6,7 @@ from tf_dsr._keras_internals import set_keras_mask
 from tf_dsr.gradient_hooks import computed_rows
 from tf_dsr.layers.base import SparseLayer
 from tf_dsr.layers.base import masked_value
+from tf_dsr.layers.reading import given_lookup_table
 from tf_dsr.layers.reading import reads_given_kernels
 
 
@@ -210,6 +211,16 @@ class SparseReversibleEmbedding(SparseLayer, keras.layers.ReversibleEmbedding):
         sparsity: float in [0, 1), fraction of zeros in each table.
             Defaults to 0.9.
         seed: int or None, seeds the masks.
+        block_shape: None, or `(b_in, b_out)`, blocks of the reverse
+            projection (the logits matmul, the table's only use TFLite
+            runs as a FULLY_CONNECTED): `b_in` consecutive entries of one
+            vector (`output_dim` axis) by `b_out` consecutive tokens. The
+            tied table `(input_dim, output_dim)` is TFLite's `[output,
+            input]` weight as it is, so `(16, 1)` gives its sparse int8
+            kernel's 1x16 blocks and `(4, 1)` its float 1x4 blocks; an
+            untied layer's `reverse_embeddings` `(output_dim, input_dim)`
+            takes the same blocks transposed. Defaults to None
+            (unstructured).
         **kwargs: every other argument of `keras.layers.ReversibleEmbedding`.
 
     Example:
@@ -218,14 +229,34 @@ class SparseReversibleEmbedding(SparseLayer, keras.layers.ReversibleEmbedding):
     >>> vectors = layer(keras.ops.array([[3, 7]]))
     >>> tuple(layer(vectors, reverse=True).shape), int(keras.ops.sum(layer.embeddings_mask))
     ((1, 2, 100), 400)
+    >>> blocked = tf_dsr.SparseReversibleEmbedding(100, 8, sparsity=0.5, block_shape=(4, 1))
+    >>> _ = blocked(keras.ops.array([[3, 7]]))
+    >>> rows = keras.ops.convert_to_numpy(blocked.embeddings_mask).reshape(100, 2, 4)
+    >>> bool((rows == rows[..., :1]).all())  # 4 consecutive entries of a vector
+    True
     """
 
     sparse_kernel_names = ("embeddings", "reverse_embeddings")
+    supports_block_shape = True
+
+    @classmethod
+    def block_axes(cls, layer, attribute, rank):
+        # The reverse projection's input is the vector axis: axis 1 of the
+        # (tokens, vector) table, axis 0 of the (vector, tokens) reverse table.
+        return (1, 0) if attribute == "embeddings" else (0, 1)
 
     def call(self, inputs, reverse=False):
-        if reverse or reads_given_kernels(self):
+        table = None if reverse else given_lookup_table(self)
+        if table is not None:
+            # An export's own lookup table (`tf_dsr.to_tflite`).
+            if inputs.dtype not in ("int32", "int64"):
+                inputs = keras.ops.cast(inputs, "int32")
+            outputs = keras.ops.cast(keras.ops.take(table, inputs, axis=0),
+                                     self.compute_dtype)
+        elif reverse or reads_given_kernels(self):
             return super().call(inputs, reverse=reverse)
-        outputs = gathered_rows(self, inputs)
+        else:
+            outputs = gathered_rows(self, inputs)
         # Keras' Embedding masks token 0 when `mask_zero`.
         mask = keras.layers.Embedding.compute_mask(self, inputs)
         if mask is not None:

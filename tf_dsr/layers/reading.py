@@ -19,6 +19,8 @@ import contextlib
 import threading
 
 _GIVEN = threading.local()
+# The key under which a layer's lookup table is given (no kernel has this name).
+_LOOKUP = "<lookup table>"
 
 
 def _given():
@@ -26,12 +28,17 @@ def _given():
 
 
 @contextlib.contextmanager
-def kernels_read_from(values):
+def kernels_read_from(values, lookup_tables=()):
     """While active, sparse layers compute with the given kernels.
 
     Args:
         values: iterable of `(SparseKernel, value)` pairs; `value` is a
             tensor or variable of the kernel's shape.
+        lookup_tables: iterable of `(layer, table)` pairs: a tied
+            `SparseReversibleEmbedding` looks tokens up in `table` (rows
+            of its table, maybe more) and projects to logits with the
+            kernel in `values` (`tf_dsr.to_tflite`, see
+            `tf_dsr.saving.savedmodel`). Defaults to none.
 
     Example:
 
@@ -49,6 +56,7 @@ def kernels_read_from(values):
     _GIVEN.values = {
         **previous,
         **{(id(pair.layer), pair.attribute): value for pair, value in values},
+        **{(id(layer), _LOOKUP): table for layer, table in lookup_tables},
     }
     try:
         yield
@@ -64,3 +72,8 @@ def given_kernel(layer, attribute):
 def reads_given_kernels(layer):
     """True while `kernels_read_from` gives `layer` its kernels."""
     return any(key[0] == id(layer) for key in _given())
+
+
+def given_lookup_table(layer):
+    """The table `kernels_read_from` gives `layer`'s lookups, or None."""
+    return _given().get((id(layer), _LOOKUP))

@@ -17,6 +17,7 @@ import numbers
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tf_dsr._keras_internals import build_shapes
@@ -79,46 +80,63 @@ def _input_signature(model):
 
 
 @contextlib.contextmanager
-def _plain_kernels(model):
+def _plain_kernels(model, separate_lookups=False):
     """Plain variables holding each sparse kernel's `kernel * mask`.
 
     Yields `(variables, masked_out)`: the new variables, named like the
     kernels they stand for, read by every sparse layer while the context
     is active; and the ids of the variables an export must not contain
     (masks and raw kernels).
+
+    With `separate_lookups`, a tied `SparseReversibleEmbedding` looks
+    tokens up in a table of its own, `<name>_lookup`: the masked table
+    and one row of zeros no token reads. TFLite's sparsifier fails
+    ("operand #0 does not dominate this use") on a sparse constant that
+    feeds both a GATHER and the logits FULLY_CONNECTED, and a plain copy
+    would not help (the converter merges equal constants); with the extra
+    row the two constants differ, the logits run on the sparse kernel and
+    the lookup reads a dense table.
     """
     found = find_sparse_kernels(model)
     check_masks(found, "`tf_dsr.export`")
-    values = []
+    values, lookups = [], []
     for _, pair in found:
         *scopes, name = pair.kernel.path.split("/")
+        masked = keras.ops.convert_to_numpy(pair.masked)
         with contextlib.ExitStack() as stack:
             for scope in scopes:
                 stack.enter_context(keras.name_scope(scope))
             variable = keras.Variable(
-                keras.ops.convert_to_numpy(pair.masked),
-                dtype=pair.kernel.dtype,
-                trainable=pair.kernel.trainable,
-                name=name,
-            )
+                masked, dtype=pair.kernel.dtype, trainable=pair.kernel.trainable, name=name)
+            if separate_lookups and _is_tied_table(pair):
+                lookups.append((pair.layer, keras.Variable(
+                    np.concatenate([masked, np.zeros_like(masked[:1])]),
+                    dtype=pair.kernel.dtype, trainable=False, name=f"{name}_lookup")))
         values.append((pair, variable))
     masked_out = set()
     for _, pair in found:
         for variable in (pair.kernel, pair.mask):
             masked_out.update({id(variable), id(variable.value)})
-    with kernels_read_from(values):
+    with kernels_read_from(values, lookups):
         yield [variable for _, variable in values], masked_out
 
 
-def write_saved_model(model, path, verbose, input_signature):
+def _is_tied_table(pair):
+    return (pair.attribute == "embeddings"
+            and isinstance(pair.layer, keras.layers.ReversibleEmbedding)
+            and pair.layer.tie_weights)
+
+
+def write_saved_model(model, path, verbose, input_signature, separate_lookups=False):
     """Traces `model` with plain kernels and writes the SavedModel (what
-    `export` and `tf_dsr.saving.tflite.to_tflite` write)."""
+    `export` and `tf_dsr.saving.tflite.to_tflite` write; `separate_lookups`
+    as in `_plain_kernels`)."""
     if input_signature is None:
         input_signature = _input_signature(model)
     archive = keras.export.ExportArchive()
     # Saving may trace the endpoint again: keep the plain kernels in place
     # until the artifact is written.
-    with _plain_kernels(model) as (_, masked_out):
+    with _plain_kernels(model, separate_lookups) as (_, masked_out):
 
         def serve(*inputs):
             return model(*inputs, training=False)

@@ -114,6 +114,12 @@ def _fully_connected_axes(pair):
     rank = len(pair.kernel.shape)
     if keras_class is keras.layers.Dense and rank == 2:
         return [1], [0]
+    if issubclass(keras_class, keras.layers.ReversibleEmbedding):
+        # The logits matmul: a tied (tokens, vector) table is already
+        # [output, input]; an untied layer's lookup table is no matmul.
+        if pair.attribute == "reverse_embeddings":
+            return [1], [0]
+        return ([0], [1]) if pair.layer.tie_weights else None
     if keras_class is not keras.layers.EinsumDense:
         return None
     left, output = pair.layer.equation.replace("...", "").split("->")
@@ -389,7 +395,8 @@ def to_tflite(
     _check_quantize(quantize, representative_dataset)
     with tempfile.TemporaryDirectory() as tmp:
         saved = os.path.join(tmp, "saved_model")
-        write_saved_model(model, saved, False, input_signature)
+        write_saved_model(model, saved, False, input_signature,
+                          separate_lookups=sparse_weights)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)
         optimizations = [tf.lite.Optimize.DEFAULT] if quantize else []
         if sparse_weights:
