@@ -132,9 +132,12 @@ def serve(path, x):
 
 
 def kernel_zeros(model):
-    """Kernel variable path -> number of zeros its mask has."""
+    """Kernel variable path -> number of zeros of `kernel * mask`: those of
+    the mask, and active weights that are exactly zero (a weight DSR
+    regrew at the last step starts at zero)."""
     return {
-        layer.kernel_variable.path: int((layer.mask.numpy() == 0).sum())
+        layer.kernel_variable.path: int(
+            (layer.kernel_variable.numpy() * layer.mask.numpy() == 0).sum())
         for layer in find_sparse_layers(model)
     }
 
