@@ -322,6 +322,14 @@ def to_tflite(
     the flatbuffer is inspected and each layer behind a DENSIFY op gets a
     `UserWarning` saying which block shape or sparsity would avoid it.
 
+    A language model's tied token table (`SparseReversibleEmbedding`,
+    e.g. keras-hub's GPT-2) feeds the token lookup and the logits
+    projection. With `sparse_weights=True` the lookup reads a dense table
+    of its own (one more table in the file), so the logits run on the
+    sparse FULLY_CONNECTED kernel when the table was trained with
+    `block_shape=(4, 1)` (float) or `(16, 1)` (int8); TFLite's
+    sparsifier cannot convert one sparse table feeding both.
+
     Sparse and int8: `quantize="dynamic"` stores the weights in int8
     (activations stay float; TFLite's "hybrid" kernels), `quantize="int8"`
     quantizes weights and activations with `representative_dataset`. With
