@@ -354,14 +354,10 @@ def prepare(kind, args, log):
     t0 = time.perf_counter()
     dense = build(kind, args)
     sparse = {}
-    # --quick trains one sparse model in 16x1 blocks, which are 1x4 blocks too.
-    blocks = [INT8_BLOCK] if args.quick else [FLOAT_BLOCK] + [INT8_BLOCK] * args.int8
-    for block in blocks:
+    for block in [FLOAT_BLOCK] + [INT8_BLOCK] * args.int8:
         sparse[block], reallocs = train_sparse(kind, args, block)
         log(f"  {kind}: sparse {block} trained {args.train_steps} steps, "
             f"{reallocs} reallocations ({time.perf_counter() - t0:.0f} s)")
-    if args.quick:
-        sparse[FLOAT_BLOCK] = sparse[INT8_BLOCK]
     label = {"bert": "BERT classifier", "gpt2": "GPT-2 LM"}[kind]
     x, _ = tokens(kind, args, 1, seed=2)
     parts = [(label, lambda m: m)]
@@ -716,8 +712,7 @@ def format_accuracy(results, args):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes, one sparse model per architecture (16x1 blocks, "
-                             "also 1x4 blocks), 2 rounds: a smoke test")
+                        help="tiny sizes, 2 rounds: a smoke test")
     parser.add_argument("--accuracy", action="store_true",
                         help="the digits accuracy of blocks vs unstructured instead")
     for name in ("layers", "hidden", "heads", "intermediate", "seq", "vocab",

@@ -349,8 +349,9 @@ def sparsify(model, sparsity, keep_dense=None, include=None, seed=None,
             `seed + i`; None draws seeds from Python's `random` (seeded by
             `keras.utils.set_random_seed`). Defaults to None.
         block_shape: None, or `(b_in, b_out)`: masks are made of whole
-            blocks (see `tf_dsr.SparseDense`). Only `Dense` and
-            `Conv1D/2D/3D` take it, with input and output axes multiples of
+            blocks (see `tf_dsr.SparseDense`). Only `Dense`, `EinsumDense`,
+            `Conv1D/2D/3D` and `ReversibleEmbedding` (its logits
+            projection) take it, with input and output axes multiples of
             the block: any other converted layer raises a `ValueError`
             listing them all, before anything changes. Defaults to None.
         kernels: None, or a dict mapping a layer class (exact type) or a

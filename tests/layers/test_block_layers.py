@@ -220,10 +220,16 @@ def test_reversible_embedding_blocks_lie_along_the_logits_projection(tie_weights
     assert tf_dsr.SparseReversibleEmbedding.from_config(config).block_shape == (4, 1)
 
 
-def test_reversible_embedding_blocks_must_tile_the_vector():
-    layer = tf_dsr.SparseReversibleEmbedding(12, 6, sparsity=0.5, block_shape=(4, 1))
-    with pytest.raises(ValueError, match="embeddings of layer"):
+@pytest.mark.parametrize("tie_weights", [True, False])
+def test_reversible_embedding_blocks_must_tile_the_vector(tie_weights):
+    layer = tf_dsr.SparseReversibleEmbedding(12, 6, sparsity=0.5, tie_weights=tie_weights,
+                                             block_shape=(4, 1))
+    with pytest.raises(ValueError, match=r"block_shape=\(4, 1\) does not tile embeddings "
+                                         r"\(12, 6\).*b_in=4 must divide output_dim"):
         layer(np.array([[1, 2]]))
+    too_wide = tf_dsr.SparseReversibleEmbedding(12, 8, sparsity=0.5, block_shape=(1, 5))
+    with pytest.raises(ValueError, match=r"b_out=5 must divide input_dim, the vocabulary \(12\)"):
+        too_wide(np.array([[1, 2]]))
 
 
 def test_sparsify_gives_a_keras_hub_lm_token_table_its_blocks():

@@ -119,7 +119,7 @@ def train(model, callback=None):
 
 def fill_masked_positions(model):
     """Makes raw kernels non-zero where masks are 0 (outputs do not change),
-    so that exported zeros can only come from the masks."""
+    so that exported zeros can only be those of `kernel * mask`."""
     for layer in find_sparse_layers(model):
         mask = layer.mask.numpy()
         layer.kernel_variable.assign(layer.kernel_variable.numpy() + 0.5 * (1.0 - mask))
@@ -218,7 +218,7 @@ def test_served_outputs_equal_training_model_outputs(exported, name):
 
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
-def test_exported_kernel_zeros_equal_mask_zeros(exported, name):
+def test_exported_kernel_zeros_are_those_of_the_masked_kernel(exported, name):
     _, models, _, result = exported
     saved = result["models"][name]
     masks = kernel_zeros(models[name])

@@ -245,12 +245,30 @@ class SparseReversibleEmbedding(SparseLayer, keras.layers.ReversibleEmbedding):
         # (tokens, vector) table, axis 0 of the (vector, tokens) reverse table.
         return (1, 0) if attribute == "embeddings" else (0, 1)
 
+    @classmethod
+    def full_block_shape(cls, layer, attribute, shape, block_shape):
+        vector_axis, tokens_axis = cls.block_axes(layer, attribute, len(shape))
+        b_in, b_out = block_shape
+        for name, block, axis, what in (("b_in", b_in, vector_axis, "output_dim, the vector"),
+                                        ("b_out", b_out, tokens_axis, "input_dim, the vocabulary")):
+            if shape[axis] % block:
+                raise ValueError(
+                    f"block_shape={tuple(block_shape)} does not tile {attribute} "
+                    f"{tuple(shape)} of layer '{layer.name}': {name}={block} must divide "
+                    f"{what} ({shape[axis]}). Choose a block that divides it, or "
+                    "keep the layer unstructured."
+                )
+        return super().full_block_shape(layer, attribute, shape, block_shape)
+
     def call(self, inputs, reverse=False):
         table = None if reverse else given_lookup_table(self)
         if table is not None:
-            # An export's own lookup table (`tf_dsr.to_tflite`).
+            # An export's own lookup table (`tf_dsr.to_tflite`), which may
+            # have more rows than the vocabulary: wrap negative ids as
+            # Keras' `take` does on the table itself.
             if inputs.dtype not in ("int32", "int64"):
                 inputs = keras.ops.cast(inputs, "int32")
+            inputs = keras.ops.where(inputs < 0, inputs + self.input_dim, inputs)
             outputs = keras.ops.cast(keras.ops.take(table, inputs, axis=0),
                                      self.compute_dtype)
         elif reverse or reads_given_kernels(self):

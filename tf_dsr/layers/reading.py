@@ -8,7 +8,8 @@ of `kernel * mask`. Two users:
   once per call, not once per time step, and let the cell read that;
 - `tf_dsr.export` traces a model whose kernels are plain variables
   holding `kernel * mask`, so that neither masks nor raw kernels are
-  captured in the artifact.
+  captured in the artifact (and `tf_dsr.to_tflite` gives a tied token
+  table's lookups a table of their own, `lookup_tables`).
 
 The given values are per thread (two threads may trace the same layer at
 once), keyed by `(id(layer), attribute)`; blocks nest, and leaving one

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_dsr._keras_internals import build_shapes
+from tf_dsr.layers.dense import SparseReversibleEmbedding
 from tf_dsr.layers.reading import kernels_read_from
 from tf_dsr.layers.find import check_masks
 from tf_dsr.layers.find import find_sparse_kernels
@@ -122,8 +123,9 @@ def _plain_kernels(model, separate_lookups=False):
 
 
 def _is_tied_table(pair):
+    # Only `SparseReversibleEmbedding.call` reads the lookup table.
     return (pair.attribute == "embeddings"
-            and isinstance(pair.layer, keras.layers.ReversibleEmbedding)
+            and isinstance(pair.layer, SparseReversibleEmbedding)
             and pair.layer.tie_weights)
 
 

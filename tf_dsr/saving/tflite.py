@@ -107,9 +107,10 @@ def tflite_ops(flatbuffer):
 
 
 def _fully_connected_axes(pair):
-    """For a Dense or EinsumDense kernel: its output axes and input axes in
-    the order TFLite's `[output, input]` FULLY_CONNECTED weight flattens
-    them; None for other kernels (or an einsum TFLite cannot run as one)."""
+    """For a Dense or EinsumDense kernel or a table a ReversibleEmbedding
+    projects logits with: its output axes and input axes in the order
+    TFLite's `[output, input]` FULLY_CONNECTED weight flattens them; None
+    for other kernels (or an einsum TFLite cannot run as one)."""
     keras_class = pair.layer.keras_class()
     rank = len(pair.kernel.shape)
     if keras_class is keras.layers.Dense and rank == 2:
@@ -166,8 +167,8 @@ def _tflite_weight_shape(pair):
 
 def _zero_fractions(pair, block=4):
     """Fraction of zeros of the masked kernel, and of entries in whole all-zero
-    1x`block` blocks of TFLite's [out, in] layout (Dense and EinsumDense;
-    else None)."""
+    1x`block` blocks of TFLite's [out, in] layout (kernels run as a
+    FULLY_CONNECTED, `_fully_connected_axes`; else None)."""
     value = np.asarray(keras.ops.convert_to_numpy(pair.masked))
     zeros = float(np.mean(value == 0))
     axes = _fully_connected_axes(pair)
@@ -328,7 +329,10 @@ def to_tflite(
     of its own (one more table in the file), so the logits run on the
     sparse FULLY_CONNECTED kernel when the table was trained with
     `block_shape=(4, 1)` (float) or `(16, 1)` (int8); TFLite's
-    sparsifier cannot convert one sparse table feeding both.
+    sparsifier cannot convert one sparse table feeding both (so a model
+    whose own code reads the table, `layer.embeddings`, besides the
+    layer's lookup and logits, still fails to convert with sparse
+    weights; keep that table dense).
 
     Sparse and int8: `quantize="dynamic"` stores the weights in int8
     (activations stay float; TFLite's "hybrid" kernels), `quantize="int8"`
