@@ -122,10 +122,10 @@ def test_to_tflite_of_a_keras_hub_model_matches_keras(tmp_path):
 def test_a_refused_call_changes_nothing():
     model = gpt2()
     weights = [w.numpy().copy() for w in model.weights]
-    # EinsumDense and the token table take no block shape: refused, and no
-    # layer was converted before the refusal.
-    with pytest.raises(ValueError, match="block_shape=\\(4, 1\\) cannot apply"):
-        tf_dsr.sparsify(model, 0.9, block_shape=(4, 1))
+    # A block that tiles no kernel (widths are multiples of 4): refused, and
+    # no layer was converted before the refusal.
+    with pytest.raises(ValueError, match="block_shape=\\(3, 1\\) cannot apply"):
+        tf_dsr.sparsify(model, 0.9, block_shape=(3, 1))
     assert not find_sparse_layers(model)
     assert all(np.array_equal(a, w.numpy()) for a, w in zip(weights, model.weights))
 
